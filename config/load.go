@@ -1,0 +1,272 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/runner-spawner/runner-spawner/internal/secret"
+)
+
+// Load reads the config file at path, applies defaults and secrets from getenv (nil:
+// no environment) and validates it. On a validation problem it returns the decoded
+// File together with the errors (every FieldError joined), so callers can still print
+// what was read; on a file or syntax problem the File is nil.
+func Load(path string, getenv func(string) string) (*File, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(data, getenv)
+}
+
+// Parse is Load on bytes already read.
+func Parse(data []byte, getenv func(string) string) (*File, error) {
+	if getenv == nil {
+		getenv = func(string) string { return "" }
+	}
+	f := Defaults()
+	var p problems
+	if len(bytes.TrimSpace(data)) > 0 {
+		var root yaml.Node
+		if err := yaml.Unmarshal(data, &root); err != nil {
+			return nil, fmt.Errorf("parse config: %w", err)
+		}
+		lines := map[int]string{}
+		checkKeys(&root, reflect.TypeOf(f).Elem(), "", lines, &p)
+		if err := root.Decode(f); err != nil {
+			var te *yaml.TypeError
+			if !errors.As(err, &te) {
+				return nil, fmt.Errorf("parse config: %w", err)
+			}
+			for _, msg := range te.Errors {
+				p.add(keyForMessage(msg, lines), "%s", stripLine(msg))
+			}
+		}
+	}
+	for i := range f.Flavors {
+		applyFlavorDefaults(&f.Flavors[i])
+	}
+	resolveSecrets(f, getenv, &p)
+	if len(p.errs) > 0 {
+		return f, p.err()
+	}
+	return f, f.Validate()
+}
+
+// checkKeys walks the YAML tree next to the Go type and reports every key the type
+// does not have, with its path, so a typo ("max_runner") is an error rather than a
+// silently ignored setting. It records which key each line holds so that decoding
+// errors can name their key too.
+func checkKeys(n *yaml.Node, t reflect.Type, path string, lines map[int]string, p *problems) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if n.Kind == yaml.DocumentNode {
+		for _, c := range n.Content {
+			checkKeys(c, t, path, lines, p)
+		}
+		return
+	}
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		checkKeys(n.Alias, t, path, lines, p)
+		return
+	}
+	if isLeaf(t) {
+		return
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			if n.Tag != "!!null" {
+				p.add(orRoot(path), "must be a mapping (line %d)", n.Line)
+			}
+			return
+		}
+		fields := yamlFields(t)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			key := joinKey(path, k.Value)
+			lines[k.Line] = key
+			ft, ok := fields[k.Value]
+			if !ok {
+				p.add(key, "unknown key (line %d)%s", k.Line, suggest(k.Value, fields))
+				continue
+			}
+			checkKeys(v, ft, key, lines, p)
+		}
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			return // decoding reports the type error
+		}
+		for i, c := range n.Content {
+			key := fmt.Sprintf("%s[%d]", path, i)
+			lines[c.Line] = key
+			checkKeys(c, t.Elem(), key, lines, p)
+		}
+	}
+}
+
+var (
+	unmarshalerType = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()
+	durationType    = reflect.TypeOf(time.Duration(0))
+	secretType      = reflect.TypeOf(secret.Value{})
+)
+
+func isLeaf(t reflect.Type) bool {
+	if t == durationType || t == secretType || t.Kind() == reflect.Map {
+		return true
+	}
+	if reflect.PointerTo(t).Implements(unmarshalerType) {
+		return true
+	}
+	switch t.Kind() {
+	case reflect.Struct, reflect.Slice:
+		return false
+	}
+	return true
+}
+
+func yamlFields(t reflect.Type) map[string]reflect.Type {
+	out := map[string]reflect.Type{}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name == "" || name == "-" {
+			continue
+		}
+		out[name] = f.Type
+	}
+	return out
+}
+
+func suggest(key string, fields map[string]reflect.Type) string {
+	best, bestD := "", 3
+	for name := range fields {
+		if d := editDistance(key, name); d < bestD || (d == bestD && name < best) {
+			best, bestD = name, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf("; did you mean %q?", best)
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}
+
+func joinKey(path, k string) string {
+	if path == "" {
+		return k
+	}
+	return path + "." + k
+}
+
+func orRoot(path string) string {
+	if path == "" {
+		return "(top level)"
+	}
+	return path
+}
+
+var lineRE = regexp.MustCompile(`^line (\d+): `)
+
+func keyForMessage(msg string, lines map[int]string) string {
+	m := lineRE.FindStringSubmatch(msg)
+	if m == nil {
+		return "(file)"
+	}
+	n, _ := strconv.Atoi(m[1])
+	if k, ok := lines[n]; ok {
+		return k
+	}
+	return "line " + m[1]
+}
+
+func stripLine(msg string) string {
+	if m := lineRE.FindStringSubmatch(msg); m != nil {
+		return strings.TrimPrefix(msg, m[0]) + " (line " + m[1] + ")"
+	}
+	return msg
+}
+
+// resolveSecrets applies the *_file keys and the SPAWNER_* environment variables.
+// Precedence: environment, then *_file, then the inline value; an inline value and a
+// *_file key for the same secret is an error (which one is meant?).
+func resolveSecrets(f *File, getenv func(string) string, p *problems) {
+	// webhook.secrets: a list; the file holds one secret per line.
+	if f.Webhook.SecretsFile != "" {
+		if len(f.Webhook.Secrets) > 0 {
+			p.add("webhook.secrets_file", "set together with webhook.secrets: use one of them")
+		} else if data, err := os.ReadFile(f.Webhook.SecretsFile); err != nil {
+			p.add("webhook.secrets_file", "cannot read: %v", err)
+		} else {
+			f.Webhook.Secrets = splitSecrets(string(data), "\n")
+		}
+	}
+	if v := getenv("SPAWNER_WEBHOOK_SECRETS"); v != "" {
+		f.Webhook.Secrets = splitSecrets(v, ",")
+	}
+	readSecretFile(&f.NATS.Password, f.NATS.PasswordFile, "nats.password", p)
+	readSecretFile(&f.NATS.Token, f.NATS.TokenFile, "nats.token", p)
+	envSecret(&f.NATS.Password, "SPAWNER_NATS_PASSWORD", getenv)
+	envSecret(&f.NATS.Token, "SPAWNER_NATS_TOKEN", getenv)
+}
+
+func splitSecrets(s, sep string) []secret.Value {
+	var out []secret.Value
+	for _, part := range strings.Split(s, sep) {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, secret.New(part))
+		}
+	}
+	return out
+}
+
+func readSecretFile(dst *secret.Value, file, key string, p *problems) {
+	if file == "" {
+		return
+	}
+	if !dst.IsZero() {
+		p.add(key+"_file", "set together with %s: use one of them", key)
+		return
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		p.add(key+"_file", "cannot read: %v", err)
+		return
+	}
+	*dst = secret.New(strings.TrimSpace(string(data)))
+}
+
+func envSecret(dst *secret.Value, name string, getenv func(string) string) {
+	if v := getenv(name); v != "" {
+		*dst = secret.New(v)
+	}
+}

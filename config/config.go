@@ -41,15 +41,15 @@ type NATS struct {
 	// Listen is the embedded server's client address, and the address that other
 	// spawner processes on the host (status, consumer, flush) connect to when URL is
 	// empty.
-	Listen      string       `yaml:"listen"`
-	User        string       `yaml:"user"`
-	Password    secret.Value `yaml:"password"`
-	PasswordFile string      `yaml:"password_file"`
-	Token       secret.Value `yaml:"token"`
-	TokenFile   string       `yaml:"token_file"`
-	CredsFile   string       `yaml:"creds_file"`
-	NKeyFile    string       `yaml:"nkey_file"`
-	TLS         TLS          `yaml:"tls"`
+	Listen       string       `yaml:"listen"`
+	User         string       `yaml:"user"`
+	Password     secret.Value `yaml:"password"`
+	PasswordFile string       `yaml:"password_file"`
+	Token        secret.Value `yaml:"token"`
+	TokenFile    string       `yaml:"token_file"`
+	CredsFile    string       `yaml:"creds_file"`
+	NKeyFile     string       `yaml:"nkey_file"`
+	TLS          TLS          `yaml:"tls"`
 	// Replicas of every stream and KV bucket; 0 = 1 for the embedded server and for
 	// a single external server, 3 for an external cluster.
 	Replicas        int           `yaml:"replicas"`

@@ -27,6 +27,10 @@ type File struct {
 	// Flavors is the routing table and the per-flavor runner settings. Order matters:
 	// a job goes to the first flavor that matches.
 	Flavors []Flavor `yaml:"flavors"`
+	// LXD is the connection to the LXD server used by flavors with backend lxd.
+	LXD LXDServer `yaml:"lxd"`
+	// OpenStack is the cloud used by flavors with backend openstack.
+	OpenStack OpenStackCloud `yaml:"openstack"`
 }
 
 // Log configures the process log.
@@ -146,7 +150,19 @@ func Defaults() *File {
 			IgnoredLabels: []string{"self-hosted", "linux"},
 			Match:         MatchSubset,
 		},
+		LXD:       lxdDefaults(),
+		OpenStack: openstackDefaults(),
 	}
+}
+
+// UsesBackend reports whether any flavor uses the named backend.
+func (f *File) UsesBackend(name string) bool {
+	for _, fl := range f.Flavors {
+		if fl.Backend == name {
+			return true
+		}
+	}
+	return false
 }
 
 // applyFlavorDefaults fills per-flavor defaults that depend on the flavor itself.

@@ -1,7 +1,18 @@
 package config
 
-// LXDFlavor configures the LXD backend for one flavor. The LXD backend's owner fills
-// this in; see docs/configuration.md.
+// LXDServer is the connection to the LXD server (top-level key "lxd").
+// Owned by the LXD backend work: extend freely, keep docs/configuration.md in step.
+type LXDServer struct {
+	Socket string `yaml:"socket"`
+}
+
+func lxdDefaults() LXDServer {
+	return LXDServer{}
+}
+
+func (l *LXDServer) validate(key string, p *problems) {}
+
+// LXDFlavor configures the LXD backend for one flavor (key "flavors[].lxd").
 type LXDFlavor struct {
 	Image string `yaml:"image"`
 }

@@ -1,7 +1,19 @@
 package config
 
-// OpenStackFlavor configures the OpenStack backend for one flavor. The OpenStack
-// backend's owner fills this in; see docs/configuration.md.
+// OpenStackCloud is the cloud connection (top-level key "openstack").
+// Owned by the OpenStack backend work: extend freely, keep docs/configuration.md in step.
+type OpenStackCloud struct {
+	Cloud string `yaml:"cloud"`
+}
+
+func openstackDefaults() OpenStackCloud {
+	return OpenStackCloud{}
+}
+
+func (o *OpenStackCloud) validate(key string, p *problems) {}
+
+// OpenStackFlavor configures the OpenStack backend for one flavor (key
+// "flavors[].openstack").
 type OpenStackFlavor struct {
 	Image string `yaml:"image"`
 }

@@ -38,6 +38,12 @@ func (f *File) Validate() error {
 	f.validateWebhook(&p)
 	f.validateRouting(&p)
 	f.validateFlavors(&p)
+	if f.UsesBackend(BackendLXD) {
+		f.LXD.validate("lxd", &p)
+	}
+	if f.UsesBackend(BackendOpenStack) {
+		f.OpenStack.validate("openstack", &p)
+	}
 	return p.err()
 }
 

@@ -56,10 +56,12 @@ func Parse(data []byte, getenv func(string) string) (*File, error) {
 		applyFlavorDefaults(&f.Flavors[i])
 	}
 	resolveSecrets(f, getenv, &p)
-	if len(p.errs) > 0 {
-		return f, p.err()
+	// Validate even when keys were unknown or mistyped, so one run of
+	// `config check` lists every problem.
+	if err := f.Validate(); err != nil {
+		p.errs = append(p.errs, err.(interface{ Unwrap() []error }).Unwrap()...)
 	}
-	return f, f.Validate()
+	return f, p.err()
 }
 
 // checkKeys walks the YAML tree next to the Go type and reports every key the type

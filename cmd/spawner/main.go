@@ -55,6 +55,10 @@ func newRootCommand() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&g.configPath, "config", "", "config file (YAML; see docs/configuration.md)")
 	root.AddCommand(
+		serveCommand(g),
+		webhookCommand(g),
+		statusCommand(g),
+		configCommand(g),
 		versionCommand(),
 	)
 	return root

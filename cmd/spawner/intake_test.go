@@ -1,0 +1,133 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/runner-spawner/runner-spawner/webhook"
+)
+
+const intakeSecret = "intake-test-secret-0123456789"
+
+func intakeConfig(t *testing.T, dir string) (cfgPath, webhookURL, natsAddr string) {
+	t.Helper()
+	web, nats := freeAddr(t), freeAddr(t)
+	cfg := fmt.Sprintf(`
+state_dir: %s
+log: {level: debug, format: text}
+nats: {listen: %s}
+webhook: {listen: %s}
+routing: {default_flavor: k8s}
+flavors:
+  - {name: ubuntu, labels: [ubuntu-latest], max_runners: 2}
+  - {name: k8s, labels: [k8s], max_runners: 2}
+`, filepath.Join(dir, "state"), nats, web)
+	return writeFile(t, dir, "spawner.yaml", cfg), "http://" + web, nats
+}
+
+// TestServeBinaryStoresSignedFixtures runs the built binary the way an operator does,
+// posts every signed workflow_job fixture over HTTP and reads the stream back with
+// `spawner status --json`.
+func TestServeBinaryStoresSignedFixtures(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath, base, _ := intakeConfig(t, dir)
+	env := []string{"SPAWNER_WEBHOOK_SECRETS=" + intakeSecret}
+	startProc(t, env, "serve", "--config", cfgPath)
+	waitReady(t, base, 30*time.Second)
+
+	files, _ := filepath.Glob("../../testdata/webhooks/workflow_job/*.json")
+	if len(files) != 7 {
+		t.Fatalf("found %d workflow_job fixtures, want 7", len(files))
+	}
+	post := func(id string, body []byte, sig string) (int, string) {
+		req, _ := http.NewRequest(http.MethodPost, base+"/webhook", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-GitHub-Event", "workflow_job")
+		req.Header.Set("X-GitHub-Delivery", id)
+		req.Header.Set("X-Hub-Signature-256", sig)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var r struct{ Result string }
+		_ = json.NewDecoder(resp.Body).Decode(&r)
+		return resp.StatusCode, r.Result
+	}
+	for i, f := range files {
+		body, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code, res := post(fmt.Sprintf("d-%d", i), body, webhook.Sign(body, intakeSecret)); code != 200 || res != "stored" {
+			t.Errorf("%s: %d %s", filepath.Base(f), code, res)
+		}
+		// The same delivery again (GitHub's manual redelivery keeps the id): stored once.
+		if code, res := post(fmt.Sprintf("d-%d", i), body, webhook.Sign(body, intakeSecret)); code != 200 || res != "duplicate" {
+			t.Errorf("%s redelivered: %d %s", filepath.Base(f), code, res)
+		}
+		if code, _ := post(fmt.Sprintf("bad-%d", i), body, webhook.Sign(body, "wrong-secret-wrong-secret")); code != 401 {
+			t.Errorf("%s with a wrong signature: %d, want 401", filepath.Base(f), code)
+		}
+	}
+
+	out, errOut, code := runCmdSplit(t, env, "status", "--config", cfgPath, "--json")
+	if code != 0 {
+		t.Fatalf("status exited %d: %s%s", code, out, errOut)
+	}
+	var rep struct {
+		Flavors []struct {
+			Name            string
+			Pending         int
+			PendingByAction map[string]int `json:"pending_by_action"`
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("status --json: %v\n%s", err, out)
+	}
+	got := map[string]int{}
+	for _, f := range rep.Flavors {
+		got[f.Name] = f.Pending
+	}
+	// Five fixtures carry ubuntu-latest, two carry self-hosted+k8s.
+	if got["ubuntu"] != 5 || got["k8s"] != 2 {
+		t.Errorf("pending per flavor = %v, want ubuntu 5, k8s 2\n%s", got, out)
+	}
+}
+
+func TestConfigCheckNamesKeys(t *testing.T) {
+	dir := t.TempDir()
+	bad := writeFile(t, dir, "bad.yaml", `
+deployment_id: UPPER
+webhook: {listen: nowhere}
+flavors:
+  - {name: small, labels: [a], max_runners: 0, backnd: sim}
+`)
+	out, code := runCmd(t, nil, "config", "check", "--config", bad)
+	if code == 0 {
+		t.Fatalf("config check accepted a bad file:\n%s", out)
+	}
+	for _, key := range []string{"deployment_id", "webhook.listen", "webhook.secrets", "flavors[0].max_runners", "flavors[0].backnd"} {
+		if !strings.Contains(out, key+":") {
+			t.Errorf("config check output does not name %s:\n%s", key, out)
+		}
+	}
+	// serve refuses to start on the same errors.
+	out, code = runCmd(t, nil, "serve", "--config", bad)
+	if code == 0 || !strings.Contains(out, "flavors[0].max_runners") {
+		t.Errorf("serve started on a bad config (exit %d):\n%s", code, out)
+	}
+
+	good, _, _ := intakeConfig(t, dir)
+	out, code = runCmd(t, []string{"SPAWNER_WEBHOOK_SECRETS=" + intakeSecret}, "config", "check", "--config", good)
+	if code != 0 {
+		t.Errorf("config check rejected a good file (exit %d):\n%s", code, out)
+	}
+}

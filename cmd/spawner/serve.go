@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/runner-spawner/runner-spawner/internal/httpserve"
+	"github.com/runner-spawner/runner-spawner/internal/logkey"
+	"github.com/runner-spawner/runner-spawner/queue"
+	"github.com/runner-spawner/runner-spawner/webhook"
+)
+
+// runFunc is a long-lived part: it returns once ctx is cancelled and its goroutines
+// have exited.
+type runFunc func(ctx context.Context) error
+
+func serveCommand(g *globalFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "serve",
+		Short: "Run everything in one process (receiver, consumers, janitor) on an embedded NATS server by default",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			a, err := loadApp(g, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			return a.serve(cmd.Context())
+		},
+	}
+}
+
+func webhookCommand(g *globalFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "webhook",
+		Short: "Run the webhook receiver alone (stateless; run as many as you like)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			a, err := loadApp(g, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			conn, err := a.connect(cmd.Context(), "webhook", nil, 0)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			srv, err := a.webhookServer(conn)
+			if err != nil {
+				return err
+			}
+			return runAll(cmd.Context(), srv.Run)
+		},
+	}
+}
+
+// serve runs every role in this process.
+func (a *app) serve(ctx context.Context) error {
+	emb, err := a.startEmbedded(ctx)
+	if err != nil {
+		return err
+	}
+	if emb != nil {
+		defer emb.Shutdown()
+	}
+	conn, err := a.connect(ctx, "serve", emb, 0)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if emb != nil {
+		// The embedded server is ours and up: its streams must be usable now.
+		ectx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		err := conn.Ensure(ectx)
+		cancel()
+		if err != nil {
+			return err
+		}
+	}
+	srv, err := a.webhookServer(conn)
+	if err != nil {
+		return err
+	}
+	a.logger.Info("spawner serving", "webhook", srv.Addr()+a.cfg.Webhook.Path, "nats", natsMode(a.cfg), "flavors", a.cfg.FlavorNames())
+	err = runAll(ctx, srv.Run)
+	a.logger.Info("spawner stopped", logkey.Error, err)
+	return err
+}
+
+// webhookServer builds the receiver's HTTP server: the webhook path plus /healthz,
+// /readyz and /metrics.
+func (a *app) webhookServer(conn *queue.Conn) (*httpserve.Server, error) {
+	h, err := webhook.New(a.webhookOptions(conn))
+	if err != nil {
+		return nil, err
+	}
+	r := chi.NewRouter()
+	r.Post(a.cfg.Webhook.Path, h.ServeHTTP)
+	httpserve.MountOps(r, conn.Ready, a.reg)
+	srv, err := httpserve.Listen("webhook", a.cfg.Webhook.Listen, http.TimeoutHandler(r, a.cfg.Webhook.ReadTimeout+a.cfg.NATS.PublishTimeout+time.Second, `{"result":"timeout"}`), a.logger.With(logkey.Component, "http"))
+	if err != nil {
+		return nil, err
+	}
+	return srv, nil
+}
+
+func (a *app) webhookOptions(conn *queue.Conn) webhook.Options {
+	flavors := make([]webhook.FlavorLabels, len(a.cfg.Flavors))
+	for i, f := range a.cfg.Flavors {
+		flavors[i] = webhook.FlavorLabels{Name: f.Name, Labels: f.Labels}
+	}
+	w := a.cfg.Webhook
+	return webhook.Options{
+		Secrets:               w.Secrets,
+		InsecureSkipSignature: w.InsecureSkipSignature,
+		MaxBodyBytes:          int64(w.MaxBodyBytes),
+		Router:                webhook.NewRouter(flavors, a.cfg.Routing.DefaultFlavor, a.cfg.Routing.IgnoredLabels, a.cfg.Routing.Match),
+		Publisher:             conn,
+		PublishTimeout:        a.cfg.NATS.PublishTimeout,
+		Logger:                a.logger.With(logkey.Component, "webhook"),
+		Registerer:            a.reg,
+	}
+}
+
+// runAll runs parts until ctx is cancelled or one fails; then it cancels the rest and
+// waits for all. A clean shutdown returns nil.
+func runAll(ctx context.Context, parts ...runFunc) error {
+	g, gctx := errgroup.WithContext(ctx)
+	for _, p := range parts {
+		g.Go(func() error { return p(gctx) })
+	}
+	err := g.Wait()
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("stopped: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,291 @@
+package lxd
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/runner-spawner/runner-spawner/backends"
+	"github.com/runner-spawner/runner-spawner/backends/backendtest"
+)
+
+// The tests in this file run against the real LXD daemon that scripts/lxd-setup.sh
+// sets up (socket /var/lib/lxd/unix.socket, bridge lxdbr0, image alias "tiny").
+// Without one they skip and say why; CI sets SPAWNER_REQUIRE_LXD=1, which turns the
+// skip into a failure so that a broken setup cannot pass unnoticed.
+
+const (
+	testImage  = "tiny"
+	testBridge = "lxdbr0"
+)
+
+// realClient returns a client of the local daemon once it has checked the daemon
+// answers and holds the test image.
+func realClient(tb testing.TB) *Client {
+	tb.Helper()
+	c, err := NewClient(ClientOptions{})
+	if err != nil {
+		tb.Fatalf("NewClient: %v", err)
+	}
+	tb.Cleanup(c.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := c.Server(ctx); err != nil {
+		unavailable(tb, "no LXD daemon answers at %s (%v); run scripts/lxd-setup.sh", c.Endpoint(), err)
+	}
+	if err := c.get(ctx, "/1.0/images/aliases/"+testImage, nil, nil); err != nil {
+		unavailable(tb, "LXD has no image %q (%v); run scripts/lxd-setup.sh", testImage, err)
+	}
+	return c
+}
+
+func unavailable(tb testing.TB, format string, args ...any) {
+	tb.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if os.Getenv("SPAWNER_REQUIRE_LXD") == "1" {
+		tb.Fatalf("SPAWNER_REQUIRE_LXD=1 but %s", msg)
+	}
+	tb.Skipf("skipping real-LXD test: %s (set SPAWNER_REQUIRE_LXD=1 to make this a failure)", msg)
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// testDeployment is unique per test run, so parallel runs on one daemon never see
+// each other's instances.
+func testDeployment() string { return "t" + randHex(4) }
+
+func realBackend(tb testing.TB, c *Client, o Options) *Backend {
+	tb.Helper()
+	if o.Image == "" {
+		o.Image = testImage
+	}
+	b, err := New(c, o)
+	if err != nil {
+		tb.Fatalf("New: %v", err)
+	}
+	return b
+}
+
+// rawDelete removes an instance whatever its tags: test cleanup only.
+func rawDelete(c *Client, name string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_ = retryBusy(ctx, func() error {
+		return c.SetInstanceState(ctx, name, InstanceStatePut{Action: "stop", Force: true, Timeout: -1})
+	})
+	_ = retryBusy(ctx, func() error { return c.DeleteInstance(ctx, name) })
+}
+
+func TestContractOnRealLXD(t *testing.T) {
+	c := realClient(t)
+	dep := testDeployment()
+	const flavor = "tiny"
+	with := func(edit func(*Options)) func(t *testing.T) backends.Backend {
+		return func(t *testing.T) backends.Backend {
+			o := Options{DeploymentID: dep, Flavor: flavor}
+			if edit != nil {
+				edit(&o)
+			}
+			return realBackend(t, c, o)
+		}
+	}
+	backendtest.Run(t, backendtest.Harness{
+		Flavor: flavor,
+		New:    with(nil),
+		BadSettings: map[string]func(t *testing.T) backends.Backend{
+			"missing image":        with(func(o *Options) { o.Image = "no-such-image-" + randHex(3) }),
+			"missing fingerprint":  with(func(o *Options) { o.Image = "0123456789abcdef" }),
+			"missing profile":      with(func(o *Options) { o.Profiles = []string{"default", "no-such-profile"} }),
+			"missing storage pool": with(func(o *Options) { o.StoragePool = "no-such-pool" }),
+			"missing network":      with(func(o *Options) { o.Network = "no-such-network" }),
+			"unknown config key":   with(func(o *Options) { o.Config = map[string]string{"no.such.key": "1"} }),
+			"vm from a container image": with(func(o *Options) { o.Type = TypeVM }),
+		},
+		PlantForeign: func(t *testing.T) string {
+			name := "foreign-" + randHex(3)
+			t.Cleanup(func() { rawDelete(c, name) })
+			// Another deployment's instance of the same flavor: as foreign as it gets.
+			err := c.CreateInstance(t.Context(), InstancesPost{
+				Name:   name,
+				Source: InstanceSource{Type: "image", Alias: testImage},
+				Config: map[string]string{TagPrefix + "deployment": "other", TagPrefix + "flavor": flavor},
+			})
+			if err != nil {
+				t.Fatalf("plant foreign instance: %v", err)
+			}
+			return name
+		},
+		Exists: func(t *testing.T, name string) bool {
+			_, err := c.Instance(t.Context(), name)
+			if err != nil && !errors.Is(err, ErrNotFound) {
+				t.Fatalf("look up %s: %v", name, err)
+			}
+			return err == nil
+		},
+		Settle: 20 * time.Second,
+	})
+}
+
+// callbacks is an HTTP server on the bridge address, where instances call home the
+// way a runner's bootstrap does.
+type callbacks struct {
+	url string
+	got chan string // the token of each call
+}
+
+func listenOnBridge(t *testing.T, c *Client) *callbacks {
+	t.Helper()
+	n, err := c.Network(t.Context(), testBridge)
+	if err != nil {
+		unavailable(t, "no bridge %s (%v); run scripts/lxd-setup.sh", testBridge, err)
+	}
+	ip, _, _ := strings.Cut(n.Config["ipv4.address"], "/")
+	if net.ParseIP(ip) == nil {
+		unavailable(t, "bridge %s has no IPv4 address (%q)", testBridge, n.Config["ipv4.address"])
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		t.Fatalf("listen on the bridge address: %v", err)
+	}
+	cb := &callbacks{got: make(chan string, 10)}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cb.got <- r.URL.Query().Get("token")
+		fmt.Fprintln(w, "ok")
+	}))
+	srv.Listener = ln
+	srv.Start()
+	t.Cleanup(srv.Close)
+	cb.url = srv.URL + "/callback"
+	return cb
+}
+
+func (cb *callbacks) wait(t *testing.T, timeout time.Duration) string {
+	t.Helper()
+	select {
+	case tok := <-cb.got:
+		return tok
+	case <-time.After(timeout):
+		t.Fatalf("no callback from the instance within %v", timeout)
+	}
+	return ""
+}
+
+// callHome is a bootstrap that calls the URL with the token (retrying while DHCP
+// settles) and then powers the instance off, as a single-use runner does.
+const callHome = `wget -q -O /dev/null "$URL?token=$TOKEN" && break; sleep 0.2; done
+poweroff
+`
+
+func TestBootstrapCloudInitOnRealLXD(t *testing.T) {
+	c := realClient(t)
+	cb := listenOnBridge(t, c)
+	b := realBackend(t, c, Options{DeploymentID: testDeployment(), Flavor: "ci", Bootstrap: BootstrapCloudInit})
+	token := "tok-" + randHex(8)
+	spec := backends.InstanceSpec{
+		Name: "ci-" + randHex(3), Flavor: "ci", JobID: 7,
+		UserData: "#!/bin/sh\nURL=" + cb.url + " TOKEN=" + token + "\nfor i in $(seq 1 100); do " + callHome,
+	}
+	t.Cleanup(func() { rawDelete(c, spec.Name) })
+	if _, err := b.Create(t.Context(), spec); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	if got := cb.wait(t, 30*time.Second); got != token {
+		t.Errorf("callback token = %q, want %q", got, token)
+	}
+	waitState(t, b, spec.Name, backends.StateStopped, 20*time.Second)
+	if err := b.Delete(t.Context(), spec.Name); err != nil {
+		t.Errorf("Delete: %v", err)
+	}
+}
+
+func TestBootstrapExecOnRealLXD(t *testing.T) {
+	c := realClient(t)
+	cb := listenOnBridge(t, c)
+	b := realBackend(t, c, Options{DeploymentID: testDeployment(), Flavor: "ex", Bootstrap: BootstrapExec})
+	token := "tok-" + randHex(8)
+	spec := backends.InstanceSpec{
+		Name: "ex-" + randHex(3), Flavor: "ex", JobID: 8,
+		// No shebang: the backend runs it with /bin/sh.
+		Script: "URL=$SPAWNER_BOOTSTRAP_URL TOKEN=$SPAWNER_BOOTSTRAP_TOKEN\nfor i in $(seq 1 100); do " + callHome,
+		Env: map[string]string{
+			"SPAWNER_BOOTSTRAP_URL":   cb.url,
+			"SPAWNER_BOOTSTRAP_TOKEN": token,
+			"SPAWNER_RUNNER_NAME":     "ex",
+		},
+	}
+	t.Cleanup(func() { rawDelete(c, spec.Name) })
+	if _, err := b.Create(t.Context(), spec); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	// The token must be nowhere in what LXD stores about the instance.
+	r, err := c.do(t.Context(), request{method: http.MethodGet, path: instancePath(spec.Name)})
+	if err != nil {
+		t.Fatalf("read instance: %v", err)
+	}
+	if strings.Contains(string(r.Metadata), token) {
+		t.Errorf("the bootstrap token is in the instance's configuration:\n%s", r.Metadata)
+	}
+	if got := cb.wait(t, 30*time.Second); got != token {
+		t.Errorf("callback token = %q, want %q", got, token)
+	}
+	waitState(t, b, spec.Name, backends.StateStopped, 20*time.Second)
+	if err := b.Delete(t.Context(), spec.Name); err != nil {
+		t.Errorf("Delete: %v", err)
+	}
+}
+
+// TestCreateResumesHalfMadeInstance: an instance of ours that was created but never
+// started (a crash between the two) is started by the next Create, not returned dead.
+func TestCreateResumesHalfMadeInstanceOnRealLXD(t *testing.T) {
+	c := realClient(t)
+	b := realBackend(t, c, Options{DeploymentID: testDeployment(), Flavor: "hm"})
+	spec := backends.InstanceSpec{Name: "hm-" + randHex(3), Flavor: "hm", JobID: 9, UserData: "#!/bin/sh\ntrue\n"}
+	t.Cleanup(func() { rawDelete(c, spec.Name) })
+	if err := c.CreateInstance(t.Context(), b.post(spec)); err != nil {
+		t.Fatalf("raw create: %v", err)
+	}
+	list, err := b.List(t.Context())
+	if err != nil || len(list) != 1 || list[0].State != backends.StatePending {
+		t.Fatalf("List of a created, never started instance = %+v, %v; want one pending", list, err)
+	}
+	inst, err := b.Create(t.Context(), spec)
+	if err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	if inst.State != backends.StateRunning {
+		t.Errorf("Create returned state %s, want running", inst.State)
+	}
+}
+
+func waitState(t *testing.T, b *Backend, name string, want backends.State, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last []backends.Instance
+	for time.Now().Before(deadline) {
+		list, err := b.List(t.Context())
+		if err != nil {
+			t.Fatalf("List: %v", err)
+		}
+		for _, in := range list {
+			if in.Name == name && in.State == want {
+				return
+			}
+		}
+		last = list
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("instance %s not %s within %v; List: %+v", name, want, timeout, last)
+}

@@ -376,3 +376,19 @@ func counter(t *testing.T, reg *prometheus.Registry, name string, labels map[str
 }
 
 var _ = jetstream.ErrStreamNotFound
+
+func TestWrongFieldTypesAre400(t *testing.T) {
+	h := newHarness(t, nil)
+	for name, body := range map[string]string{
+		"string id":        `{"action":"queued","workflow_job":{"id":"12","run_id":1,"labels":[]},"repository":{"full_name":"o/r"}}`,
+		"labels not array": `{"action":"queued","workflow_job":{"id":12,"run_id":1,"labels":"x"},"repository":{"full_name":"o/r"}}`,
+		"numeric label":    `{"action":"queued","workflow_job":{"id":12,"run_id":1,"labels":[1]},"repository":{"full_name":"o/r"}}`,
+		"float id":         `{"action":"queued","workflow_job":{"id":1.5,"run_id":1,"labels":[]},"repository":{"full_name":"o/r"}}`,
+		"trailing garbage": `{"action":"queued","workflow_job":{"id":12,"run_id":1,"labels":[]},"repository":{"full_name":"o/r"}} x`,
+		"array document":   `[1,2]`,
+	} {
+		if code, reply, _ := h.post(t, delivery{event: "workflow_job", body: []byte(body)}); code != 400 {
+			t.Errorf("%s: %d %v, want 400", name, code, reply)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"encoding/json"
 	"errors"
 	"net/url"
 	"os"
@@ -37,6 +38,10 @@ func FuzzParseDelivery(f *testing.F) {
 				t.Fatalf("untyped error %v", err)
 			}
 			return
+		}
+		// Whatever the fast parser accepts, the standard library agrees is JSON.
+		if !json.Valid(doc) {
+			t.Fatalf("accepted invalid JSON %q", doc)
 		}
 		// A payload that parses has every field buildEvent dereferences.
 		if p.Action == nil || p.WorkflowJob == nil || p.WorkflowJob.ID == nil || p.WorkflowJob.RunID == nil || p.WorkflowJob.Labels == nil || p.Repository == nil {

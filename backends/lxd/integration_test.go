@@ -106,12 +106,12 @@ func TestContractOnRealLXD(t *testing.T) {
 		Flavor: flavor,
 		New:    with(nil),
 		BadSettings: map[string]func(t *testing.T) backends.Backend{
-			"missing image":        with(func(o *Options) { o.Image = "no-such-image-" + randHex(3) }),
-			"missing fingerprint":  with(func(o *Options) { o.Image = "0123456789abcdef" }),
-			"missing profile":      with(func(o *Options) { o.Profiles = []string{"default", "no-such-profile"} }),
-			"missing storage pool": with(func(o *Options) { o.StoragePool = "no-such-pool" }),
-			"missing network":      with(func(o *Options) { o.Network = "no-such-network" }),
-			"unknown config key":   with(func(o *Options) { o.Config = map[string]string{"no.such.key": "1"} }),
+			"missing image":             with(func(o *Options) { o.Image = "no-such-image-" + randHex(3) }),
+			"missing fingerprint":       with(func(o *Options) { o.Image = "0123456789abcdef" }),
+			"missing profile":           with(func(o *Options) { o.Profiles = []string{"default", "no-such-profile"} }),
+			"missing storage pool":      with(func(o *Options) { o.StoragePool = "no-such-pool" }),
+			"missing network":           with(func(o *Options) { o.Network = "no-such-network" }),
+			"unknown config key":        with(func(o *Options) { o.Config = map[string]string{"no.such.key": "1"} }),
 			"vm from a container image": with(func(o *Options) { o.Type = TypeVM }),
 		},
 		PlantForeign: func(t *testing.T) string {

@@ -30,5 +30,5 @@ func streamConfigs(o StreamOptions, replicas int) []jetstream.StreamConfig {
 }
 
 func bucketConfigs(replicas int) []jetstream.KeyValueConfig {
-	return nil
+	return bucketConfigsFor(replicas)
 }

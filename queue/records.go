@@ -1,0 +1,205 @@
+package queue
+
+import (
+	"time"
+)
+
+// JobState is a job's state as far as the spawner knows. It only moves forward,
+// whatever order GitHub's events arrive in.
+type JobState string
+
+const (
+	JobQueued     JobState = "queued"
+	JobInProgress JobState = "in_progress"
+	JobCompleted  JobState = "completed"
+)
+
+func (s JobState) rank() int {
+	switch s {
+	case JobQueued:
+		return 1
+	case JobInProgress:
+		return 2
+	case JobCompleted:
+		return 3
+	}
+	return 0
+}
+
+// Advance moves the state forward to next; a step back is ignored. It reports whether
+// the state changed.
+func (s *JobState) Advance(next JobState) bool {
+	if next.rank() > s.rank() {
+		*s = next
+		return true
+	}
+	return false
+}
+
+// After reports whether s is later than other.
+func (s JobState) After(other JobState) bool { return s.rank() > other.rank() }
+
+// JobRecord is the spawner's record of one GitHub job (KV bucket spawner_jobs, key
+// the job id).
+type JobRecord struct {
+	ID         int64    `json:"id"`
+	Flavor     string   `json:"flavor"`
+	Repo       string   `json:"repo"`
+	RunID      int64    `json:"run_id"`
+	RunAttempt int      `json:"run_attempt"`
+	Labels     []string `json:"labels,omitempty"`
+	State      JobState `json:"state"`
+	Conclusion string   `json:"conclusion,omitempty"`
+	// Runners are the runners spawned for (or adopted by) this job, oldest first.
+	Runners []string `json:"runners,omitempty"`
+	// Replacements counts runners given to the job after one of its runners was
+	// taken by another job.
+	Replacements int `json:"replacements"`
+	// TakenBy is the runner that runs (or ran) the job, from the in_progress event;
+	// it may be a runner spawned for another job, or not ours at all.
+	TakenBy string `json:"taken_by,omitempty"`
+	// Gone is set when GitHub answered 404 for the job: it will never run.
+	Gone bool `json:"gone,omitempty"`
+	// DeadLettered is set when the job's spawn was given up and dead-lettered.
+	DeadLettered bool   `json:"dead_lettered,omitempty"`
+	LastError    string `json:"last_error,omitempty"`
+	// CreateAttempts counts failed instance creates for the current runner.
+	CreateAttempts int `json:"create_attempts,omitempty"`
+
+	QueuedAt    time.Time `json:"queued_at,omitzero"`
+	ReceivedAt  time.Time `json:"received_at,omitzero"` // when the queued webhook reached us
+	StartedAt   time.Time `json:"started_at,omitzero"`
+	CompletedAt time.Time `json:"completed_at,omitzero"`
+	UpdatedAt   time.Time `json:"updated_at"`
+}
+
+// RunnerState is where a runner is in its single life.
+type RunnerState string
+
+const (
+	// RunnerCreating: a capacity slot is held and the instance is being created.
+	RunnerCreating RunnerState = "creating"
+	// RunnerBooting: the instance exists; the runner has not fetched its config yet.
+	RunnerBooting RunnerState = "booting"
+	// RunnerIdle: the runner fetched its config and is online, waiting for a job.
+	RunnerIdle RunnerState = "idle"
+	// RunnerBusy: the runner took a job (pre-job hook or job running).
+	RunnerBusy RunnerState = "busy"
+	// RunnerFinished: the job ended; the instance is deleted or being deleted.
+	RunnerFinished RunnerState = "finished"
+	// RunnerFailed: the runner never ran a job (create failed for good, boot timed
+	// out, flushed before it took a job).
+	RunnerFailed RunnerState = "failed"
+)
+
+// RunnerStates lists every state in lifecycle order.
+var RunnerStates = []RunnerState{RunnerCreating, RunnerBooting, RunnerIdle, RunnerBusy, RunnerFinished, RunnerFailed}
+
+func (s RunnerState) rank() int {
+	switch s {
+	case RunnerCreating:
+		return 1
+	case RunnerBooting:
+		return 2
+	case RunnerIdle:
+		return 3
+	case RunnerBusy:
+		return 4
+	case RunnerFinished, RunnerFailed:
+		return 5
+	}
+	return 0
+}
+
+// Live reports whether the runner counts against its flavor's capacity.
+func (s RunnerState) Live() bool { return s.rank() >= 1 && s.rank() <= 4 }
+
+// Terminal reports whether the runner's life is over.
+func (s RunnerState) Terminal() bool { return s.rank() == 5 }
+
+// Advance moves the state forward to next (a terminal state is never left); it
+// reports whether the state changed.
+func (s *RunnerState) Advance(next RunnerState) bool {
+	if next.rank() > s.rank() {
+		*s = next
+		return true
+	}
+	return false
+}
+
+// RunnerRecord is the spawner's record of one runner: its GitHub registration and
+// its instance (KV bucket spawner_runners, key the runner name).
+type RunnerRecord struct {
+	Name    string      `json:"name"`
+	Flavor  string      `json:"flavor"`
+	Backend string      `json:"backend"`
+	State   RunnerState `json:"state"`
+	// InstanceID is the backend's id of the instance, once created.
+	InstanceID string `json:"instance_id,omitempty"`
+	// ForJob is the job the runner is meant for: the one it was spawned for, or the
+	// one that adopted it when its own job no longer needed it.
+	ForJob int64 `json:"for_job"`
+	// TookJob is the job GitHub gave it (from in_progress); 0 until then.
+	TookJob int64 `json:"took_job,omitempty"`
+	// Spare is set when ForJob no longer needs this runner (cancelled, or served by
+	// another runner); a spare is adopted by the next job of its flavor.
+	Spare bool `json:"spare,omitempty"`
+	// GitHubRunnerID is the id of the runner's GitHub registration, once minted.
+	GitHubRunnerID int64 `json:"github_runner_id,omitempty"`
+
+	// TokenHash is the SHA-256 of the one-time bootstrap token; TokenExpires ends it.
+	TokenHash    string    `json:"token_hash,omitempty"`
+	TokenExpires time.Time `json:"token_expires,omitzero"`
+	// CallbackHash is the SHA-256 of the token the instance uses for status callbacks
+	// once it has its config.
+	CallbackHash  string `json:"callback_hash,omitempty"`
+	ConfigFetched bool   `json:"config_fetched,omitempty"`
+
+	// CreatingUntil is the lease of the worker creating the instance: until then,
+	// nobody else creates it. A crashed worker's lease runs out and the create is
+	// resumed.
+	CreatingUntil time.Time `json:"creating_until,omitzero"`
+	Attempts      int       `json:"attempts,omitempty"`
+	LastError     string    `json:"last_error,omitempty"`
+	FailReason    string    `json:"fail_reason,omitempty"`
+	ExitCode      *int      `json:"exit_code,omitempty"`
+	// InstanceDeleted is set once the backend confirmed the instance is gone.
+	InstanceDeleted bool `json:"instance_deleted,omitempty"`
+	// Protected runners are never deleted by the janitor (debugging).
+	Protected bool `json:"protected,omitempty"`
+
+	CreatedAt       time.Time `json:"created_at"`
+	BootingAt       time.Time `json:"booting_at,omitzero"`
+	BootedAt        time.Time `json:"booted_at,omitzero"`
+	IdleAt          time.Time `json:"idle_at,omitzero"`
+	BusyAt          time.Time `json:"busy_at,omitzero"`
+	PreJobStartedAt time.Time `json:"pre_job_started_at,omitzero"`
+	PreJobDoneAt    time.Time `json:"pre_job_done_at,omitzero"`
+	FinishedAt      time.Time `json:"finished_at,omitzero"`
+	UpdatedAt       time.Time `json:"updated_at"`
+}
+
+// InPreJob reports whether the runner is in its pre-job phase: its job started and
+// the pre-job hook (the repository check) has not finished.
+func (r *RunnerRecord) InPreJob() bool {
+	return r.State == RunnerBusy && !r.PreJobStartedAt.IsZero() && r.PreJobDoneAt.IsZero()
+}
+
+// Untaken reports whether the runner is alive and has not been given a job yet.
+func (r *RunnerRecord) Untaken() bool {
+	return r.State.Live() && r.State != RunnerBusy && r.TookJob == 0
+}
+
+// Slot is one held unit of a flavor's capacity.
+type Slot struct {
+	Job   int64     `json:"job"`
+	Since time.Time `json:"since"`
+	Spare bool      `json:"spare,omitempty"`
+}
+
+// CapacityRecord holds a flavor's capacity slots (KV bucket spawner_capacity, key the
+// flavor). One key per flavor makes "count and claim" a single compare-and-set, so
+// max_runners holds across every replica and worker.
+type CapacityRecord struct {
+	Slots map[string]Slot `json:"slots"`
+}

@@ -1,0 +1,369 @@
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// KV buckets.
+const (
+	BucketJobs     = "spawner_jobs"
+	BucketRunners  = "spawner_runners"
+	BucketCapacity = "spawner_capacity"
+	BucketLeases   = "spawner_leases"
+)
+
+// Records expire this long after their last update, so the buckets do not grow
+// forever. GitHub cancels a self-hosted job after 5 days, so no live record is
+// ever this old.
+const recordTTL = 7 * 24 * time.Hour
+
+// leaseTTL bounds how long a lease survives its holder: the janitor's lease is
+// renewed well within it and taken over soon after a holder dies.
+const leaseTTL = 15 * time.Second
+
+// LeaseTTL is how long a lease outlives its last renewal.
+func LeaseTTL() time.Duration { return leaseTTL }
+
+func bucketConfigsFor(replicas int) []jetstream.KeyValueConfig {
+	return []jetstream.KeyValueConfig{
+		{Bucket: BucketJobs, Description: "job records by job id", TTL: recordTTL, Storage: jetstream.FileStorage, Replicas: replicas, History: 1},
+		{Bucket: BucketRunners, Description: "runner records by runner name", TTL: recordTTL, Storage: jetstream.FileStorage, Replicas: replicas, History: 1},
+		{Bucket: BucketCapacity, Description: "capacity slots by flavor", Storage: jetstream.FileStorage, Replicas: replicas, History: 1},
+		{Bucket: BucketLeases, Description: "leases (active janitor)", TTL: leaseTTL, Storage: jetstream.FileStorage, Replicas: replicas, History: 1},
+	}
+}
+
+// ErrNoRecord means the key does not exist.
+var ErrNoRecord = errors.New("no such record")
+
+// ErrExists means a record that had to be new already exists.
+var ErrExists = errors.New("record exists")
+
+// ErrSkip, returned by an update function, leaves the record as it is.
+var ErrSkip = errors.New("no change")
+
+// State is typed access to the KV buckets, with compare-and-set updates.
+type State struct {
+	jobs, runners, capacity, leases jetstream.KeyValue
+	now                             func() time.Time
+}
+
+// State opens the buckets (Ensure must have created them).
+func (c *Conn) State(ctx context.Context) (*State, error) {
+	s := &State{now: time.Now}
+	for _, b := range []struct {
+		name string
+		dst  *jetstream.KeyValue
+	}{{BucketJobs, &s.jobs}, {BucketRunners, &s.runners}, {BucketCapacity, &s.capacity}, {BucketLeases, &s.leases}} {
+		kv, err := c.js.KeyValue(ctx, b.name)
+		if err != nil {
+			return nil, fmt.Errorf("open bucket %s: %w", b.name, err)
+		}
+		*b.dst = kv
+	}
+	return s, nil
+}
+
+// Job reads a job record.
+func (s *State) Job(ctx context.Context, id int64) (*JobRecord, error) {
+	var rec JobRecord
+	if _, err := get(ctx, s.jobs, jobKey(id), &rec); err != nil {
+		return nil, fmt.Errorf("job %d: %w", id, err)
+	}
+	return &rec, nil
+}
+
+// UpdateJob applies fn to the job record under compare-and-set, retrying on
+// conflict. A missing record reaches fn as a zero JobRecord with ID set (fn decides
+// whether to create it; ErrSkip leaves it absent). It returns the record as stored.
+func (s *State) UpdateJob(ctx context.Context, id int64, fn func(*JobRecord) error) (*JobRecord, error) {
+	var out *JobRecord
+	err := update(ctx, s.jobs, jobKey(id), func() any { return &JobRecord{ID: id} }, true, func(v any) error {
+		rec := v.(*JobRecord)
+		if err := fn(rec); err != nil {
+			return err
+		}
+		rec.UpdatedAt = s.now().UTC()
+		out = rec
+		return nil
+	})
+	if errors.Is(err, ErrSkip) {
+		rec, gerr := s.Job(ctx, id)
+		if errors.Is(gerr, ErrNoRecord) {
+			return nil, err
+		}
+		return rec, err
+	}
+	if err != nil {
+		return nil, fmt.Errorf("update job %d: %w", id, err)
+	}
+	return out, nil
+}
+
+// Runner reads a runner record.
+func (s *State) Runner(ctx context.Context, name string) (*RunnerRecord, error) {
+	var rec RunnerRecord
+	if _, err := get(ctx, s.runners, name, &rec); err != nil {
+		return nil, fmt.Errorf("runner %s: %w", name, err)
+	}
+	return &rec, nil
+}
+
+// CreateRunner stores a new runner record; ErrExists if the name is taken.
+func (s *State) CreateRunner(ctx context.Context, rec *RunnerRecord) error {
+	now := s.now().UTC()
+	if rec.CreatedAt.IsZero() {
+		rec.CreatedAt = now
+	}
+	rec.UpdatedAt = now
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	if _, err := s.runners.Create(ctx, rec.Name, data); err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return fmt.Errorf("create runner %s: %w", rec.Name, ErrExists)
+		}
+		return fmt.Errorf("create runner %s: %w", rec.Name, err)
+	}
+	return nil
+}
+
+// UpdateRunner applies fn to an existing runner record under compare-and-set.
+func (s *State) UpdateRunner(ctx context.Context, name string, fn func(*RunnerRecord) error) (*RunnerRecord, error) {
+	var out *RunnerRecord
+	err := update(ctx, s.runners, name, func() any { return &RunnerRecord{} }, false, func(v any) error {
+		rec := v.(*RunnerRecord)
+		if err := fn(rec); err != nil {
+			return err
+		}
+		rec.UpdatedAt = s.now().UTC()
+		out = rec
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("update runner %s: %w", name, err)
+	}
+	return out, nil
+}
+
+// DeleteRunner removes a runner record (the janitor, once the instance is gone).
+func (s *State) DeleteRunner(ctx context.Context, name string) error {
+	if err := s.runners.Delete(ctx, name); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("delete runner %s: %w", name, err)
+	}
+	return nil
+}
+
+// Runners returns every runner record, in one pass over the bucket.
+func (s *State) Runners(ctx context.Context) ([]*RunnerRecord, error) {
+	var out []*RunnerRecord
+	err := scan(ctx, s.runners, func(data []byte) error {
+		var rec RunnerRecord
+		if err := json.Unmarshal(data, &rec); err != nil {
+			return err
+		}
+		out = append(out, &rec)
+		return nil
+	})
+	return out, err
+}
+
+// Jobs returns every job record, in one pass over the bucket.
+func (s *State) Jobs(ctx context.Context) ([]*JobRecord, error) {
+	var out []*JobRecord
+	err := scan(ctx, s.jobs, func(data []byte) error {
+		var rec JobRecord
+		if err := json.Unmarshal(data, &rec); err != nil {
+			return err
+		}
+		out = append(out, &rec)
+		return nil
+	})
+	return out, err
+}
+
+// Capacity reads a flavor's slots.
+func (s *State) Capacity(ctx context.Context, flavor string) (*CapacityRecord, error) {
+	rec := &CapacityRecord{}
+	if _, err := get(ctx, s.capacity, flavor, rec); err != nil && !errors.Is(err, ErrNoRecord) {
+		return nil, fmt.Errorf("capacity %s: %w", flavor, err)
+	}
+	if rec.Slots == nil {
+		rec.Slots = map[string]Slot{}
+	}
+	return rec, nil
+}
+
+// ClaimSlot takes one of the flavor's max slots for runner name, for job. It is
+// idempotent (a runner holding a slot keeps it) and atomic across every process:
+// false means the flavor is full.
+func (s *State) ClaimSlot(ctx context.Context, flavor, name string, job int64, max int) (bool, error) {
+	claimed := false
+	err := s.updateCapacity(ctx, flavor, func(rec *CapacityRecord) error {
+		if _, held := rec.Slots[name]; held {
+			claimed = true
+			return ErrSkip
+		}
+		if len(rec.Slots) >= max {
+			claimed = false
+			return ErrSkip
+		}
+		rec.Slots[name] = Slot{Job: job, Since: s.now().UTC()}
+		claimed = true
+		return nil
+	})
+	if err != nil && !errors.Is(err, ErrSkip) {
+		return false, err
+	}
+	return claimed, nil
+}
+
+// ReleaseSlot frees runner name's slot (idempotent).
+func (s *State) ReleaseSlot(ctx context.Context, flavor, name string) error {
+	err := s.updateCapacity(ctx, flavor, func(rec *CapacityRecord) error {
+		if _, held := rec.Slots[name]; !held {
+			return ErrSkip
+		}
+		delete(rec.Slots, name)
+		return nil
+	})
+	if err != nil && !errors.Is(err, ErrSkip) {
+		return err
+	}
+	return nil
+}
+
+// MarkSlot updates the job and spare flag of a held slot (an index for adoption;
+// the runner record stays the truth). A slot not held is left alone.
+func (s *State) MarkSlot(ctx context.Context, flavor, name string, job int64, spare bool) error {
+	err := s.updateCapacity(ctx, flavor, func(rec *CapacityRecord) error {
+		sl, held := rec.Slots[name]
+		if !held || (sl.Job == job && sl.Spare == spare) {
+			return ErrSkip
+		}
+		sl.Job, sl.Spare = job, spare
+		rec.Slots[name] = sl
+		return nil
+	})
+	if err != nil && !errors.Is(err, ErrSkip) {
+		return err
+	}
+	return nil
+}
+
+func (s *State) updateCapacity(ctx context.Context, flavor string, fn func(*CapacityRecord) error) error {
+	err := update(ctx, s.capacity, flavor, func() any { return &CapacityRecord{} }, true, func(v any) error {
+		rec := v.(*CapacityRecord)
+		if rec.Slots == nil {
+			rec.Slots = map[string]Slot{}
+		}
+		return fn(rec)
+	})
+	if err != nil && !errors.Is(err, ErrSkip) {
+		return fmt.Errorf("capacity %s: %w", flavor, err)
+	}
+	return err
+}
+
+// get decodes key into v and returns its revision.
+func get(ctx context.Context, kv jetstream.KeyValue, key string, v any) (uint64, error) {
+	e, err := kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, ErrNoRecord
+	}
+	if err != nil {
+		return 0, err
+	}
+	if err := json.Unmarshal(e.Value(), v); err != nil {
+		return 0, fmt.Errorf("decode %s: %w", key, err)
+	}
+	return e.Revision(), nil
+}
+
+// update is the compare-and-set loop: read, apply fn, write at the revision read;
+// on a conflict (another writer won), read again. alloc makes an empty value; a
+// missing key reaches fn as that empty value when create is set, and is
+// ErrNoRecord otherwise.
+func update(ctx context.Context, kv jetstream.KeyValue, key string, alloc func() any, create bool, fn func(any) error) error {
+	for attempt := 0; ; attempt++ {
+		v := alloc()
+		rev, err := get(ctx, kv, key, v)
+		switch {
+		case errors.Is(err, ErrNoRecord) && !create:
+			return ErrNoRecord
+		case errors.Is(err, ErrNoRecord):
+			v = alloc()
+		case err != nil:
+			return err
+		}
+		if err := fn(v); err != nil {
+			return err
+		}
+		data, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		if rev == 0 {
+			_, err = kv.Create(ctx, key, data)
+		} else {
+			_, err = kv.Update(ctx, key, data, rev)
+		}
+		if err == nil {
+			return nil
+		}
+		if !isConflict(err) {
+			return err
+		}
+		if attempt > 50 {
+			return fmt.Errorf("too much contention on %s: %w", key, err)
+		}
+		// Back off a little so contending writers spread out.
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(rand.IntN(1+attempt*2)) * time.Millisecond):
+		}
+	}
+}
+
+func isConflict(err error) bool {
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+}
+
+// scan reads every current value of a bucket in one ordered pass (a watch that
+// stops at the initial snapshot), far cheaper than a Get per key.
+func scan(ctx context.Context, kv jetstream.KeyValue, fn func([]byte) error) error {
+	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return fmt.Errorf("scan %s: %w", kv.Bucket(), err)
+	}
+	defer w.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case e, ok := <-w.Updates():
+			if !ok {
+				return fmt.Errorf("scan %s: watch closed", kv.Bucket())
+			}
+			if e == nil {
+				return nil // end of the initial snapshot
+			}
+			if err := fn(e.Value()); err != nil {
+				return fmt.Errorf("scan %s key %s: %w", kv.Bucket(), e.Key(), err)
+			}
+		}
+	}
+}

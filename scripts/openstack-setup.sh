@@ -26,7 +26,7 @@
 # Needs:  root, Debian 12, the apt mirror. No systemd: services are started by hand (PIDs
 #         in /run/osdev-*.pid, logs in /var/log/{keystone,placement,glance,neutron,nova}).
 # Env:    OSDEV_ADMIN_PASSWORD (admin)  OSDEV_APPCRED (1)  OSDEV_QUOTA_INSTANCES (1)
-#         OSDEV_QUOTA_PASSWORD (osdev-quota)
+#         OSDEV_QUOTA_PASSWORD (osdev-quota)  OSDEV_NOVA_API_PROCESSES (4)
 set -euo pipefail
 ACTION=${1:-up}
 PY=/usr/bin/python3          # never a pyenv/venv python: the OpenStack libs are Debian's
@@ -34,6 +34,7 @@ ADMIN_PW=${OSDEV_ADMIN_PASSWORD:-admin}
 QUOTA_PW=${OSDEV_QUOTA_PASSWORD:-osdev-quota}
 QUOTA_INSTANCES=${OSDEV_QUOTA_INSTANCES:-1}
 CLOUDS=/etc/openstack/clouds.yaml
+NOVA_API_PROCESSES=${OSDEV_NOVA_API_PROCESSES:-4}
 DB="mysql+pymysql://os:os@127.0.0.1"
 RABBIT="rabbit://os:os@127.0.0.1:5672/"
 # The neutron ML2 "test" mechanism driver (shipped in python3-neutron) binds ports only for
@@ -266,7 +267,7 @@ log "configs written ($(( $(date +%s) - T0 ))s)"
 
 # ---------------------------------------------------------------- service starters
 as() { su -s /bin/sh "$1" -c "$2"; }
-start_uwsgi() { # name port wsgi-file user logfile
+start_uwsgi() { # name port wsgi-file user logfile [processes threads]
   alive "$1" && return 0
   cat > /etc/osdev/$1-uwsgi.ini <<EOF
 [uwsgi]
@@ -274,8 +275,8 @@ plugins = python3
 http-socket = 127.0.0.1:$2
 wsgi-file = $3
 master = true
-processes = 1
-threads = 4
+processes = ${6:-1}
+threads = ${7:-4}
 enable-threads = true
 lazy-apps = true
 buffer-size = 65535
@@ -375,7 +376,9 @@ cells=$(as nova 'nova-manage cell_v2 list_cells' 2>/dev/null || true)
 grep -q ' cell1 ' <<<"$cells" || as nova 'nova-manage cell_v2 create_cell --name=cell1' >/dev/null 2>&1
 as nova 'nova-manage db sync' >/dev/null 2>&1
 log "db schemas ready ($(( $(date +%s) - T0 ))s)"
-start_uwsgi nova-api 8774 /usr/bin/nova-api-wsgi nova /var/log/nova/nova-api-uwsgi.log
+# nova-api monkey-patches with eventlet: threads in one process hang concurrent creates
+# ("greenlet.error: cannot switch to a different thread"), so it gets processes instead.
+start_uwsgi nova-api 8774 /usr/bin/nova-api-wsgi nova /var/log/nova/nova-api-uwsgi.log $NOVA_API_PROCESSES 1
 start_daemon nova-conductor nova /var/log/nova/nova-conductor.log nova-conductor --config-file /etc/nova/nova.conf
 start_daemon nova-scheduler nova /var/log/nova/nova-scheduler.log nova-scheduler --config-file /etc/nova/nova.conf
 # nova-compute comes from python3-nova; the nova-compute .deb is skipped because it drags in libvirt/qemu
@@ -398,6 +401,14 @@ log "all services up ($(( $(date +%s) - T0 ))s)"
 
 }
 
+# An older run of this script served nova-api from threads, which hangs concurrent creates:
+# restart it (it is ours: its PID file is this script's) so bring_up starts it anew.
+if alive nova-api && ! grep -qx 'threads = 1' /etc/osdev/nova-api-uwsgi.ini 2>/dev/null; then
+  log "restarting nova-api with processes instead of threads"
+  kill "$(cat /run/osdev-nova-api.pid)" || true
+  for i in $(seq 1 20); do alive nova-api || break; sleep 0.5; done
+  rm -f /run/osdev-nova-api.pid
+fi
 if all_alive && apis_answer; then
   log "services already up ($(( $(date +%s) - T0 ))s)"
 else

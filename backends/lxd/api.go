@@ -3,6 +3,7 @@ package lxd
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"net/http"
@@ -219,3 +220,19 @@ func (c *Client) Network(ctx context.Context, name string) (NetworkInfo, error) 
 }
 
 func instancePath(name string) string { return "/1.0/instances/" + url.PathEscape(name) }
+
+// HasImage reports whether the server's image store holds ref, an alias or a
+// fingerprint (a prefix of one will do, as in lxc).
+func (c *Client) HasImage(ctx context.Context, ref string) (bool, error) {
+	err := c.get(ctx, "/1.0/images/aliases/"+url.PathEscape(ref), nil, nil)
+	if errors.Is(err, ErrNotFound) {
+		err = c.get(ctx, "/1.0/images/"+url.PathEscape(ref), nil, nil)
+	}
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, ErrNotFound):
+		return false, nil
+	}
+	return false, err
+}

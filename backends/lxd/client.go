@@ -138,7 +138,7 @@ func NewClient(opts ClientOptions) (*Client, error) {
 		}
 		tr.DialContext = unixDialer(paths)
 		c.base = "http://lxd"
-		c.endpoint = "unix:" + strings.Join(paths, ",")
+		c.endpoint = "unix:" + strings.Join(paths, " or ")
 	}
 	c.hc = &http.Client{
 		Transport: tr,
@@ -283,7 +283,12 @@ func (c *Client) do(ctx context.Context, rq request) (*response, error) {
 			// The caller gave up: not the server's fault.
 			return nil, &Error{Call: rq.call(), err: ctx.Err(), Message: ctx.Err().Error()}
 		}
-		return nil, &Error{Call: rq.call(), kind: ErrUnreachable, err: err, Message: "no answer from " + c.endpoint + ": " + err.Error()}
+		cause := err
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			cause = ue.Err // the method and URL are in Call already
+		}
+		return nil, &Error{Call: rq.call(), kind: ErrUnreachable, err: err, Message: "no answer from " + c.endpoint + ": " + cause.Error()}
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))

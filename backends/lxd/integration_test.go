@@ -42,7 +42,7 @@ func realClient(tb testing.TB) *Client {
 	if _, err := c.Server(ctx); err != nil {
 		unavailable(tb, "no LXD daemon answers at %s (%v); run scripts/lxd-setup.sh", c.Endpoint(), err)
 	}
-	if err := c.get(ctx, "/1.0/images/aliases/"+testImage, nil, nil); err != nil {
+	if ok, err := c.HasImage(ctx, testImage); !ok || err != nil {
 		unavailable(tb, "LXD has no image %q (%v); run scripts/lxd-setup.sh", testImage, err)
 	}
 	return c

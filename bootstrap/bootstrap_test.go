@@ -1,0 +1,290 @@
+package bootstrap_test
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/runner-spawner/runner-spawner/bootstrap"
+	"github.com/runner-spawner/runner-spawner/queue"
+	"github.com/runner-spawner/runner-spawner/queue/queuetest"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+type fakeMinter struct {
+	mu    sync.Mutex
+	calls int
+	fail  error
+}
+
+func (m *fakeMinter) MintJITConfig(_ context.Context, name string, labels []string) (int64, string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.calls++
+	if m.fail != nil {
+		err := m.fail
+		m.fail = nil
+		return 0, "", err
+	}
+	return 4242, "aml0LWNvbmZpZy1mb3It" + name, nil
+}
+
+type env struct {
+	state    *queue.State
+	srv      *httptest.Server
+	minter   *fakeMinter
+	finished chan string
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	ns := queuetest.Start(t)
+	st, err := ns.Connect(t, queue.Options{}).State(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{state: st, minter: &fakeMinter{}, finished: make(chan string, 10)}
+	s := bootstrap.NewServer(bootstrap.Options{
+		State:  st,
+		Minter: e.minter,
+		Labels: func(f string) ([]string, bool) { return []string{"self-hosted", f}, f == "small" },
+		Finished: func(name string) {
+			e.finished <- name
+		},
+	})
+	mux := http.NewServeMux()
+	mux.Handle(bootstrap.PathPrefix+"/", http.StripPrefix(bootstrap.PathPrefix, s.Routes()))
+	e.srv = httptest.NewServer(mux)
+	t.Cleanup(e.srv.Close)
+	return e
+}
+
+func (e *env) newRunner(t *testing.T, name string, ttl time.Duration) string {
+	t.Helper()
+	token, hash := bootstrap.NewToken()
+	if err := e.state.CreateRunner(t.Context(), &queue.RunnerRecord{
+		Name: name, Flavor: "small", State: queue.RunnerBooting, ForJob: 1,
+		TokenHash: hash, TokenExpires: time.Now().Add(ttl),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return token
+}
+
+func (e *env) call(t *testing.T, name, endpoint, token, body string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, e.srv.URL+bootstrap.PathPrefix+"/runners/"+name+"/"+endpoint, strings.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+func TestConfigIsHandedOutOnce(t *testing.T) {
+	e := newEnv(t)
+	token := e.newRunner(t, "spawner-small-1-0", time.Minute)
+	other := e.newRunner(t, "spawner-small-2-0", time.Minute)
+	expired := e.newRunner(t, "spawner-small-3-0", -time.Second)
+
+	tests := []struct {
+		name, runner, token string
+		want                int
+	}{
+		{"no token", "spawner-small-1-0", "", 401},
+		{"another runner's token", "spawner-small-1-0", other, 401},
+		{"unknown runner", "spawner-small-9-0", token, 401},
+		{"expired", "spawner-small-3-0", expired, 401},
+		{"right", "spawner-small-1-0", token, 200},
+		{"second time", "spawner-small-1-0", token, 410},
+	}
+	for _, tt := range tests {
+		if got := e.call(t, tt.runner, "config", tt.token, "{}").StatusCode; got != tt.want {
+			t.Errorf("%s: status %d, want %d", tt.name, got, tt.want)
+		}
+	}
+	if e.minter.calls != 1 {
+		t.Errorf("minted %d configs, want 1", e.minter.calls)
+	}
+	rec, err := e.state.Runner(t.Context(), "spawner-small-1-0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.State != queue.RunnerIdle || rec.GitHubRunnerID != 4242 || !rec.ConfigFetched || rec.CallbackHash == "" {
+		t.Errorf("runner after config: %+v", rec)
+	}
+}
+
+func TestMintBusyIsRetriable(t *testing.T) {
+	e := newEnv(t)
+	token := e.newRunner(t, "spawner-small-1-0", time.Minute)
+	e.minter.fail = &bootstrap.BusyError{RetryAfter: 7 * time.Second, Err: errors.New("rate limited")}
+	resp := e.call(t, "spawner-small-1-0", "config", token, "{}")
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "7" {
+		t.Fatalf("busy mint: %d Retry-After=%q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if got := e.call(t, "spawner-small-1-0", "config", token, "{}").StatusCode; got != 200 {
+		t.Fatalf("retry after a busy mint: %d", got)
+	}
+}
+
+func TestRenderGolden(t *testing.T) {
+	spec := bootstrap.Spec{
+		URL: "http://10.77.0.1:8081", RunnerName: "spawner-small-289782451-0", Flavor: "small", Token: "TOKEN-abc",
+		Runner: bootstrap.RunnerSettings{
+			Command: "/home/runner/actions-runner/run.sh", User: "runner",
+			Env:             map[string]string{"HTTP_PROXY": "http://proxy:3128", "NO_PROXY": "it's,local"},
+			DockerhubMirror: "https://mirror.example.com", PreJobScript: "/opt/repo-policy-check", PowerOff: true,
+		},
+	}
+	for _, format := range []string{bootstrap.FormatCloudConfig, bootstrap.FormatScript} {
+		spec.Runner.UserDataFormat = format
+		r, err := bootstrap.Render(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		golden(t, "user-data."+format, r.UserData)
+		if format == bootstrap.FormatScript {
+			golden(t, "exec-script.sh", r.Script)
+			if strings.Contains(r.Script, "TOKEN-abc") {
+				t.Error("the exec-mode script carries the token")
+			}
+			if r.Env[bootstrap.EnvToken] != "TOKEN-abc" {
+				t.Errorf("exec env: %v", r.Env)
+			}
+		}
+	}
+	for name, bad := range map[string]bootstrap.RunnerSettings{
+		"no command":          {},
+		"multi-line command":  {Command: "a\nb"},
+		"delimiter in script": {Command: "x", PreJobScript: "echo\nSPAWNER_HOOK_EOF\nrm -rf /"},
+		"bad env name":        {Command: "x", Env: map[string]string{"A B": "1"}},
+		"unknown format":      {Command: "x", UserDataFormat: "ignition"},
+	} {
+		s := spec
+		s.Runner = bad
+		if _, err := bootstrap.Render(s); err == nil {
+			t.Errorf("%s: rendered", name)
+		}
+	}
+}
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./bootstrap -update to create it)", err)
+	}
+	if string(want) != got {
+		t.Errorf("%s differs from %s; run go test ./bootstrap -update if the change is intended\n--- got:\n%s", name, path, got)
+	}
+}
+
+// TestScriptRunsTheProtocol runs the rendered bootstrap script for real, in busybox sh
+// with only busybox applets on PATH (so wget, as in the minimal image) and in the
+// system sh with curl, against the real server, and checks the whole callback
+// sequence and that the runner command got the JIT config.
+func TestScriptRunsTheProtocol(t *testing.T) {
+	if _, err := exec.LookPath("busybox"); err != nil {
+		t.Skip("busybox not installed")
+	}
+	for _, shell := range []string{"busybox", "system"} {
+		t.Run(shell, func(t *testing.T) {
+			e := newEnv(t)
+			dir := t.TempDir()
+			name := "spawner-small-7-0"
+			token := e.newRunner(t, name, time.Minute)
+			runner := filepath.Join(dir, "fake-run.sh")
+			argsFile := filepath.Join(dir, "args")
+			if err := os.WriteFile(runner, []byte("#!/bin/sh\necho \"$@\" > "+argsFile+"\n\"$ACTIONS_RUNNER_HOOK_JOB_STARTED\" || exit 9\necho \"mirror=$DOCKERHUB_MIRROR extra=$EXTRA\" >> "+argsFile+"\nexit 3\n"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			r, err := bootstrap.Render(bootstrap.Spec{
+				URL: e.srv.URL, RunnerName: name, Flavor: "small", Token: token, RunDir: filepath.Join(dir, "run"),
+				Runner: bootstrap.RunnerSettings{Command: runner, User: "nobody-here", UserDataFormat: bootstrap.FormatScript,
+					Env: map[string]string{"EXTRA": "x y"}, PreJobScript: "echo checking repo", DockerhubMirror: ""},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			script := filepath.Join(dir, "bootstrap.sh")
+			if err := os.WriteFile(script, []byte(r.UserData), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			var cmd *exec.Cmd
+			if shell == "busybox" {
+				bin := filepath.Join(dir, "bin")
+				os.Mkdir(bin, 0o755)
+				bb, _ := exec.LookPath("busybox")
+				out, _ := exec.Command(bb, "--list").Output()
+				for _, applet := range strings.Fields(string(out)) {
+					_ = os.Symlink(bb, filepath.Join(bin, applet))
+				}
+				cmd = exec.Command(bb, "sh", script)
+				cmd.Env = []string{"PATH=" + bin}
+			} else {
+				cmd = exec.Command("sh", script)
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+			defer cancel()
+			run := exec.CommandContext(ctx, cmd.Args[0], cmd.Args[1:]...)
+			run.Env = cmd.Env
+			out, err := run.CombinedOutput()
+			if err != nil {
+				t.Fatalf("bootstrap script: %v\n%s", err, out)
+			}
+			args, _ := os.ReadFile(argsFile)
+			if !strings.Contains(string(args), "--jitconfig aml0LWNvbmZpZy1mb3It"+name) || !strings.Contains(string(args), "extra=x y") {
+				t.Errorf("runner saw %q\nscript output:\n%s", args, out)
+			}
+			select {
+			case got := <-e.finished:
+				if got != name {
+					t.Errorf("finished %s", got)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("no job_finished callback\n%s", out)
+			}
+			rec, err := e.state.Runner(t.Context(), name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rec.State != queue.RunnerFinished || rec.ExitCode == nil || *rec.ExitCode != 3 ||
+				rec.BootedAt.IsZero() || rec.PreJobStartedAt.IsZero() || rec.PreJobDoneAt.IsZero() {
+				t.Errorf("runner record after the script: %+v\n%s", rec, out)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "run", "spawner", "config.env")); err == nil {
+				t.Error("the config file with the JIT config was left behind")
+			}
+			// A second run (a replayed user-data) is refused at once, not retried for minutes.
+			start := time.Now()
+			again := exec.CommandContext(ctx, cmd.Args[0], cmd.Args[1:]...)
+			again.Env = cmd.Env
+			out, err = again.CombinedOutput()
+			if err == nil || time.Since(start) > 20*time.Second || !strings.Contains(string(out), "refused") {
+				t.Errorf("replayed bootstrap: err=%v after %s\n%s", err, time.Since(start), out)
+			}
+		})
+	}
+}

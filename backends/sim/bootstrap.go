@@ -1,0 +1,106 @@
+package sim
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// The bootstrap protocol as an instance speaks it (see package bootstrap): the same
+// calls the shell script makes, in Go.
+func (c *Cloud) bootstrap(ctx context.Context, name string, env map[string]string) error {
+	base, token, runner := env["SPAWNER_BOOTSTRAP_URL"], env["SPAWNER_BOOTSTRAP_TOKEN"], env["SPAWNER_RUNNER_NAME"]
+	if base == "" || token == "" || runner == "" {
+		return errNoBootstrap
+	}
+	url := strings.TrimRight(base, "/") + "/bootstrap/v1/runners/" + runner
+	_ = c.post(ctx, url+"/status", token, map[string]any{"event": "booted"}, nil)
+
+	var cfg struct {
+		JITConfig     string `json:"jit_config"`
+		CallbackToken string `json:"callback_token"`
+	}
+	for attempt := 0; ; attempt++ {
+		code, err := c.postCode(ctx, url+"/config", token, map[string]any{}, &cfg)
+		if err == nil {
+			break
+		}
+		if code >= 400 && code < 500 || attempt >= 60 || ctx.Err() != nil {
+			return fmt.Errorf("fetch config: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	c.mu.Lock()
+	c.stats.RunnerStarted[name] = time.Now()
+	c.mu.Unlock()
+
+	exit := 0
+	if c.opts.Runner != nil {
+		hooks := Hooks{JobStarted: func(ctx context.Context) error {
+			if err := c.post(ctx, url+"/status", cfg.CallbackToken, map[string]any{"event": "job_started"}, nil); err != nil {
+				return err
+			}
+			return c.post(ctx, url+"/status", cfg.CallbackToken, map[string]any{"event": "pre_job_done"}, nil)
+		}}
+		var err error
+		exit, err = c.opts.Runner(ctx, cfg.JITConfig, hooks)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil && exit == 0 {
+			exit = 1
+		}
+	}
+	return c.post(ctx, url+"/status", cfg.CallbackToken, map[string]any{"event": "job_finished", "exit_code": exit}, nil)
+}
+
+func (c *Cloud) post(ctx context.Context, url, token string, body, out any) error {
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		var code int
+		code, err = c.postCode(ctx, url, token, body, out)
+		if err == nil || (code >= 400 && code < 500) || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(attempt+1) * 200 * time.Millisecond):
+		}
+	}
+	return err
+}
+
+func (c *Cloud) postCode(ctx context.Context, url, token string, body, out any) (int, error) {
+	data, _ := json.Marshal(body)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(data))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.opts.HTTPClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
+		return resp.StatusCode, fmt.Errorf("%s: %d %s", url, resp.StatusCode, strings.TrimSpace(string(b)))
+	}
+	if out != nil {
+		return resp.StatusCode, json.NewDecoder(resp.Body).Decode(out)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, nil
+}

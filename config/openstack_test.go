@@ -161,3 +161,23 @@ func TestOpenStackCloudIgnoredWithoutOpenStackFlavors(t *testing.T) {
 		t.Fatalf("Parse: %v", err)
 	}
 }
+
+// The OpenStack example in deployments/openstack is a fragment: with a webhook secret
+// it must be a valid config.
+func TestOpenStackExampleIsValid(t *testing.T) {
+	frag, err := os.ReadFile("../deployments/openstack/spawner-openstack.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"SPAWNER_WEBHOOK_SECRETS": "example-secret-0123456789", "SPAWNER_GITHUB_TOKEN": "ghp_example"}
+	f, err := Parse(frag, func(k string) string { return env[k] })
+	if err != nil {
+		for _, fe := range FieldErrors(err) {
+			t.Errorf("%s", fe)
+		}
+		return
+	}
+	if len(f.Flavors) != 2 || f.Flavors[1].OpenStack.BootVolumeSize != 100 {
+		t.Errorf("example read as %+v", f.Flavors)
+	}
+}

@@ -1,11 +1,13 @@
 package githubtest
 
 import (
+	"bytes"
 	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -120,6 +122,10 @@ func (s *Server) api(op string, need authKind, h handler) http.Handler {
 
 		if f, ok := s.matchFault(op, r); ok {
 			if f.Latency > 0 {
+				// Read the body first: until it is read, the server does not notice a
+				// client that gave up, and the handler would wait out the latency.
+				body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+				r.Body = io.NopCloser(bytes.NewReader(body))
 				t := time.NewTimer(f.Latency)
 				select {
 				case <-t.C:

@@ -66,6 +66,10 @@ type JobEvent struct {
 	CreatedAt   *time.Time `json:"created_at,omitempty"`
 	StartedAt   *time.Time `json:"started_at,omitempty"`
 	CompletedAt *time.Time `json:"completed_at,omitempty"`
+
+	// Replacement numbers a replacement request (Source "replacement"): the n-th
+	// runner the job asks for, so two triggers for the same loss are stored once.
+	Replacement int `json:"replacement,omitempty"`
 }
 
 // MsgID is the JetStream de-duplication id for the event: the delivery id when there
@@ -74,6 +78,9 @@ type JobEvent struct {
 func (e *JobEvent) MsgID() string {
 	if e.DeliveryID != "" {
 		return e.DeliveryID
+	}
+	if e.Source == SourceReplacement {
+		return fmt.Sprintf("repl-%d-%d", e.JobID, e.Replacement)
 	}
 	return fmt.Sprintf("job-%d-%s-%d-%s", e.JobID, e.Action, e.RunAttempt, e.Source)
 }

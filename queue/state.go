@@ -367,3 +367,27 @@ func scan(ctx context.Context, kv jetstream.KeyValue, fn func([]byte) error) err
 		}
 	}
 }
+
+// WatchCapacity calls changed after every update of a flavor's capacity record,
+// until ctx ends. Consumers waiting for a free slot use it to try again at once
+// instead of after a fixed delay.
+func (s *State) WatchCapacity(ctx context.Context, flavor string, changed func()) error {
+	w, err := s.capacity.Watch(ctx, flavor, jetstream.UpdatesOnly())
+	if err != nil {
+		return fmt.Errorf("watch capacity %s: %w", flavor, err)
+	}
+	defer w.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case e, ok := <-w.Updates():
+			if !ok {
+				return fmt.Errorf("watch capacity %s: closed", flavor)
+			}
+			if e != nil {
+				changed()
+			}
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strings"
@@ -21,6 +22,9 @@ type BackendOptions struct {
 	Flavor       string
 	// BootTime is how long an instance takes before its bootstrap starts.
 	BootTime time.Duration
+	// BootJitter adds a random 0..BootJitter to each boot, so runners come up out of
+	// order (and GitHub hands them other jobs, as it does).
+	BootJitter time.Duration
 }
 
 // world is where instances live: a Cloud in this process, or one reached over HTTP.
@@ -54,7 +58,11 @@ func (b *Backend) Create(ctx context.Context, spec backends.InstanceSpec) (backe
 	if err := backends.ValidateSpec(b.opts.Flavor, spec); err != nil {
 		return backends.Instance{}, err
 	}
-	return b.world.create(ctx, b.opts.DeploymentID, b.opts.BootTime, spec)
+	boot := b.opts.BootTime
+	if b.opts.BootJitter > 0 {
+		boot += time.Duration(rand.Int64N(int64(b.opts.BootJitter)))
+	}
+	return b.world.create(ctx, b.opts.DeploymentID, boot, spec)
 }
 
 // Delete implements backends.Backend.

@@ -60,6 +60,10 @@ type Options struct {
 	// runner adds GITHUB_REPOSITORY, GITHUB_RUN_ID, GITHUB_RUN_ATTEMPT, GITHUB_JOB and
 	// RUNNER_NAME, as the real runner does.
 	HookEnv []string
+	// OnJobStarted, when set, runs when the runner gets its job, before the
+	// ACTIONS_RUNNER_HOOK_JOB_STARTED script: an in-process instance reports its
+	// pre-job phase with it. An error fails the job, as a failing hook does.
+	OnJobStarted func(ctx context.Context) error
 	// HTTPClient talks to the fake (nil: a client without timeout; every request has its own).
 	HTTPClient *http.Client
 	// PollWait is how long one long poll may wait (default 20s).
@@ -236,6 +240,12 @@ func (r *runner) heartbeat(ctx context.Context, every time.Duration) {
 // runHook runs the script named by env var name with sh, as the real runner runs its job
 // hooks, and reports whether it succeeded (no hook configured counts as success).
 func (r *runner) runHook(ctx context.Context, name, what string, job Assignment) bool {
+	if name == EnvJobStartedHook && r.opts.OnJobStarted != nil {
+		if err := r.opts.OnJobStarted(ctx); err != nil {
+			r.printf("%s hook failed: %v\n", what, err)
+			return false
+		}
+	}
 	if r.opts.Env == nil {
 		return true
 	}

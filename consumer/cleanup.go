@@ -1,0 +1,82 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/runner-spawner/runner-spawner/internal/logkey"
+	"github.com/runner-spawner/runner-spawner/queue"
+)
+
+// cleanupLoop deletes the instances of finished runners as they are reported. It
+// drains what is queued when ctx ends, within a bound, so a clean shutdown leaves
+// nothing for the janitor.
+func (c *Consumer) cleanupLoop(ctx context.Context) {
+	for {
+		select {
+		case name := <-c.cleanup:
+			c.deleteFinished(context.WithoutCancel(ctx), name)
+		case <-ctx.Done():
+			deadline := time.After(10 * time.Second)
+			for {
+				select {
+				case name := <-c.cleanup:
+					c.deleteFinished(context.WithoutCancel(ctx), name)
+				case <-deadline:
+					return
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+// deleteFinished deletes a finished runner's instance, then frees its capacity slot:
+// releasing only after the delete keeps instances, not just runners, within
+// max_runners.
+func (c *Consumer) deleteFinished(ctx context.Context, name string) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	logger := c.logger.With(logkey.Runner, name)
+	rec, err := c.opts.State.Runner(ctx, name)
+	if err != nil {
+		if !errors.Is(err, queue.ErrNoRecord) {
+			logger.Warn("cannot read the finished runner; the janitor will delete it", logkey.Error, err)
+		}
+		return
+	}
+	if rec.InstanceDeleted || rec.Protected {
+		return
+	}
+	f := c.flavors[rec.Flavor]
+	if f == nil {
+		return // another process serves that flavor; it or the janitor deletes it
+	}
+	if err := f.Backend.Delete(ctx, name); err != nil {
+		logger.Warn("instance not deleted; the janitor will retry", logkey.Backend, f.BackendName, logkey.Error, err)
+		return
+	}
+	if _, err := c.opts.State.UpdateRunner(ctx, name, func(r *queue.RunnerRecord) error {
+		r.InstanceDeleted = true
+		if r.State.Advance(queue.RunnerFinished) {
+			r.FinishedAt = c.opts.Now().UTC()
+		}
+		return nil
+	}); err != nil {
+		logger.Warn("runner record not updated after delete", logkey.Error, err)
+	}
+	if err := c.opts.State.ReleaseSlot(ctx, rec.Flavor, name); err != nil {
+		logger.Warn("capacity slot not released; the janitor will", logkey.Error, err)
+	}
+	c.metrics.deleted.WithLabelValues(rec.Flavor).Inc()
+	logger.Info("runner finished; instance deleted", "job", rec.TookJob, "exit_code", exitCode(rec))
+}
+
+func exitCode(r *queue.RunnerRecord) any {
+	if r.ExitCode == nil {
+		return nil
+	}
+	return *r.ExitCode
+}

@@ -1,0 +1,328 @@
+// Package consumer turns queued jobs into single-use runners: for each flavor it
+// serves, it takes job events from a durable JetStream consumer shared by every
+// replica, keeps the job and runner records, respects the flavor's capacity across
+// all replicas, spawns one instance per job through the flavor's backend, replaces
+// runners that GitHub gave to another job, and deletes an instance as soon as its
+// job is done.
+//
+// It must not serve HTTP or talk to GitHub beyond checking a job's status: minting
+// runner configs is the bootstrap endpoint's work, reconciling leftovers the
+// janitor's.
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/runner-spawner/runner-spawner/backends"
+	"github.com/runner-spawner/runner-spawner/bootstrap"
+	"github.com/runner-spawner/runner-spawner/github"
+	"github.com/runner-spawner/runner-spawner/internal/logkey"
+	"github.com/runner-spawner/runner-spawner/queue"
+)
+
+// GitHub is what the consumer asks GitHub: whether a job is still queued.
+type GitHub interface {
+	GetJob(ctx context.Context, repo string, jobID int64) (github.Job, error)
+}
+
+// Flavor is one flavor this consumer serves.
+type Flavor struct {
+	Name        string
+	MaxRunners  int
+	Backend     backends.Backend
+	BackendName string
+	Runner      bootstrap.RunnerSettings
+	// BootTimeout bounds how long a runner may take to fetch its config; the
+	// bootstrap token expires with it.
+	BootTimeout time.Duration
+}
+
+// Options configures a Consumer.
+type Options struct {
+	Conn         *queue.Conn
+	State        *queue.State
+	GitHub       GitHub // nil: jobs are never checked with GitHub
+	Flavors      []Flavor
+	DeploymentID string
+	// BootstrapURL is the spawner's bootstrap endpoint as instances reach it.
+	BootstrapURL string
+	// Workers per flavor in this process.
+	Workers int
+	// VerifyAge: a job event older than this (or redelivered) is checked with GitHub
+	// before a runner is spawned for it.
+	VerifyAge time.Duration
+	// MaxAttempts of a failing instance create before the job is dead-lettered.
+	MaxAttempts    int
+	BackoffInitial time.Duration
+	BackoffMax     time.Duration
+	// CapacityWait is how long a worker holds a job while its flavor is full,
+	// claiming the first slot that frees; after that the job goes back to the queue
+	// for CapacityRetry, so a worker is never blocked for long.
+	CapacityWait  time.Duration
+	CapacityRetry time.Duration
+	// MaxReplacements is how many more runners a job gets after its runner was taken
+	// by another job.
+	MaxReplacements int
+	// CreateTimeout bounds one backend create.
+	CreateTimeout time.Duration
+	// AckWait is JetStream's redelivery timeout for an unacknowledged event.
+	AckWait    time.Duration
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	Now        func() time.Time
+}
+
+func (o *Options) defaults() {
+	if o.Workers <= 0 {
+		o.Workers = 4
+	}
+	if o.VerifyAge <= 0 {
+		o.VerifyAge = 2 * time.Minute
+	}
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = 5
+	}
+	if o.BackoffInitial <= 0 {
+		o.BackoffInitial = 2 * time.Second
+	}
+	if o.BackoffMax <= 0 {
+		o.BackoffMax = 2 * time.Minute
+	}
+	if o.CapacityWait <= 0 {
+		o.CapacityWait = 5 * time.Second
+	}
+	if o.CapacityRetry <= 0 {
+		o.CapacityRetry = 5 * time.Second
+	}
+	if o.MaxReplacements < 0 {
+		o.MaxReplacements = 0
+	}
+	if o.CreateTimeout <= 0 {
+		o.CreateTimeout = 5 * time.Minute
+	}
+	if o.AckWait <= 0 {
+		o.AckWait = time.Minute
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// Consumer runs the workers of every flavor it serves.
+type Consumer struct {
+	opts    Options
+	logger  *slog.Logger
+	flavors map[string]*Flavor
+	metrics *metrics
+	cleanup chan string
+	freed   map[string]*notifier // per flavor: a capacity slot changed
+}
+
+// New builds a Consumer; it panics on a wiring mistake (a nil dependency).
+func New(opts Options) (*Consumer, error) {
+	if opts.Conn == nil || opts.State == nil {
+		panic("consumer: New needs Conn and State")
+	}
+	opts.defaults()
+	c := &Consumer{
+		opts:    opts,
+		logger:  opts.Logger,
+		flavors: map[string]*Flavor{},
+		metrics: newMetrics(opts.Registerer),
+		// Deletions run in the background; a full queue only delays them to the
+		// janitor's next pass.
+		cleanup: make(chan string, 4096),
+		freed:   map[string]*notifier{},
+	}
+	for i := range opts.Flavors {
+		f := &opts.Flavors[i]
+		if f.Backend == nil || f.MaxRunners < 1 || f.Name == "" {
+			return nil, fmt.Errorf("consumer: flavor %q needs a backend and max_runners ≥ 1", f.Name)
+		}
+		if f.BootTimeout <= 0 {
+			f.BootTimeout = 10 * time.Minute
+		}
+		c.flavors[f.Name] = f
+		c.freed[f.Name] = newNotifier()
+	}
+	if opts.BootstrapURL == "" {
+		return nil, errors.New("consumer: no bootstrap URL")
+	}
+	return c, nil
+}
+
+// Finished tells the consumer that a runner's job finished, so its instance is
+// deleted now. It never blocks.
+func (c *Consumer) Finished(runnerName string) {
+	select {
+	case c.cleanup <- runnerName:
+	default:
+		c.logger.Warn("cleanup queue full; the janitor will delete the instance", logkey.Runner, runnerName)
+	}
+}
+
+// Run consumes until ctx is cancelled, then stops fetching, finishes (or hands back)
+// the events it holds and returns.
+func (c *Consumer) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*len(c.flavors)+1)
+	for _, f := range c.flavors {
+		wg.Go(func() { errs <- c.consume(ctx, spawnConsumer(f.Name), f, c.opts.Workers, c.handleQueued) })
+		wg.Go(func() { errs <- c.consume(ctx, eventsConsumer(f.Name), f, c.opts.Workers, c.handleEvent) })
+	}
+	for name, n := range c.freed {
+		wg.Go(func() { c.watchCapacity(ctx, name, n) })
+	}
+	// Cleanup workers finish what is queued before they stop.
+	var cwg sync.WaitGroup
+	for range 4 {
+		cwg.Go(func() { c.cleanupLoop(ctx) })
+	}
+	wg.Wait()
+	cwg.Wait()
+	close(errs)
+	var all []error
+	for err := range errs {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			all = append(all, err)
+		}
+	}
+	return errors.Join(all...)
+}
+
+type consumerSpec struct {
+	name    string
+	filters []string
+}
+
+func spawnConsumer(flavor string) consumerSpec {
+	return consumerSpec{name: "spawn_" + flavor, filters: []string{queue.JobSubject(flavor, queue.ActionQueued)}}
+}
+
+func eventsConsumer(flavor string) consumerSpec {
+	return consumerSpec{name: "events_" + flavor, filters: []string{
+		queue.JobSubject(flavor, queue.ActionWaiting),
+		queue.JobSubject(flavor, queue.ActionInProgress),
+		queue.JobSubject(flavor, queue.ActionCompleted),
+	}}
+}
+
+type handler func(ctx context.Context, f *Flavor, msg jetstream.Msg)
+
+// consume feeds one durable consumer's messages to workers. On shutdown it stops
+// pulling, hands back what it fetched but did not start (nak, so another replica
+// takes it at once) and waits for the workers to finish what they started.
+func (c *Consumer) consume(ctx context.Context, spec consumerSpec, f *Flavor, workers int, handle handler) error {
+	logger := c.logger.With(logkey.Flavor, f.Name, "consumer", spec.name)
+	// Work started before shutdown must finish: handlers get a context that is not
+	// cancelled with ctx (each operation inside has its own timeout).
+	workCtx := context.WithoutCancel(ctx)
+	backoff := time.Second
+	for ctx.Err() == nil {
+		cons, err := c.opts.Conn.JetStream().CreateOrUpdateConsumer(ctx, queue.StreamJobs, jetstream.ConsumerConfig{
+			Durable:        spec.name,
+			Description:    "runner-spawner consumer of " + f.Name,
+			FilterSubjects: spec.filters,
+			AckPolicy:      jetstream.AckExplicitPolicy,
+			AckWait:        c.opts.AckWait,
+			MaxDeliver:     -1,
+			MaxAckPending:  10000,
+			DeliverPolicy:  jetstream.DeliverAllPolicy,
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			logger.Warn("cannot create the JetStream consumer; retrying", logkey.Error, err)
+			sleep(ctx, backoff)
+			backoff = min(2*backoff, 30*time.Second)
+			continue
+		}
+		backoff = time.Second
+		if err := c.pump(ctx, workCtx, cons, f, workers, handle, logger); err != nil && ctx.Err() == nil {
+			logger.Warn("message loop stopped; restarting", logkey.Error, err)
+			sleep(ctx, time.Second)
+		}
+	}
+	return ctx.Err()
+}
+
+func (c *Consumer) pump(ctx, workCtx context.Context, cons jetstream.Consumer, f *Flavor, workers int, handle handler, logger *slog.Logger) error {
+	iter, err := cons.Messages(jetstream.PullMaxMessages(workers))
+	if err != nil {
+		return fmt.Errorf("pull messages: %w", err)
+	}
+	stopped := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			iter.Drain()
+		case <-stopped:
+		}
+	}()
+	msgs := make(chan jetstream.Msg)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for m := range msgs {
+				handle(workCtx, f, m)
+			}
+		})
+	}
+	var loopErr error
+	for {
+		m, err := iter.Next()
+		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+			break
+		}
+		if err != nil {
+			// Missed heartbeats and the like: the iterator recovers on its own.
+			logger.Debug("message iterator", logkey.Error, err)
+			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+				loopErr = err
+				iter.Stop()
+				break
+			}
+			continue
+		}
+		if ctx.Err() != nil {
+			_ = m.Nak()
+			continue
+		}
+		select {
+		case msgs <- m:
+		case <-ctx.Done():
+			_ = m.Nak()
+		}
+	}
+	close(stopped)
+	close(msgs)
+	wg.Wait()
+	return loopErr
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+// RunnerName is the deterministic name of a job's n-th runner: deployment, flavor,
+// job, index. The same job and index always give the same name, so a resumed create
+// finds what a crashed one made.
+func RunnerName(deploymentID, flavor string, jobID int64, n int) string {
+	return deploymentID + "-" + flavor + "-" + strconv.FormatInt(jobID, 10) + "-" + strconv.Itoa(n)
+}

@@ -1,0 +1,62 @@
+package consumer_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/runner-spawner/runner-spawner/github/githubtest"
+	"github.com/runner-spawner/runner-spawner/internal/systemtest"
+	"github.com/runner-spawner/runner-spawner/queue"
+)
+
+func twoFlavors() []systemtest.FlavorSpec {
+	return []systemtest.FlavorSpec{
+		{Name: "small", Labels: []string{"small"}, MaxRunners: 3},
+		{Name: "large", Labels: []string{"large"}, MaxRunners: 2},
+	}
+}
+
+func TestEveryJobRunsOnItsFlavor(t *testing.T) {
+	s := systemtest.Start(t, systemtest.Options{Flavors: twoFlavors(), Workers: 4,
+		GitHub: githubtest.Options{JobDuration: 50 * time.Millisecond}})
+	want := map[int64]string{}
+	for i := range 20 {
+		flavor := []string{"small", "large"}[i%2]
+		j := s.GH.CreateJob(githubtest.JobSpec{Labels: []string{"self-hosted", flavor}})
+		want[j.ID] = flavor
+	}
+	s.AllJobsDone(t, 60*time.Second)
+	s.NoInstancesLeft(t, 20*time.Second)
+	for _, j := range s.GH.Jobs() {
+		if j.Conclusion != "success" {
+			t.Errorf("job %d: %s", j.ID, j.Conclusion)
+		}
+		prefix := fmt.Sprintf("%s-%s-", systemtest.Deployment, want[j.ID])
+		if len(j.RunnerName) < len(prefix) || j.RunnerName[:len(prefix)] != prefix {
+			t.Errorf("job %d for %s ran on %q", j.ID, want[j.ID], j.RunnerName)
+		}
+	}
+	st := s.Cloud.Stats()
+	if st.MaxLive["small"] > 3 || st.MaxLive["large"] > 2 {
+		t.Errorf("capacity exceeded: max live %v", st.MaxLive)
+	}
+	sum := s.GH.Summary()
+	t.Logf("20 jobs: %d instances created, GitHub calls %d (%.2f per job): %v", st.Created, sum.CallsTotal, sum.CallsPerJob, sum.Calls)
+	if sum.CallsPerJob > 2 {
+		t.Errorf("%.2f GitHub calls per job, want at most 2", sum.CallsPerJob)
+	}
+	// Every slot is free again.
+	for _, f := range []string{"small", "large"} {
+		capRec, err := s.State.Capacity(t.Context(), f)
+		if err != nil || len(capRec.Slots) != 0 {
+			t.Errorf("%s: %d slots still held (%v)", f, len(capRec.Slots), err)
+		}
+	}
+	runners, _ := s.State.Runners(t.Context())
+	for _, r := range runners {
+		if r.State != queue.RunnerFinished || !r.InstanceDeleted {
+			t.Errorf("runner %s: %s deleted=%v", r.Name, r.State, r.InstanceDeleted)
+		}
+	}
+}

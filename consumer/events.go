@@ -1,0 +1,226 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/runner-spawner/runner-spawner/internal/logkey"
+	"github.com/runner-spawner/runner-spawner/queue"
+)
+
+// handleEvent applies waiting, in_progress and completed events to the records.
+func (c *Consumer) handleEvent(ctx context.Context, f *Flavor, msg jetstream.Msg) {
+	ev, err := queue.UnmarshalJobEvent(msg.Data())
+	if err != nil {
+		c.deadLetterRaw(ctx, f, msg, err.Error())
+		return
+	}
+	logger := c.logger.With(logkey.JobID, ev.JobID, logkey.Flavor, f.Name, logkey.Action, ev.Action, logkey.DeliveryID, ev.DeliveryID)
+	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	switch ev.Action {
+	case queue.ActionWaiting:
+		_, err = c.opts.State.UpdateJob(octx, ev.JobID, func(j *queue.JobRecord) error {
+			if j.Flavor != "" {
+				return queue.ErrSkip
+			}
+			initJob(j, ev)
+			return nil
+		})
+	case queue.ActionInProgress:
+		err = c.onInProgress(octx, ev, logger)
+	case queue.ActionCompleted:
+		err = c.onCompleted(octx, ev, logger)
+	}
+	if err != nil && !errors.Is(err, queue.ErrSkip) {
+		logger.Warn("job event not applied; retrying", logkey.Error, err)
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
+	c.metrics.events.WithLabelValues(f.Name, ev.Action, "applied").Inc()
+	_ = msg.Ack()
+}
+
+// ours reports whether a runner name carries this deployment's prefix.
+func (c *Consumer) ours(name string) bool {
+	return name != "" && strings.HasPrefix(name, c.opts.DeploymentID+"-")
+}
+
+func (c *Consumer) onInProgress(ctx context.Context, ev *queue.JobEvent, logger *slog.Logger) error {
+	now := c.opts.Now().UTC()
+	job, err := c.opts.State.UpdateJob(ctx, ev.JobID, func(j *queue.JobRecord) error {
+		if j.Flavor == "" {
+			initJob(j, ev)
+		}
+		changed := j.State.Advance(queue.JobInProgress)
+		if ev.RunnerName != "" && j.TakenBy != ev.RunnerName {
+			j.TakenBy = ev.RunnerName
+			changed = true
+		}
+		if j.StartedAt.IsZero() {
+			j.StartedAt = now
+			changed = true
+		}
+		if !changed {
+			return queue.ErrSkip
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, queue.ErrSkip) {
+		return err
+	}
+	if c.ours(ev.RunnerName) {
+		if err := c.runnerTookJob(ctx, ev.RunnerName, ev.JobID, false, logger); err != nil {
+			return err
+		}
+	}
+	// Runners spawned for this job that did not take it are spare now.
+	if job != nil {
+		for _, name := range job.Runners {
+			if name != ev.RunnerName {
+				c.makeSpare(ctx, name, ev.JobID, logger)
+			}
+		}
+	}
+	return nil
+}
+
+func (c *Consumer) onCompleted(ctx context.Context, ev *queue.JobEvent, logger *slog.Logger) error {
+	now := c.opts.Now().UTC()
+	job, err := c.opts.State.UpdateJob(ctx, ev.JobID, func(j *queue.JobRecord) error {
+		if j.Flavor == "" {
+			initJob(j, ev)
+		}
+		changed := j.State.Advance(queue.JobCompleted)
+		if ev.Conclusion != "" && j.Conclusion != ev.Conclusion {
+			j.Conclusion = ev.Conclusion
+			changed = true
+		}
+		if ev.RunnerName != "" && j.TakenBy == "" {
+			j.TakenBy = ev.RunnerName
+			changed = true
+		}
+		if j.CompletedAt.IsZero() {
+			j.CompletedAt = now
+			changed = true
+		}
+		if !changed {
+			return queue.ErrSkip
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, queue.ErrSkip) {
+		return err
+	}
+	if c.ours(ev.RunnerName) {
+		if err := c.runnerTookJob(ctx, ev.RunnerName, ev.JobID, true, logger); err != nil {
+			return err
+		}
+	}
+	// A job cancelled (or run elsewhere) leaves its untaken runners spare.
+	if job != nil {
+		for _, name := range job.Runners {
+			if name != ev.RunnerName {
+				c.makeSpare(ctx, name, ev.JobID, logger)
+			}
+		}
+	}
+	return nil
+}
+
+// runnerTookJob records that our runner took jobID (and, when finished, that the job
+// is done, which deletes its instance). If the runner was meant for another job,
+// that job lost its runner and asks for another.
+func (c *Consumer) runnerTookJob(ctx context.Context, name string, jobID int64, finished bool, logger *slog.Logger) error {
+	now := c.opts.Now().UTC()
+	rec, err := c.opts.State.UpdateRunner(ctx, name, func(r *queue.RunnerRecord) error {
+		changed := false
+		if r.TookJob == 0 {
+			r.TookJob = jobID
+			r.Spare = false
+			changed = true
+		}
+		if r.State.Advance(queue.RunnerBusy) {
+			r.BusyAt = now
+			changed = true
+		}
+		if finished && r.State.Advance(queue.RunnerFinished) {
+			r.FinishedAt = now
+			changed = true
+		}
+		if !changed {
+			return queue.ErrSkip
+		}
+		return nil
+	})
+	if errors.Is(err, queue.ErrNoRecord) {
+		return nil // a runner of ours whose record expired or was reaped
+	}
+	if errors.Is(err, queue.ErrSkip) {
+		rec, err = c.opts.State.Runner(ctx, name)
+	}
+	if err != nil {
+		return err
+	}
+	if err := c.opts.State.MarkSlot(ctx, rec.Flavor, name, jobID, false); err != nil {
+		logger.Debug("slot not updated", logkey.Error, err)
+	}
+	if rec.ForJob != 0 && rec.ForJob != jobID {
+		logger.Info("runner taken by another job; its own job needs another runner", logkey.Runner, name, "meant_for", rec.ForJob)
+		c.needsRunner(ctx, rec.ForJob, logger)
+	}
+	if finished {
+		c.Finished(name)
+	}
+	return nil
+}
+
+// makeSpare marks a runner meant for jobID, untaken, as spare: the next job of its
+// flavor adopts it instead of spawning a new one.
+func (c *Consumer) makeSpare(ctx context.Context, name string, jobID int64, logger *slog.Logger) {
+	rec, err := c.opts.State.UpdateRunner(ctx, name, func(r *queue.RunnerRecord) error {
+		if r.ForJob != jobID || !r.Untaken() || r.Spare {
+			return queue.ErrSkip
+		}
+		r.Spare = true
+		return nil
+	})
+	if err != nil {
+		return
+	}
+	_ = c.opts.State.MarkSlot(ctx, rec.Flavor, name, jobID, true)
+	logger.Info("runner is spare: its job no longer needs it", logkey.Runner, name)
+	// A job waiting for capacity may adopt it now rather than after its retry delay;
+	// the queued consumer finds it on the next event. Nothing else to do here.
+}
+
+// needsRunner asks for another runner for a still-queued job whose runner went to
+// another job, by publishing a replacement event: the spawn path then adopts a spare
+// or spawns, within the job's replacement limit.
+func (c *Consumer) needsRunner(ctx context.Context, jobID int64, logger *slog.Logger) {
+	job, err := c.opts.State.Job(ctx, jobID)
+	if err != nil || job.State != queue.JobQueued || job.Gone || job.DeadLettered {
+		return
+	}
+	for _, name := range job.Runners {
+		r, err := c.opts.State.Runner(ctx, name)
+		if err == nil && r.ForJob == jobID && r.Untaken() && !r.Spare {
+			return // it still has one
+		}
+	}
+	ev := &queue.JobEvent{
+		ReceivedAt: c.opts.Now().UTC(), Source: queue.SourceReplacement, Action: queue.ActionQueued,
+		JobID: job.ID, RunID: job.RunID, RunAttempt: job.RunAttempt, Repo: job.Repo,
+		Labels: job.Labels, Flavor: job.Flavor, Replacement: len(job.Runners),
+	}
+	if _, err := c.opts.Conn.PublishJobEvent(ctx, ev); err != nil {
+		logger.Warn("replacement request not stored; the janitor will notice the job", logkey.JobID, jobID, logkey.Error, err)
+		return
+	}
+	logger.Info("replacement runner requested", logkey.JobID, jobID, "replacement", ev.Replacement)
+}

@@ -1,0 +1,504 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/runner-spawner/runner-spawner/backends"
+	"github.com/runner-spawner/runner-spawner/bootstrap"
+	"github.com/runner-spawner/runner-spawner/github"
+	"github.com/runner-spawner/runner-spawner/internal/logkey"
+	"github.com/runner-spawner/runner-spawner/queue"
+)
+
+// verdict is what happens to a message once handled.
+type verdict struct {
+	kind   verdictKind
+	delay  time.Duration
+	label  string // dead-letter metric label
+	reason string // dead-letter reason, for operators
+}
+
+type verdictKind int
+
+const (
+	vAck verdictKind = iota
+	vNak
+	vDead
+)
+
+// Dead-letter labels.
+const (
+	deadReplacementLimit = "replacement_limit"
+	deadBadSpec          = "bad_spec"
+	deadCreateFailed     = "create_failed"
+)
+
+func ack() verdict                    { return verdict{kind: vAck} }
+func retryIn(d time.Duration) verdict { return verdict{kind: vNak, delay: d} }
+func deadLetter(label, reason string) verdict {
+	return verdict{kind: vDead, label: label, reason: reason}
+}
+
+// handleQueued turns one queued event into (at most) one runner.
+func (c *Consumer) handleQueued(ctx context.Context, f *Flavor, msg jetstream.Msg) {
+	meta, _ := msg.Metadata()
+	ev, err := queue.UnmarshalJobEvent(msg.Data())
+	if err != nil {
+		c.deadLetterRaw(ctx, f, msg, err.Error())
+		return
+	}
+	logger := c.logger.With(logkey.JobID, ev.JobID, logkey.Flavor, f.Name, logkey.DeliveryID, ev.DeliveryID)
+	delivered := uint64(1)
+	if meta != nil {
+		delivered = meta.NumDelivered
+	}
+	// Keep the event ours while a create takes long (an LXD VM, a slow cloud).
+	stop := keepInProgress(msg, c.opts.AckWait/3)
+	v := c.spawn(ctx, f, ev, delivered, logger)
+	stop()
+	c.settle(ctx, f, msg, ev, v, logger)
+}
+
+// settle acks, naks or dead-letters the message.
+func (c *Consumer) settle(ctx context.Context, f *Flavor, msg jetstream.Msg, ev *queue.JobEvent, v verdict, logger *slog.Logger) {
+	switch v.kind {
+	case vAck:
+		if err := msg.Ack(); err != nil {
+			// The event comes back after AckWait and is handled again, idempotently.
+			logger.Warn("ack failed", logkey.Error, err)
+		}
+	case vNak:
+		if err := msg.NakWithDelay(v.delay); err != nil {
+			logger.Warn("nak failed", logkey.Error, err)
+		}
+	case vDead:
+		c.metrics.deadLetters.WithLabelValues(f.Name, v.label).Inc()
+		logger.Error("job dead-lettered: no runner will be spawned for it", "reason", v.reason)
+		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		meta, _ := msg.Metadata()
+		id := fmt.Sprintf("dead-%d-%d", ev.JobID, 0)
+		if meta != nil {
+			id = fmt.Sprintf("dead-%d-%d", ev.JobID, meta.Sequence.Stream)
+		}
+		err := c.opts.Conn.PublishDeadLetter(octx, f.Name, id, &queue.DeadLetter{
+			Event: ev, Subject: msg.Subject(), Reason: v.reason, At: c.opts.Now().UTC(),
+		})
+		if err != nil {
+			// Not stored as a dead letter: keep the event and try again later.
+			logger.Warn("dead letter not stored; retrying later", logkey.Error, err)
+			_ = msg.NakWithDelay(5 * time.Second)
+			return
+		}
+		_, _ = c.opts.State.UpdateJob(octx, ev.JobID, func(j *queue.JobRecord) error {
+			j.DeadLettered = true
+			j.LastError = v.reason
+			return nil
+		})
+		_ = msg.Term()
+	}
+}
+
+func (c *Consumer) deadLetterRaw(ctx context.Context, f *Flavor, msg jetstream.Msg, reason string) {
+	c.metrics.deadLetters.WithLabelValues(f.Name, "malformed").Inc()
+	octx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	meta, _ := msg.Metadata()
+	id := "dead-raw"
+	if meta != nil {
+		id = fmt.Sprintf("dead-raw-%d", meta.Sequence.Stream)
+	}
+	if err := c.opts.Conn.PublishDeadLetter(octx, f.Name, id, &queue.DeadLetter{Raw: msg.Data(), Subject: msg.Subject(), Reason: reason, At: c.opts.Now().UTC()}); err != nil {
+		_ = msg.NakWithDelay(5 * time.Second)
+		return
+	}
+	c.logger.Error("undecodable job event dead-lettered", logkey.Flavor, f.Name, "reason", reason)
+	_ = msg.Term()
+}
+
+func (c *Consumer) spawn(ctx context.Context, f *Flavor, ev *queue.JobEvent, delivered uint64, logger *slog.Logger) verdict {
+	st := c.opts.State
+	now := c.opts.Now()
+	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+
+	job, err := st.UpdateJob(octx, ev.JobID, func(j *queue.JobRecord) error {
+		if j.Flavor != "" {
+			return queue.ErrSkip
+		}
+		initJob(j, ev)
+		return nil
+	})
+	if err != nil && !errors.Is(err, queue.ErrSkip) {
+		logger.Warn("job record unavailable; retrying", logkey.Error, err)
+		return retryIn(time.Second)
+	}
+	if job.State != queue.JobQueued || job.Gone || job.DeadLettered {
+		c.metrics.events.WithLabelValues(f.Name, ev.Action, "not_queued").Inc()
+		logger.Debug("job no longer waits for a runner", "state", job.State, "gone", job.Gone)
+		return ack()
+	}
+
+	// A runner already meant for this job: nothing new, or resume its create.
+	resume := ""
+	for _, name := range job.Runners {
+		r, err := st.Runner(octx, name)
+		if errors.Is(err, queue.ErrNoRecord) {
+			continue
+		}
+		if err != nil {
+			return retryIn(time.Second)
+		}
+		if r.ForJob != job.ID || !r.Untaken() || r.Spare {
+			continue
+		}
+		if r.State == queue.RunnerCreating && now.After(r.CreatingUntil) {
+			resume = name // its creator crashed, or its retry is due
+			continue
+		}
+		c.metrics.events.WithLabelValues(f.Name, ev.Action, "has_runner").Inc()
+		logger.Debug("job already has a runner", logkey.Runner, name, "state", r.State)
+		return ack()
+	}
+
+	if resume == "" {
+		replacement := len(job.Runners) > 0
+		if replacement && job.Replacements >= c.opts.MaxReplacements {
+			return deadLetter(deadReplacementLimit, fmt.Sprintf("replacement limit: the job's %d runners were all taken or lost (max_replacements %d)", len(job.Runners), c.opts.MaxReplacements))
+		}
+		if name, ok := c.adoptSpare(octx, f, job, logger); ok {
+			c.metrics.adopted.WithLabelValues(f.Name).Inc()
+			logger.Info("spare runner adopted", logkey.Runner, name)
+			return ack()
+		}
+	}
+
+	name := resume
+	if name == "" {
+		name = RunnerName(c.opts.DeploymentID, f.Name, job.ID, len(job.Runners))
+	}
+	logger = logger.With(logkey.Runner, name)
+	if v, ok := c.claim(ctx, f, name, job.ID, logger); !ok {
+		return v
+	}
+
+	// Events we cannot trust (redelivered, or old) are checked with GitHub before
+	// a runner is spent on them; fresh ones are not, to save the API budget.
+	if c.opts.GitHub != nil && (delivered > 1 || now.Sub(ev.ReceivedAt) > c.opts.VerifyAge) {
+		if v, done := c.verify(octx, f, job, name, logger); done {
+			return v
+		}
+	}
+	return c.create(ctx, f, ev, job, name, resume != "", logger)
+}
+
+// claim takes a capacity slot for the runner, waiting up to CapacityWait for one to
+// free (woken by the capacity watch, not by polling). When the flavor stays full the
+// job goes back to the queue.
+func (c *Consumer) claim(ctx context.Context, f *Flavor, name string, jobID int64, logger *slog.Logger) (verdict, bool) {
+	deadline := time.NewTimer(c.opts.CapacityWait)
+	defer deadline.Stop()
+	counted := false
+	for {
+		changed := c.freed[f.Name].wait()
+		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		claimed, err := c.opts.State.ClaimSlot(octx, f.Name, name, jobID, f.MaxRunners)
+		cancel()
+		if err != nil {
+			logger.Warn("capacity unavailable; retrying", logkey.Error, err)
+			return retryIn(time.Second), false
+		}
+		if claimed {
+			return verdict{}, true
+		}
+		if !counted {
+			counted = true
+			c.metrics.capacityFull.WithLabelValues(f.Name).Inc()
+			logger.Info("flavor full; the job waits", "max_runners", f.MaxRunners)
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			return retryIn(c.opts.CapacityRetry), false
+		}
+	}
+}
+
+func initJob(j *queue.JobRecord, ev *queue.JobEvent) {
+	j.Flavor, j.Repo, j.RunID, j.RunAttempt = ev.Flavor, ev.Repo, ev.RunID, ev.RunAttempt
+	j.Labels = ev.Labels
+	j.State = queue.JobQueued
+	j.ReceivedAt = ev.ReceivedAt
+	if ev.CreatedAt != nil {
+		j.QueuedAt = *ev.CreatedAt
+	}
+}
+
+// verify asks GitHub whether the job still waits. done means the verdict is final.
+func (c *Consumer) verify(ctx context.Context, f *Flavor, job *queue.JobRecord, slot string, logger *slog.Logger) (verdict, bool) {
+	gj, err := c.opts.GitHub.GetJob(ctx, job.Repo, job.ID)
+	switch {
+	case errors.Is(err, github.ErrNotFound):
+		c.metrics.githubChecks.WithLabelValues("gone").Inc()
+		_, _ = c.opts.State.UpdateJob(ctx, job.ID, func(j *queue.JobRecord) error { j.Gone = true; return nil })
+		_ = c.opts.State.ReleaseSlot(ctx, f.Name, slot)
+		logger.Info("job is gone on GitHub; dropped")
+		return ack(), true
+	case err != nil:
+		// GitHub unavailable or budget exhausted: spawning is better than letting a
+		// job wait for GitHub; the runner is spare if the job turns out done.
+		c.metrics.githubChecks.WithLabelValues("error").Inc()
+		logger.Warn("cannot check the job with GitHub; spawning anyway", logkey.Error, err)
+		return verdict{}, false
+	}
+	c.metrics.githubChecks.WithLabelValues(gj.Status).Inc()
+	if gj.Status == "queued" || gj.Status == "waiting" || gj.Status == "" {
+		return verdict{}, false
+	}
+	next := queue.JobInProgress
+	if gj.Status == "completed" {
+		next = queue.JobCompleted
+	}
+	_, _ = c.opts.State.UpdateJob(ctx, job.ID, func(j *queue.JobRecord) error {
+		j.State.Advance(next)
+		j.Conclusion = gj.Conclusion
+		if j.TakenBy == "" {
+			j.TakenBy = gj.RunnerName
+		}
+		return nil
+	})
+	_ = c.opts.State.ReleaseSlot(ctx, f.Name, slot)
+	logger.Info("job no longer queued on GitHub; no runner spawned", "status", gj.Status)
+	return ack(), true
+}
+
+// create makes the runner's record and instance. The capacity slot is held.
+func (c *Consumer) create(ctx context.Context, f *Flavor, ev *queue.JobEvent, job *queue.JobRecord, name string, resume bool, logger *slog.Logger) verdict {
+	st := c.opts.State
+	now := c.opts.Now()
+	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	token, hash := bootstrap.NewToken()
+	lease := now.Add(c.opts.CreateTimeout + 30*time.Second)
+
+	rec := &queue.RunnerRecord{
+		Name: name, Flavor: f.Name, Backend: f.BackendName, State: queue.RunnerCreating, ForJob: job.ID,
+		TokenHash: hash, TokenExpires: now.Add(f.BootTimeout), CreatingUntil: lease,
+	}
+	err := st.CreateRunner(octx, rec)
+	if errors.Is(err, queue.ErrExists) {
+		// A resumed create, or a race with another worker: take the create lease only
+		// if nobody holds it.
+		var attempts int
+		_, err = st.UpdateRunner(octx, name, func(r *queue.RunnerRecord) error {
+			if r.State != queue.RunnerCreating || now.Before(r.CreatingUntil) {
+				return queue.ErrSkip
+			}
+			r.TokenHash, r.TokenExpires, r.CreatingUntil = hash, now.Add(f.BootTimeout), lease
+			r.ForJob = job.ID
+			attempts = r.Attempts
+			return nil
+		})
+		if errors.Is(err, queue.ErrSkip) {
+			return ack() // someone else is creating it
+		}
+		rec.Attempts = attempts
+		resume = true
+	}
+	if err != nil {
+		logger.Warn("runner record unavailable; retrying", logkey.Error, err)
+		_ = st.ReleaseSlot(octx, f.Name, name)
+		return retryIn(time.Second)
+	}
+	if _, err := st.UpdateJob(octx, job.ID, func(j *queue.JobRecord) error {
+		if slices.Contains(j.Runners, name) {
+			return queue.ErrSkip
+		}
+		if len(j.Runners) > 0 {
+			j.Replacements++
+			c.metrics.replacements.WithLabelValues(f.Name).Inc()
+		}
+		j.Runners = append(j.Runners, name)
+		return nil
+	}); err != nil && !errors.Is(err, queue.ErrSkip) {
+		logger.Warn("job record unavailable; retrying", logkey.Error, err)
+		return retryIn(time.Second)
+	}
+
+	rendered, err := bootstrap.Render(bootstrap.Spec{URL: c.opts.BootstrapURL, RunnerName: name, Flavor: f.Name, Token: token, Runner: f.Runner})
+	if err != nil {
+		return c.createFailed(ctx, f, name, job, fmt.Errorf("%w: %v", backends.ErrBadSpec, err), rec.Attempts, logger)
+	}
+	spec := backends.InstanceSpec{Name: name, Flavor: f.Name, JobID: job.ID, UserData: rendered.UserData, Script: rendered.Script, Env: rendered.Env}
+
+	cctx, ccancel := context.WithTimeout(ctx, c.opts.CreateTimeout)
+	defer ccancel()
+	if resume {
+		// What a crashed create left carries a token we no longer know: remove it and
+		// start clean (Delete of nothing is success).
+		if err := f.Backend.Delete(cctx, name); err != nil {
+			logger.Warn("could not remove the half-made instance before resuming", logkey.Error, err)
+		}
+	}
+	start := c.opts.Now()
+	c.metrics.spawnLatency.WithLabelValues(f.Name).Observe(start.Sub(ev.ReceivedAt).Seconds())
+	inst, err := f.Backend.Create(cctx, spec)
+	c.metrics.createSeconds.WithLabelValues(f.Name, f.BackendName, resultLabel(err)).Observe(time.Since(start).Seconds())
+	if err != nil {
+		return c.createFailed(ctx, f, name, job, err, rec.Attempts, logger)
+	}
+	wctx, wcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer wcancel()
+	if _, err := st.UpdateRunner(wctx, name, func(r *queue.RunnerRecord) error {
+		if r.State.Advance(queue.RunnerBooting) {
+			r.BootingAt = c.opts.Now().UTC()
+		}
+		r.InstanceID = inst.ID
+		r.CreatingUntil = time.Time{}
+		r.Attempts, r.LastError = 0, ""
+		return nil
+	}); err != nil {
+		// The instance exists and will call in; its record catches up then, and the
+		// janitor keeps watch.
+		logger.Warn("instance created but its record was not updated", logkey.Error, err)
+	}
+	c.metrics.events.WithLabelValues(f.Name, ev.Action, "spawned").Inc()
+	logger.Info("runner created", logkey.Instance, inst.ID, logkey.Backend, f.BackendName, "since_webhook", start.Sub(ev.ReceivedAt).Round(time.Millisecond))
+	return ack()
+}
+
+// createFailed decides between retrying later and giving up.
+func (c *Consumer) createFailed(ctx context.Context, f *Flavor, name string, job *queue.JobRecord, cerr error, attempts int, logger *slog.Logger) verdict {
+	st := c.opts.State
+	octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	attempts++
+	permanent := errors.Is(cerr, backends.ErrBadSpec)
+	giveUp := permanent || attempts >= c.opts.MaxAttempts
+	delay := c.backoff(attempts)
+	if errors.Is(cerr, backends.ErrQuota) {
+		delay = max(delay, c.opts.CapacityRetry)
+	}
+	_, err := st.UpdateRunner(octx, name, func(r *queue.RunnerRecord) error {
+		r.Attempts = attempts
+		r.LastError = cerr.Error()
+		if giveUp {
+			if r.State.Advance(queue.RunnerFailed) {
+				r.FinishedAt = c.opts.Now().UTC()
+			}
+			r.FailReason = "create failed: " + cerr.Error()
+			r.InstanceDeleted = true // Create removes what it half-made
+			r.CreatingUntil = time.Time{}
+			return nil
+		}
+		// Until the retry is due, other events for this job leave it alone.
+		r.CreatingUntil = c.opts.Now().Add(delay)
+		return nil
+	})
+	if err != nil {
+		logger.Warn("runner record not updated after a failed create", logkey.Error, err)
+	}
+	// The slot is free while the job waits: other jobs may use the capacity.
+	if err := st.ReleaseSlot(octx, f.Name, name); err != nil {
+		logger.Warn("capacity slot not released", logkey.Error, err)
+	}
+	if giveUp {
+		if permanent {
+			return deadLetter(deadBadSpec, "instance create failed permanently: "+cerr.Error())
+		}
+		return deadLetter(deadCreateFailed, fmt.Sprintf("instance create failed %d times; last: %v", attempts, cerr))
+	}
+	logger.Warn("instance create failed; retrying", logkey.Attempt, attempts, "retry_in", delay.Round(time.Millisecond), logkey.Error, cerr)
+	return retryIn(delay)
+}
+
+// backoff is exponential with jitter: initial·2^(n-1), capped, times 0.5-1.0.
+func (c *Consumer) backoff(attempt int) time.Duration {
+	d := c.opts.BackoffInitial
+	for i := 1; i < attempt && d < c.opts.BackoffMax; i++ {
+		d *= 2
+	}
+	d = min(d, c.opts.BackoffMax)
+	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
+}
+
+// adoptSpare gives the job an untaken runner of the flavor whose own job no longer
+// needs it.
+func (c *Consumer) adoptSpare(ctx context.Context, f *Flavor, job *queue.JobRecord, logger *slog.Logger) (string, bool) {
+	capRec, err := c.opts.State.Capacity(ctx, f.Name)
+	if err != nil {
+		return "", false
+	}
+	for name, slot := range capRec.Slots {
+		if !slot.Spare {
+			continue
+		}
+		var prev int64
+		_, err := c.opts.State.UpdateRunner(ctx, name, func(r *queue.RunnerRecord) error {
+			if !r.Spare || !r.Untaken() {
+				return queue.ErrSkip
+			}
+			prev = r.ForJob
+			r.ForJob, r.Spare = job.ID, false
+			return nil
+		})
+		if err != nil {
+			continue
+		}
+		_ = c.opts.State.MarkSlot(ctx, f.Name, name, job.ID, false)
+		_, _ = c.opts.State.UpdateJob(ctx, job.ID, func(j *queue.JobRecord) error {
+			if slices.Contains(j.Runners, name) {
+				return queue.ErrSkip
+			}
+			if len(j.Runners) > 0 {
+				j.Replacements++
+			}
+			j.Runners = append(j.Runners, name)
+			return nil
+		})
+		logger.Debug("adopting spare", logkey.Runner, name, "from_job", prev)
+		return name, true
+	}
+	return "", false
+}
+
+// keepInProgress tells JetStream every interval that the message is still being
+// worked on, until the returned stop is called.
+func keepInProgress(msg jetstream.Msg, every time.Duration) func() {
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				_ = msg.InProgress()
+			}
+		}
+	}()
+	return func() { close(done); <-stopped }
+}
+
+func resultLabel(err error) string {
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.Is(err, backends.ErrQuota):
+		return "quota"
+	case errors.Is(err, backends.ErrBadSpec):
+		return "bad_spec"
+	}
+	return "error"
+}

@@ -24,6 +24,7 @@ func fakeCloud(t *testing.T, o openstacktest.Options) (*openstacktest.Cloud, *Cl
 	if err != nil {
 		t.Fatalf("Connect: %v", err)
 	}
+	t.Cleanup(c.Close)
 	return fake, c
 }
 

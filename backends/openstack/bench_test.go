@@ -111,7 +111,7 @@ func BenchmarkRealCreateToActive(b *testing.B) {
 // rawCompute is a compute client made the plain gophercloud way, without this
 // package's limits, sharing nothing with the Backend's connection.
 func rawCompute(b *testing.B) *gophercloud.ServiceClient {
-	ao, eo, _, err := clouds.Parse(clouds.WithCloudName(realAdminCloud), clouds.WithLocations(realCloudsFile))
+	ao, eo, _, err := clouds.Parse(clouds.WithCloudName(realAdminCloud), clouds.WithLocations(realCloudsFile()))
 	if err != nil {
 		b.Fatal(err)
 	}

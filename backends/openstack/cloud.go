@@ -196,6 +196,12 @@ func (c *Cloud) negotiate(ctx context.Context) error {
 	return nil
 }
 
+// Close drops the connection's idle keep-alive connections. The Cloud stays usable
+// (new requests open new connections); call it when shutting down.
+func (c *Cloud) Close() {
+	c.provider.HTTPClient.CloseIdleConnections()
+}
+
 // Microversion is the compute microversion in use ("" for the base 2.1 API).
 func (c *Cloud) Microversion() string { return c.compute.Microversion }
 

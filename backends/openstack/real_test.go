@@ -24,7 +24,6 @@ import (
 // room for one instance); image cirros-fake, flavors m1.tiny and m1.novalidhost,
 // network private.
 const (
-	realCloudsFile  = "/etc/openstack/clouds.yaml"
 	realAdminCloud  = "osdev-admin"
 	realAppCred     = "osdev-appcred"
 	realQuotaCloud  = "osdev-quota"
@@ -36,6 +35,15 @@ const (
 	// or two, but a loaded machine (other suites, a compile) stretches that.
 	realSettle = 90 * time.Second
 )
+
+// realCloudsFile is the clouds.yaml of the test cloud; SPAWNER_OPENSTACK_CLOUDS_FILE
+// points the tests at another file with the same entries.
+func realCloudsFile() string {
+	if f := os.Getenv("SPAWNER_OPENSTACK_CLOUDS_FILE"); f != "" {
+		return f
+	}
+	return "/etc/openstack/clouds.yaml"
+}
 
 // realCloudPool shares one connection per cloud entry across the tests of this binary:
 // one login each, as the spawner does.
@@ -59,7 +67,7 @@ func realCloud(t testing.TB, name string) *Cloud {
 		}
 		t.Skipf("no OpenStack cloud (run scripts/openstack-setup.sh up): "+format, args...)
 	}
-	if _, err := os.Stat(realCloudsFile); err != nil {
+	if _, err := os.Stat(realCloudsFile()); err != nil {
 		unavailable("%v", err)
 	}
 	realClouds.mu.Lock()
@@ -72,7 +80,7 @@ func realCloud(t testing.TB, name string) *Cloud {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := Connect(ctx, CloudOptions{Cloud: name, CloudsFile: realCloudsFile, Timeout: 60 * time.Second,
+	c, err := Connect(ctx, CloudOptions{Cloud: name, CloudsFile: realCloudsFile(), Timeout: 60 * time.Second,
 		MaxConcurrentRequests: 8, RequestsPerSecond: 20})
 	if err != nil {
 		realClouds.errs[name] = err

@@ -26,6 +26,8 @@
 #   user-data comes from config key cloud-init.user-data (or user.user-data) through an
 #   image template rendered at create time, exactly as cloud-init's NoCloud seed.
 #   A bootstrap script finds sh, wget, env, mktemp, tar, base64, timeout, setsid (busybox).
+#   Debian 12's busybox wget crashes (SIGSEGV) on -T/--timeout: write `timeout 30 wget ...`.
+#   (busybox sh runs its own applets before PATH, so a wrapper script would not help.)
 # Image "deb12": real systemd + cloud-init (NoCloud datasource fed by the same templates),
 #   so #cloud-config user-data (write_files, runcmd, ...) is really applied.
 #
@@ -45,7 +47,7 @@ IMG_DIR=${SPAWNER_LXD_IMAGE_DIR:-/var/cache/spawner-lxd}
 MIRROR=${SPAWNER_LXD_MIRROR:-http://deb.debian.org/debian}
 SOCK=/var/lib/lxd/unix.socket
 # Bump when build_tiny changes: an imported tiny with another recipe number is rebuilt.
-TINY_RECIPE=2
+TINY_RECIPE=4
 PKGS="lxd lxd-client lxcfs dnsmasq-base nftables iptables busybox-static squashfs-tools curl"
 [ "$POOL_DRIVER" = btrfs ] && PKGS="$PKGS btrfs-progs"
 [ "$WANT_DEBIAN" = 1 ] && PKGS="$PKGS debootstrap"

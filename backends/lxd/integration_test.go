@@ -185,7 +185,7 @@ func (cb *callbacks) wait(t *testing.T, timeout time.Duration) string {
 
 // callHome is a bootstrap that calls the URL with the token (retrying while DHCP
 // settles) and then powers the instance off, as a single-use runner does.
-const callHome = `wget -q -O /dev/null "$URL?token=$TOKEN" && break; sleep 0.2; done
+const callHome = `timeout 5 wget -q -O /dev/null "$URL?token=$TOKEN" && break; sleep 0.2; done
 poweroff
 `
 
@@ -288,4 +288,30 @@ func waitState(t *testing.T, b *Backend, name string, want backends.State, timeo
 		time.Sleep(200 * time.Millisecond)
 	}
 	t.Fatalf("instance %s not %s within %v; List: %+v", name, want, timeout, last)
+}
+
+// TestBootstrapCloudConfigOnRealLXD runs real cloud-init (image "deb12", built by
+// SPAWNER_LXD_DEBIAN=1 scripts/lxd-setup.sh) on #cloud-config user-data. The image is
+// optional, so this skips without it even in CI; it takes about 15 s on a dir pool.
+func TestBootstrapCloudConfigOnRealLXD(t *testing.T) {
+	const image = "deb12"
+	c := realClient(t)
+	if ok, err := c.HasImage(t.Context(), image); !ok || err != nil {
+		t.Skipf("no image %q (%v): build it with SPAWNER_LXD_DEBIAN=1 scripts/lxd-setup.sh", image, err)
+	}
+	cb := listenOnBridge(t, c)
+	b := realBackend(t, c, Options{DeploymentID: testDeployment(), Flavor: "cc", Image: image})
+	token := "tok-" + randHex(8)
+	spec := backends.InstanceSpec{
+		Name: "cc-" + randHex(3), Flavor: "cc", JobID: 10,
+		UserData: "#cloud-config\nruncmd:\n  - [sh, -c, 'for i in $(seq 1 50); do wget -q -O /dev/null \"" + cb.url + "?token=" + token + "\" && break; sleep 0.2; done; poweroff']\n",
+	}
+	t.Cleanup(func() { rawDelete(c, spec.Name) })
+	if _, err := b.Create(t.Context(), spec); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	if got := cb.wait(t, 90*time.Second); got != token {
+		t.Errorf("callback token = %q, want %q", got, token)
+	}
+	waitState(t, b, spec.Name, backends.StateStopped, 60*time.Second)
 }

@@ -22,6 +22,7 @@ type call struct {
 	app        bool     // authenticate with the App JWT (app hook, installation lookup)
 	idempotent bool     // safe to resend after a timeout or a transport error
 	on422      error    // what a 422 means for this operation (nil: a plain *APIError)
+	on404      error    // what a 404 means (nil: ErrNotFound)
 }
 
 const (
@@ -178,7 +179,8 @@ func (c *Client) classify(ctx context.Context, cl call, resp *gh.Response, err e
 		hr = resp.Response
 	}
 	var ie *ghinstallation.HTTPError
-	if hr == nil && errors.As(err, &ie) && ie.Response != nil {
+	tokenFailed := errors.As(err, &ie)
+	if hr == nil && tokenFailed && ie.Response != nil {
 		hr = ie.Response // minting the installation token failed
 	}
 	out := outcome{}
@@ -239,6 +241,12 @@ func (c *Client) classify(ctx context.Context, cl call, resp *gh.Response, err e
 	switch code := hr.StatusCode; {
 	case code == http.StatusUnauthorized || code == http.StatusForbidden:
 		ae.kind = ErrUnauthorized
+	case tokenFailed && code >= 400 && code < 500:
+		// No installation token (unknown installation, bad key): a credentials
+		// problem, not a missing runner or job.
+		ae.kind = ErrUnauthorized
+	case code == http.StatusNotFound && cl.on404 != nil:
+		ae.kind = cl.on404
 	case code == http.StatusNotFound:
 		ae.kind = ErrNotFound
 	case code == http.StatusConflict:

@@ -126,7 +126,8 @@ func (c *Client) apiClient(ctx context.Context) (*gh.Client, error) {
 		return c.api, nil
 	}
 	var inst *gh.Installation
-	err := c.do(ctx, call{op: "find_installation", prio: essential, app: true, idempotent: true},
+	// No installation on the org or repo means this App cannot act there at all.
+	err := c.do(ctx, call{op: "find_installation", prio: essential, app: true, idempotent: true, on404: ErrUnauthorized},
 		func(ctx context.Context, app *gh.Client) (resp *gh.Response, err error) {
 			if c.repo != "" {
 				inst, resp, err = app.Apps.FindRepositoryInstallation(ctx, c.owner, c.repo)

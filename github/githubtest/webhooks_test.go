@@ -83,7 +83,11 @@ func TestFailedDeliveryIsListedAndRedelivered(t *testing.T) {
 		t.Errorf("redelivery GUID %q, original %q: want the same", got[1].Delivery, got[0].Delivery)
 	}
 	var all []item
-	api(t, srv, "GET", "orgs/octo-org/hooks/1/deliveries", "", nil, &all)
+	eventually(t, 5*time.Second, "redelivery recorded", func() bool {
+		all = nil
+		api(t, srv, "GET", "orgs/octo-org/hooks/1/deliveries", "", nil, &all)
+		return len(all) == 2
+	})
 	if len(all) != 2 || !all[0].Redelivery || all[0].StatusCode != 200 || all[0].GUID != first.GUID {
 		t.Errorf("deliveries after redelivery = %+v, want the OK redelivery first", all)
 	}

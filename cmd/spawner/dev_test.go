@@ -1,0 +1,144 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/runner-spawner/runner-spawner/github/githubtest"
+)
+
+type devBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (d *devBuffer) Write(p []byte) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.b.Write(p)
+}
+
+func (d *devBuffer) String() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.b.String()
+}
+
+func devRun(ctx context.Context, out *devBuffer, args ...string) error {
+	cmd := devCommand()
+	cmd.SetArgs(args)
+	cmd.SetOut(out)
+	cmd.SetErr(out)
+	cmd.SilenceUsage, cmd.SilenceErrors = true, true
+	return cmd.ExecuteContext(ctx)
+}
+
+func devMint(t *testing.T, base, name string) string {
+	t.Helper()
+	body := strings.NewReader(`{"name":"` + name + `","runner_group_id":1,"labels":["self-hosted","linux"]}`)
+	req, _ := http.NewRequestWithContext(t.Context(), "POST", base+"orgs/octo-org/actions/runners/generate-jitconfig", body)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var a struct {
+		EncodedJITConfig string `json:"encoded_jit_config"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&a); err != nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("mint %s: %d %v", name, resp.StatusCode, err)
+	}
+	return a.EncodedJITConfig
+}
+
+// "dev github" queues jobs, "dev runner" runs them, and the fake prints a summary.
+func TestDevGitHubAndRunner(t *testing.T) {
+	var out devBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- devRun(t.Context(), &out, "github", "--listen", "127.0.0.1:0", "--jobs", "2", "--labels", "self-hosted,linux", "--exit-when-done")
+	}()
+	urlRE := regexp.MustCompile(`listening on (http://\S+/)`)
+	var base string
+	deadline := time.Now().Add(10 * time.Second)
+	for base == "" {
+		if m := urlRE.FindStringSubmatch(out.String()); m != nil {
+			base = m[1]
+		} else if time.Now().After(deadline) {
+			t.Fatalf("no URL printed:\n%s", out.String())
+		} else {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	for _, name := range []string{"r1", "r2"} {
+		var rout devBuffer
+		if err := devRun(t.Context(), &rout, "runner", "--jitconfig", devMint(t, base, name)); err != nil {
+			t.Fatalf("dev runner %s: %v\n%s", name, err, rout.String())
+		}
+		if !strings.Contains(rout.String(), "completed with result: Succeeded") {
+			t.Errorf("runner output:\n%s", rout.String())
+		}
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("dev github: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("dev github did not exit when its jobs were done")
+	}
+	for _, want := range []string{"summary: 2 jobs, completed/success 2", "queued→started", "actions/generate-runner-jitconfig-for-org"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestDevRunnerExitCodes(t *testing.T) {
+	srv := githubtest.NewServer(githubtest.Options{})
+	t.Cleanup(srv.Close)
+	tests := []struct {
+		name     string
+		spec     *githubtest.JobSpec
+		jit      func() string
+		wantCode int
+	}{
+		{"success", &githubtest.JobSpec{Labels: []string{"self-hosted"}}, nil, 0},
+		{"failed job", &githubtest.JobSpec{Labels: []string{"self-hosted"}, Fail: true}, nil, devExitJobFailed},
+		{"not a fake config", nil, func() string { return "bm90IGEgY29uZmln" }, devExitError},
+		{"no config", nil, func() string { return "" }, devExitError},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.spec != nil {
+				srv.CreateJob(*tt.spec)
+			}
+			jit := ""
+			if tt.jit != nil {
+				jit = tt.jit()
+			} else {
+				jit = devMint(t, srv.URL(), "exit-"+string(rune('a'+i)))
+			}
+			var out devBuffer
+			err := devRun(t.Context(), &out, "runner", "--jitconfig", jit)
+			code := 0
+			var ee *exitError
+			if errors.As(err, &ee) {
+				code = ee.code
+			} else if err != nil {
+				t.Fatalf("err %v is not an exitError", err)
+			}
+			if code != tt.wantCode {
+				t.Errorf("exit code %d (%v), want %d\n%s", code, err, tt.wantCode, out.String())
+			}
+		})
+	}
+}

@@ -13,10 +13,9 @@ import (
 
 // LXD's status codes for operations and instances (REST API, "Status codes").
 const (
-	statusRunning   = 103
-	statusSuccess   = 200
-	statusFailure   = 400
-	statusCancelled = 401
+	statusRunning = 103
+	statusSuccess = 200
+	statusFailure = 400
 )
 
 // Operation is a background operation (REST API: /1.0/operations/{id}).

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/runner-spawner/runner-spawner/github/githubtest/fakerunner"
+	"github.com/runner-spawner/runner-spawner/internal/logkey"
 )
 
 // CreateJob queues a workflow job and delivers its workflow_job "queued" webhook. An idle
@@ -56,7 +57,7 @@ func (s *Server) CreateJob(spec JobSpec) Job {
 	rn.jobs = append(rn.jobs, j)
 	s.jobs[j.id] = j
 	s.jobOrder = append(s.jobOrder, j)
-	s.log.Info("fake github queued job", "job_id", j.id, "run_id", j.runID, "repo", rp.full(), "labels", j.labels)
+	s.log.Info("fake github queued job", logkey.JobID, j.id, logkey.RunID, j.runID, logkey.Repo, rp.full(), "labels", j.labels)
 	s.sendJobEventLocked("queued", j)
 	s.scheduleLocked()
 	return j.snapshot()
@@ -150,7 +151,7 @@ func (s *Server) assignLocked(j *job, rn *runner) {
 	if r, ok := s.runs[j.runID]; ok {
 		r.updatedAt = j.startedAt
 	}
-	s.log.Info("fake github assigned job", "job_id", j.id, "runner", rn.name)
+	s.log.Info("fake github assigned job", logkey.JobID, j.id, logkey.Runner, rn.name)
 	s.sendJobEventLocked("in_progress", j)
 }
 
@@ -210,7 +211,7 @@ func (s *Server) completeJobLocked(j *job, conclusion string) {
 	if r, ok := s.runs[j.runID]; ok {
 		r.updatedAt = j.completedAt
 	}
-	s.log.Info("fake github completed job", "job_id", j.id, "conclusion", conclusion, "runner", j.runnerName)
+	s.log.Info("fake github completed job", logkey.JobID, j.id, "conclusion", conclusion, logkey.Runner, j.runnerName)
 	s.sendJobEventLocked("completed", j)
 	if rn, ok := s.runners[j.runnerID]; ok && rn.jobID == j.id {
 		s.removeRunnerLocked(rn)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/runner-spawner/runner-spawner/github/githubtest/fakerunner"
+	"github.com/runner-spawner/runner-spawner/internal/logkey"
 )
 
 // scope resolves the {org} or {owner}/{repo} of a request: repo is nil for the org.
@@ -86,7 +87,7 @@ func (s *Server) handleJITConfig(w http.ResponseWriter, r *http.Request, _ crede
 	})
 	j := s.runnerJSONLocked(rn)
 	j["os"] = "unknown"
-	s.log.Info("fake github registered jit runner", "runner", rn.name, "runner_id", rn.id)
+	s.log.Info("fake github registered jit runner", logkey.Runner, rn.name, "runner_id", rn.id)
 	writeJSON(w, r, http.StatusCreated, obj{"runner": j, "encoded_jit_config": cfg})
 }
 

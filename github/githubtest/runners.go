@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/runner-spawner/runner-spawner/github/githubtest/fakerunner"
+	"github.com/runner-spawner/runner-spawner/internal/logkey"
 )
 
 // The runner protocol under /_fake/runner/ (documented in doc.go). It stands in for the
@@ -58,7 +59,7 @@ func (s *Server) handleRunnerConnect(w http.ResponseWriter, r *http.Request, rn 
 		rn.changed()
 	}
 	resp := fakerunner.ConnectResponse{RunnerID: rn.id, RunnerName: rn.name, HeartbeatMS: (s.opts.RunnerLostAfter / 3).Milliseconds()}
-	s.log.Info("fake runner connected", "runner", rn.name)
+	s.log.Info("fake runner connected", logkey.Runner, rn.name)
 	s.scheduleLocked()
 	s.mu.Unlock()
 	writeJSON(w, r, http.StatusOK, resp)
@@ -179,7 +180,7 @@ func (s *Server) watchRunners() {
 				continue
 			}
 			if j, ok := s.jobs[rn.jobID]; ok && rn.busy() {
-				s.log.Info("fake github lost runner", "runner", rn.name, "job_id", j.id)
+				s.log.Info("fake github lost runner", logkey.Runner, rn.name, logkey.JobID, j.id)
 				conclusion := conclusionFailure
 				if j.cancelling {
 					conclusion = conclusionCancelled

@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/runner-spawner/runner-spawner/internal/logkey"
 )
 
 // Signature returns the X-Hub-Signature-256 value GitHub sends for body: "sha256=" and
@@ -185,7 +187,7 @@ func (s *Server) drawFaults(d *delivery) (extra []*delivery, hold, drop bool, ho
 		d.url = s.webhookURL
 		d.status = "Dropped by fault injection: failed to connect to host"
 		d.err = "dropped"
-		s.log.Info("fake github dropped delivery", "delivery_id", d.guid, "action", d.action)
+		s.log.Info("fake github dropped delivery", logkey.DeliveryID, d.guid, logkey.Action, d.action)
 		return nil, false, true, 0
 	}
 	if pDup < f.DuplicateRate {
@@ -267,5 +269,5 @@ func (s *Server) attempt(ctx context.Context, client *http.Client, d *delivery) 
 	d.duration = time.Since(start)
 	d.statusCode, d.status, d.err = code, status, msg
 	d.reqHeaders, d.respHeaders, d.respBody = headers, respHeaders, respBody
-	s.log.Debug("fake github delivered webhook", "delivery_id", d.guid, "action", d.action, "status_code", code, "status", status)
+	s.log.Debug("fake github delivered webhook", logkey.DeliveryID, d.guid, logkey.Action, d.action, "status_code", code, "status", status)
 }

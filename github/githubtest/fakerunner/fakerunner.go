@@ -28,6 +28,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/runner-spawner/runner-spawner/internal/logkey"
 )
 
 // Hook environment variables, as the real runner reads them.
@@ -137,7 +139,7 @@ func (r *runner) run(ctx context.Context) error {
 		return ErrRemoved
 	}
 	job := *st.Job
-	r.log.Info("runner got job", "runner", r.cfg.RunnerName, "job_id", job.JobID, "repo", job.Repo)
+	r.log.Info("runner got job", logkey.Runner, r.cfg.RunnerName, logkey.JobID, job.JobID, logkey.Repo, job.Repo)
 	r.printf("%s: Running job: %s\n", time.Now().UTC().Format(time.DateTime), job.Name)
 
 	// Heartbeat while holding the job: hooks may take longer than the fake's lost-runner
@@ -271,7 +273,7 @@ func (r *runner) runHook(ctx context.Context, name, what string, job Assignment)
 	cmd.Stderr = r.out
 	if err := cmd.Run(); err != nil {
 		r.printf("%s hook failed: %v\n", what, err)
-		r.log.Warn("runner hook failed", "runner", r.cfg.RunnerName, "hook", name, "error", err)
+		r.log.Warn("runner hook failed", logkey.Runner, r.cfg.RunnerName, "hook", name, logkey.Error, err)
 		return false
 	}
 	return true

@@ -125,11 +125,18 @@ func (c *Client) admit(ctx context.Context, cl call, b *budget, bound time.Time)
 	for {
 		w, probe := b.check(cl.prio, c.opts.ReserveThreshold)
 		if w.reason == "" {
-			if err := c.sem.acquire(ctx, cl.prio); err != nil {
+			// Queueing for a slot is a wait like the others: bounded even when ctx is not.
+			sctx, cancel := context.WithDeadline(ctx, bound)
+			err := c.sem.acquire(sctx, cl.prio)
+			cancel()
+			if err != nil {
 				if probe {
 					b.endProbe()
 				}
-				return false, err
+				if ctx.Err() == nil {
+					return false, fmt.Errorf("no request slot free within %s: %w", c.opts.MaxWait, context.DeadlineExceeded)
+				}
+				return false, ctx.Err()
 			}
 			// Look again with the slot held: the budget may have run out while this
 			// call queued for it, and then it must not be sent.

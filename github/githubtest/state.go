@@ -241,22 +241,23 @@ func (r *runner) snapshot() Runner {
 
 // Delivery is a snapshot of one webhook delivery attempt.
 type Delivery struct {
-	ID          int64         `json:"id"`
-	GUID        string        `json:"guid"` // X-GitHub-Delivery; the same on a redelivery
-	Event       string        `json:"event"`
-	Action      string        `json:"action"`
-	Redelivery  bool          `json:"redelivery"`
-	JobID       int64         `json:"job_id"`
-	Done        bool          `json:"done"`    // the attempt ended (sent, failed or dropped)
-	Dropped     bool          `json:"dropped"` // failed by fault injection, never sent
-	URL         string        `json:"url"`
-	DeliveredAt time.Time     `json:"delivered_at"`
-	Duration    time.Duration `json:"duration"`
-	StatusCode  int           `json:"status_code"` // 0 when no HTTP answer came
-	Status      string        `json:"status"`      // "OK" or GitHub's failure text
-	Error       string        `json:"error"`
-	Payload     []byte        `json:"payload"`
-	Headers     http.Header   `json:"headers"`
+	ID          int64           `json:"id"`
+	GUID        string          `json:"guid"` // X-GitHub-Delivery; the same on a redelivery
+	Event       string          `json:"event"`
+	Action      string          `json:"action"`
+	Redelivery  bool            `json:"redelivery"`
+	JobID       int64           `json:"job_id"`
+	Done        bool            `json:"done"`    // the attempt ended (sent, failed or dropped)
+	Dropped     bool            `json:"dropped"` // failed by fault injection, never sent
+	URL         string          `json:"url"`
+	DeliveredAt time.Time       `json:"delivered_at"`
+	Duration    time.Duration   `json:"duration"`
+	StatusCode  int             `json:"status_code"` // 0 when no HTTP answer came
+	Status      string          `json:"status"`      // "OK" or GitHub's failure text
+	Error       string          `json:"error"`
+	Payload     json.RawMessage `json:"payload"` // the exact body sent
+
+	Headers http.Header `json:"headers"`
 }
 
 // OK reports whether the delivery got a 2xx answer.
@@ -270,7 +271,7 @@ func (d *delivery) snapshot() Delivery {
 	return Delivery{
 		ID: d.id, GUID: d.guid, Event: d.event, Action: d.action, Redelivery: d.redelivery, JobID: d.jobID,
 		Done: d.done, Dropped: d.dropped, URL: d.url, DeliveredAt: d.deliveredAt, Duration: d.duration,
-		StatusCode: d.statusCode, Status: d.status, Error: d.err, Payload: slices.Clone(d.payload), Headers: h,
+		StatusCode: d.statusCode, Status: d.status, Error: d.err, Payload: json.RawMessage(slices.Clone(d.payload)), Headers: h,
 	}
 }
 

@@ -70,7 +70,7 @@ type Options struct {
 	CapacityWait  time.Duration
 	CapacityRetry time.Duration
 	// MaxReplacements is how many more runners a job gets after its runner was taken
-	// by another job.
+	// by another job (0: the default, 3; negative: none).
 	MaxReplacements int
 	// CreateTimeout bounds one backend create.
 	CreateTimeout time.Duration
@@ -103,7 +103,10 @@ func (o *Options) defaults() {
 	if o.CapacityRetry <= 0 {
 		o.CapacityRetry = 5 * time.Second
 	}
-	if o.MaxReplacements < 0 {
+	switch {
+	case o.MaxReplacements == 0:
+		o.MaxReplacements = 3
+	case o.MaxReplacements < 0:
 		o.MaxReplacements = 0
 	}
 	if o.CreateTimeout <= 0 {

@@ -27,7 +27,7 @@ func TestEveryJobRunsOnItsFlavor(t *testing.T) {
 		want[j.ID] = flavor
 	}
 	s.AllJobsDone(t, 60*time.Second)
-	s.NoInstancesLeft(t, 20*time.Second)
+	spares := s.OnlySparesLeft(t, 20*time.Second)
 	for _, j := range s.GH.Jobs() {
 		if j.Conclusion != "success" {
 			t.Errorf("job %d: %s", j.ID, j.Conclusion)
@@ -46,17 +46,34 @@ func TestEveryJobRunsOnItsFlavor(t *testing.T) {
 	if sum.CallsPerJob > 2 {
 		t.Errorf("%.2f GitHub calls per job, want at most 2", sum.CallsPerJob)
 	}
-	// Every slot is free again.
-	for _, f := range []string{"small", "large"} {
-		capRec, err := s.State.Capacity(t.Context(), f)
-		if err != nil || len(capRec.Slots) != 0 {
-			t.Errorf("%s: %d slots still held (%v)", f, len(capRec.Slots), err)
+	// Every slot is free again but the spares' (which the janitor reaps). A slot is
+	// released just after its instance is deleted, and a replacement requested just
+	// before its job was taken may still be coming up: wait for the two to agree.
+	systemtest.Eventually(t, 10*time.Second, func() error {
+		spares = s.OnlySparesLeft(t, 5*time.Second)
+		held := 0
+		for _, f := range []string{"small", "large"} {
+			capRec, err := s.State.Capacity(t.Context(), f)
+			if err != nil {
+				return err
+			}
+			held += len(capRec.Slots)
+		}
+		if held != spares {
+			return fmt.Errorf("%d slots held with %d spares left", held, spares)
+		}
+		return nil
+	})
+	runners, _ := s.State.Runners(t.Context())
+	finished := 0
+	for _, r := range runners {
+		if r.State == queue.RunnerFinished && r.InstanceDeleted {
+			finished++
+		} else if !r.Spare {
+			t.Logf("runner neither finished nor spare: %+v", r)
 		}
 	}
-	runners, _ := s.State.Runners(t.Context())
-	for _, r := range runners {
-		if r.State != queue.RunnerFinished || !r.InstanceDeleted {
-			t.Errorf("runner %s: %s deleted=%v", r.Name, r.State, r.InstanceDeleted)
-		}
+	if finished+spares != len(runners) {
+		t.Errorf("%d runners: %d finished and deleted, %d spares", len(runners), finished, spares)
 	}
 }

@@ -74,17 +74,18 @@ func (c *Consumer) onInProgress(ctx context.Context, ev *queue.JobEvent, logger 
 	if err != nil && !errors.Is(err, queue.ErrSkip) {
 		return err
 	}
-	if c.ours(ev.RunnerName) {
-		if err := c.runnerTookJob(ctx, ev.RunnerName, ev.JobID, false, logger); err != nil {
-			return err
-		}
-	}
-	// Runners spawned for this job that did not take it are spare now.
+	// Runners spawned for this job that did not take it are spare now; mark them
+	// before asking for replacements below, so a replacement can adopt one.
 	if job != nil {
 		for _, name := range job.Runners {
 			if name != ev.RunnerName {
 				c.makeSpare(ctx, name, ev.JobID, logger)
 			}
+		}
+	}
+	if c.ours(ev.RunnerName) {
+		if err := c.runnerTookJob(ctx, ev.RunnerName, ev.JobID, false, logger); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -117,17 +118,17 @@ func (c *Consumer) onCompleted(ctx context.Context, ev *queue.JobEvent, logger *
 	if err != nil && !errors.Is(err, queue.ErrSkip) {
 		return err
 	}
-	if c.ours(ev.RunnerName) {
-		if err := c.runnerTookJob(ctx, ev.RunnerName, ev.JobID, true, logger); err != nil {
-			return err
-		}
-	}
 	// A job cancelled (or run elsewhere) leaves its untaken runners spare.
 	if job != nil {
 		for _, name := range job.Runners {
 			if name != ev.RunnerName {
 				c.makeSpare(ctx, name, ev.JobID, logger)
 			}
+		}
+	}
+	if c.ours(ev.RunnerName) {
+		if err := c.runnerTookJob(ctx, ev.RunnerName, ev.JobID, true, logger); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -195,8 +196,6 @@ func (c *Consumer) makeSpare(ctx context.Context, name string, jobID int64, logg
 	}
 	_ = c.opts.State.MarkSlot(ctx, rec.Flavor, name, jobID, true)
 	logger.Info("runner is spare: its job no longer needs it", logkey.Runner, name)
-	// A job waiting for capacity may adopt it now rather than after its retry delay;
-	// the queued consumer finds it on the next event. Nothing else to do here.
 }
 
 // needsRunner asks for another runner for a still-queued job whose runner went to

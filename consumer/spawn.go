@@ -372,6 +372,12 @@ func (c *Consumer) create(ctx context.Context, f *Flavor, ev *queue.JobEvent, jo
 	}
 	c.metrics.events.WithLabelValues(f.Name, ev.Action, "spawned").Inc()
 	logger.Info("runner created", logkey.Instance, inst.ID, logkey.Backend, f.BackendName, "since_webhook", start.Sub(ev.ReceivedAt).Round(time.Millisecond))
+	// The job may have been taken by another runner (or cancelled) while this one was
+	// being created, after its in_progress or completed event marked the job's other
+	// runners spare: mark this one too, so the next job adopts it.
+	if j, err := st.Job(wctx, job.ID); err == nil && j.State != queue.JobQueued {
+		c.makeSpare(wctx, name, job.ID, logger)
+	}
 	return ack()
 }
 

@@ -246,6 +246,51 @@ func (s *System) AllJobsDone(t testing.TB, timeout time.Duration) {
 	})
 }
 
+// RecordsSettled waits until every job record is completed (the spawner has seen
+// every completed event), after AllJobsDone.
+func (s *System) RecordsSettled(t testing.TB, timeout time.Duration) {
+	t.Helper()
+	Eventually(t, timeout, func() error {
+		jobs, err := s.State.Jobs(t.Context())
+		if err != nil {
+			return err
+		}
+		for _, j := range jobs {
+			if j.State != queue.JobCompleted && !j.Gone {
+				return fmt.Errorf("job %d record is %s", j.ID, j.State)
+			}
+		}
+		return nil
+	})
+}
+
+// OnlySparesLeft waits until every instance left is a spare (an idle runner whose
+// job no longer needs it: the janitor reaps those after their idle TTL) and returns
+// how many there are.
+func (s *System) OnlySparesLeft(t testing.TB, timeout time.Duration) int {
+	t.Helper()
+	spares := 0
+	Eventually(t, timeout, func() error {
+		spares = 0
+		for _, in := range s.Cloud.All() {
+			r, err := s.State.Runner(t.Context(), in.Name)
+			if err != nil {
+				return fmt.Errorf("instance %s: %v", in.Name, err)
+			}
+			j, err := s.State.Job(t.Context(), r.ForJob)
+			if err != nil {
+				return fmt.Errorf("instance %s job %d: %v", in.Name, r.ForJob, err)
+			}
+			if !r.Untaken() || j.State == queue.JobQueued {
+				return fmt.Errorf("instance %s is not a spare: runner %s for job %d (%s)", in.Name, r.State, r.ForJob, j.State)
+			}
+			spares++
+		}
+		return nil
+	})
+	return spares
+}
+
 // NoInstancesLeft waits until the simulated cloud is empty.
 func (s *System) NoInstancesLeft(t testing.TB, timeout time.Duration) {
 	t.Helper()

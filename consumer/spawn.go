@@ -212,6 +212,10 @@ func (c *Consumer) claim(ctx context.Context, f *Flavor, name string, jobID int6
 		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		claimed, err := c.opts.State.ClaimSlot(octx, f.Name, name, jobID, f.MaxRunners)
 		cancel()
+		if errors.Is(err, queue.ErrFlavorPaused) {
+			logger.Info("flavor paused by a flush; the job waits")
+			return retryIn(c.opts.CapacityRetry), false
+		}
 		if err != nil {
 			logger.Warn("capacity unavailable; retrying", logkey.Error, err)
 			return retryIn(time.Second), false

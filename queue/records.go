@@ -202,4 +202,8 @@ type Slot struct {
 // max_runners holds across every replica and worker.
 type CapacityRecord struct {
 	Slots map[string]Slot `json:"slots"`
+	// PausedUntil stops new claims (no new runner for the flavor) until then: a
+	// flush sets it so that no runner from before the flush survives it.
+	PausedUntil time.Time `json:"paused_until,omitzero"`
+	PausedBy    string    `json:"paused_by,omitempty"`
 }

@@ -49,6 +49,10 @@ var ErrExists = errors.New("record exists")
 // ErrSkip, returned by an update function, leaves the record as it is.
 var ErrSkip = errors.New("no change")
 
+// ErrFlavorPaused means no new runner may be claimed for the flavor now (a flush is
+// running).
+var ErrFlavorPaused = errors.New("flavor paused")
+
 // State is typed access to the KV buckets, with compare-and-set updates.
 type State struct {
 	jobs, runners, capacity, leases jetstream.KeyValue
@@ -207,9 +211,14 @@ func (s *State) Capacity(ctx context.Context, flavor string) (*CapacityRecord, e
 // false means the flavor is full.
 func (s *State) ClaimSlot(ctx context.Context, flavor, name string, job int64, max int) (bool, error) {
 	claimed := false
+	paused := false
 	err := s.updateCapacity(ctx, flavor, func(rec *CapacityRecord) error {
 		if _, held := rec.Slots[name]; held {
 			claimed = true
+			return ErrSkip
+		}
+		if s.now().Before(rec.PausedUntil) {
+			paused = true
 			return ErrSkip
 		}
 		if len(rec.Slots) >= max {
@@ -223,7 +232,37 @@ func (s *State) ClaimSlot(ctx context.Context, flavor, name string, job int64, m
 	if err != nil && !errors.Is(err, ErrSkip) {
 		return false, err
 	}
+	if paused {
+		return false, fmt.Errorf("claim %s for %s: %w by %s", name, flavor, ErrFlavorPaused, "a flush")
+	}
 	return claimed, nil
+}
+
+// PauseFlavor stops new claims for the flavor until until (or ResumeFlavor).
+func (s *State) PauseFlavor(ctx context.Context, flavor, by string, until time.Time) error {
+	err := s.updateCapacity(ctx, flavor, func(rec *CapacityRecord) error {
+		rec.PausedUntil, rec.PausedBy = until.UTC(), by
+		return nil
+	})
+	if err != nil && !errors.Is(err, ErrSkip) {
+		return err
+	}
+	return nil
+}
+
+// ResumeFlavor lifts a pause set by by (a pause set by someone else stays).
+func (s *State) ResumeFlavor(ctx context.Context, flavor, by string) error {
+	err := s.updateCapacity(ctx, flavor, func(rec *CapacityRecord) error {
+		if rec.PausedBy != by || rec.PausedUntil.IsZero() {
+			return ErrSkip
+		}
+		rec.PausedUntil, rec.PausedBy = time.Time{}, ""
+		return nil
+	})
+	if err != nil && !errors.Is(err, ErrSkip) {
+		return err
+	}
+	return nil
 }
 
 // ReleaseSlot frees runner name's slot (idempotent).

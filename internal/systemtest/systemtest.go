@@ -21,6 +21,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/runner-spawner/runner-spawner/backends"
 	"github.com/runner-spawner/runner-spawner/backends/sim"
 	"github.com/runner-spawner/runner-spawner/bootstrap"
 	"github.com/runner-spawner/runner-spawner/consumer"
@@ -64,17 +65,21 @@ type Options struct {
 
 // System is the running spawner.
 type System struct {
-	GH        *githubtest.Server
-	Client    *github.Client
-	NATS      *queuetest.Server
-	Conn      *queue.Conn
-	State     *queue.State
-	Cloud     *sim.Cloud
-	Consumer  *consumer.Consumer
-	Bootstrap string // bootstrap base URL
-	Webhook   string // webhook URL
-	cancel    context.CancelFunc
-	done      chan error
+	GH     *githubtest.Server
+	Client *github.Client
+	NATS   *queuetest.Server
+	Conn   *queue.Conn
+	State  *queue.State
+	Cloud  *sim.Cloud
+	// Backends are the flavors' simulated backends, by flavor.
+	Backends map[string]backends.Backend
+	// RunnerLabels are the labels each flavor's runners register with.
+	RunnerLabels map[string][]string
+	Consumer     *consumer.Consumer
+	Bootstrap    string // bootstrap base URL
+	Webhook      string // webhook URL
+	cancel       context.CancelFunc
+	done         chan error
 }
 
 // Start assembles and runs the system; everything stops in t.Cleanup.
@@ -88,7 +93,7 @@ func Start(t testing.TB, opts Options) *System {
 		}
 		logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
 	}
-	s := &System{done: make(chan error, 1)}
+	s := &System{done: make(chan error, 1), Backends: map[string]backends.Backend{}}
 	s.NATS = queuetest.Start(t)
 	s.Conn = s.NATS.Connect(t, queue.Options{Name: "systemtest"})
 	st, err := s.Conn.State(t.Context())
@@ -120,12 +125,14 @@ func Start(t testing.TB, opts Options) *System {
 	for _, f := range opts.Flavors {
 		rows = append(rows, webhook.FlavorLabels{Name: f.Name, Labels: f.Labels})
 		labels[f.Name] = append([]string{"self-hosted", "linux"}, f.Labels...)
+		b := s.Cloud.Backend(sim.BackendOptions{DeploymentID: Deployment, Flavor: f.Name, BootTime: f.BootTime, BootJitter: f.BootJitter})
+		s.Backends[f.Name] = b
 		flavors = append(flavors, consumer.Flavor{
-			Name: f.Name, MaxRunners: f.MaxRunners, BackendName: "sim", BootTimeout: time.Minute,
-			Backend: s.Cloud.Backend(sim.BackendOptions{DeploymentID: Deployment, Flavor: f.Name, BootTime: f.BootTime, BootJitter: f.BootJitter}),
-			Runner:  bootstrap.RunnerSettings{Command: "run.sh", PowerOff: true},
+			Name: f.Name, MaxRunners: f.MaxRunners, BackendName: "sim", BootTimeout: time.Minute, Backend: b,
+			Runner: bootstrap.RunnerSettings{Command: "run.sh", PowerOff: true},
 		})
 	}
+	s.RunnerLabels = labels
 
 	// The HTTP side: webhook receiver and bootstrap endpoint on one test server.
 	wh, err := webhook.New(webhook.Options{

@@ -26,7 +26,13 @@ type File struct {
 	Routing      Routing `yaml:"routing"`
 	// Flavors is the routing table and the per-flavor runner settings. Order matters:
 	// a job goes to the first flavor that matches.
-	Flavors []Flavor `yaml:"flavors"`
+	Flavors   []Flavor  `yaml:"flavors"`
+	GitHub    GitHub    `yaml:"github"`
+	Consumer  Consumer  `yaml:"consumer"`
+	Bootstrap Bootstrap `yaml:"bootstrap"`
+	Janitor   Janitor   `yaml:"janitor"`
+	Admin     Admin     `yaml:"admin"`
+	Metrics   Metrics   `yaml:"metrics"`
 	// LXD is the connection to the LXD server used by flavors with backend lxd.
 	LXD LXDServer `yaml:"lxd"`
 	// OpenStack is the cloud used by flavors with backend openstack.
@@ -102,7 +108,9 @@ type Flavor struct {
 	MaxRunners int      `yaml:"max_runners"`
 	// Backend selects where the flavor's instances run: sim, lxd or openstack. Its
 	// settings sit under the key of the same name.
-	Backend   string           `yaml:"backend"`
+	Backend string `yaml:"backend"`
+	// Runner is the runner's environment inside the instance.
+	Runner    Runner           `yaml:"runner"`
 	Sim       *SimFlavor       `yaml:"sim"`
 	LXD       *LXDFlavor       `yaml:"lxd"`
 	OpenStack *OpenStackFlavor `yaml:"openstack"`
@@ -110,7 +118,12 @@ type Flavor struct {
 
 // SimFlavor configures the simulated backend (tests, benchmarks, sandbox).
 type SimFlavor struct {
+	// BootTime is how long a simulated instance takes to boot.
 	BootTime time.Duration `yaml:"boot_time"`
+	// BootJitter adds a random 0..boot_jitter to each boot.
+	BootJitter time.Duration `yaml:"boot_jitter"`
+	// URL is a shared simulated cloud (`spawner dev sim-cloud`); empty: in-process.
+	URL string `yaml:"url"`
 }
 
 // Backend names.
@@ -128,7 +141,7 @@ const (
 
 // Defaults returns a File with every default filled in and no flavors.
 func Defaults() *File {
-	return &File{
+	f := &File{
 		StateDir:     "/var/lib/spawner",
 		DeploymentID: "spawner",
 		Log:          Log{Level: "info", Format: "json"},
@@ -153,6 +166,8 @@ func Defaults() *File {
 		LXD:       lxdDefaults(),
 		OpenStack: openstackDefaults(),
 	}
+	roleDefaults(f)
+	return f
 }
 
 // UsesBackend reports whether any flavor uses the named backend.
@@ -173,6 +188,7 @@ func applyFlavorDefaults(f *Flavor) {
 	if f.Backend == BackendSim && f.Sim == nil {
 		f.Sim = &SimFlavor{}
 	}
+	applyRunnerDefaults(&f.Runner)
 }
 
 // FlavorNames returns the flavors' names in config order.

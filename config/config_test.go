@@ -11,6 +11,8 @@ import (
 )
 
 const minimal = `
+github: {path: octo-org, token: ghp_test}
+bootstrap: {url: "http://10.77.0.1:8081"}
 webhook:
   secrets: ["0123456789abcdef0123"]
 routing:

@@ -239,6 +239,10 @@ func resolveSecrets(f *File, getenv func(string) string, p *problems) {
 	readSecretFile(&f.NATS.Token, f.NATS.TokenFile, "nats.token", p)
 	envSecret(&f.NATS.Password, "SPAWNER_NATS_PASSWORD", getenv)
 	envSecret(&f.NATS.Token, "SPAWNER_NATS_TOKEN", getenv)
+	readSecretFile(&f.GitHub.Token, f.GitHub.TokenFile, "github.token", p)
+	envSecret(&f.GitHub.Token, "SPAWNER_GITHUB_TOKEN", getenv)
+	readSecretFile(&f.Admin.Token, f.Admin.TokenFile, "admin.token", p)
+	envSecret(&f.Admin.Token, "SPAWNER_ADMIN_TOKEN", getenv)
 }
 
 func splitSecrets(s, sep string) []secret.Value {

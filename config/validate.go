@@ -38,6 +38,7 @@ func (f *File) Validate() error {
 	f.validateWebhook(&p)
 	f.validateRouting(&p)
 	f.validateFlavors(&p)
+	f.validateRoles(&p)
 	if f.UsesBackend(BackendLXD) {
 		f.LXD.validate("lxd", &p)
 	}

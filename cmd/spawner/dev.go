@@ -30,11 +30,12 @@ func devCommand() *cobra.Command {
 
   spawner dev github   serves a fake GitHub (REST, signed webhooks, runner simulation)
   spawner dev runner   plays the Actions runner against that fake GitHub
+  spawner dev sim-cloud serves a simulated cloud that several spawner processes share
 
 These are test tools: the fake accepts anything it is told to, and the runner only
 understands JIT configs minted by the fake.`,
 	}
-	dev.AddCommand(devGitHubCommand(), devRunnerCommand())
+	dev.AddCommand(devGitHubCommand(), devRunnerCommand(), devSimCloudCommand())
 	return dev
 }
 

@@ -18,17 +18,19 @@ const intakeSecret = "intake-test-secret-0123456789"
 
 func intakeConfig(t *testing.T, dir string) (cfgPath, webhookURL, natsAddr string) {
 	t.Helper()
-	web, nats := freeAddr(t), freeAddr(t)
+	web, nats, boot := freeAddr(t), freeAddr(t), freeAddr(t)
 	cfg := fmt.Sprintf(`
 state_dir: %s
 log: {level: debug, format: text}
+github: {path: octo-org, token: ghp_unused, url: "http://127.0.0.1:1/"}
+bootstrap: {listen: %s}
 nats: {listen: %s}
 webhook: {listen: %s}
 routing: {default_flavor: k8s}
 flavors:
   - {name: ubuntu, labels: [ubuntu-latest], max_runners: 2}
   - {name: k8s, labels: [k8s], max_runners: 2}
-`, filepath.Join(dir, "state"), nats, web)
+`, filepath.Join(dir, "state"), boot, nats, web)
 	return writeFile(t, dir, "spawner.yaml", cfg), "http://" + web, nats
 }
 
@@ -39,7 +41,8 @@ func TestServeBinaryStoresSignedFixtures(t *testing.T) {
 	dir := t.TempDir()
 	cfgPath, base, _ := intakeConfig(t, dir)
 	env := []string{"SPAWNER_WEBHOOK_SECRETS=" + intakeSecret}
-	startProc(t, env, "serve", "--config", cfgPath)
+	// Only the receiver (and the embedded NATS server): no consumer drains the stream.
+	startProc(t, env, "serve", "--config", cfgPath, "--roles", "webhook")
 	waitReady(t, base, 30*time.Second)
 
 	files, _ := filepath.Glob("../../testdata/webhooks/workflow_job/*.json")

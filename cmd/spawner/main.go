@@ -57,9 +57,11 @@ func newRootCommand() *cobra.Command {
 	root.AddCommand(
 		serveCommand(g),
 		webhookCommand(g),
+		consumerCommand(g),
 		statusCommand(g),
 		configCommand(g),
 		versionCommand(),
+		devCommand(),
 	)
 	return root
 }

@@ -22,7 +22,9 @@ import (
 type runFunc func(ctx context.Context) error
 
 func serveCommand(g *globalFlags) *cobra.Command {
-	return &cobra.Command{
+	var rf roleFlags
+	var roles []string
+	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run everything in one process (receiver, consumers, janitor) on an embedded NATS server by default",
 		Args:  cobra.NoArgs,
@@ -31,9 +33,20 @@ func serveCommand(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.serve(cmd.Context())
+			rf.apply(a)
+			want := map[string]bool{}
+			for _, r := range roles {
+				if r != "webhook" && r != "consumer" && r != "janitor" {
+					return &exitError{code: 2, err: fmt.Errorf("--roles: unknown role %q (webhook, consumer, janitor)", r)}
+				}
+				want[r] = true
+			}
+			return a.serve(cmd.Context(), want)
 		},
 	}
+	rf.register(cmd)
+	cmd.Flags().StringSliceVar(&roles, "roles", []string{"webhook", "consumer", "janitor"}, "roles this process runs besides the embedded NATS server")
+	return cmd
 }
 
 func webhookCommand(g *globalFlags) *cobra.Command {
@@ -60,8 +73,8 @@ func webhookCommand(g *globalFlags) *cobra.Command {
 	}
 }
 
-// serve runs every role in this process.
-func (a *app) serve(ctx context.Context) error {
+// serve runs the embedded NATS server (unless nats.url is set) and the given roles.
+func (a *app) serve(ctx context.Context, roles map[string]bool) error {
 	emb, err := a.startEmbedded(ctx)
 	if err != nil {
 		return err
@@ -83,12 +96,35 @@ func (a *app) serve(ctx context.Context) error {
 			return err
 		}
 	}
-	srv, err := a.webhookServer(conn)
-	if err != nil {
-		return err
+	var parts []runFunc
+	if roles["consumer"] {
+		cparts, closeParts, err := a.consumerParts(ctx, conn)
+		if err != nil {
+			return err
+		}
+		defer closeParts()
+		parts = append(parts, cparts...)
 	}
-	a.logger.Info("spawner serving", "webhook", srv.Addr()+a.cfg.Webhook.Path, "nats", natsMode(a.cfg), "flavors", a.cfg.FlavorNames())
-	err = runAll(ctx, srv.Run)
+	webhookAddr := "off"
+	if roles["webhook"] {
+		srv, err := a.webhookServer(conn)
+		if err != nil {
+			return err
+		}
+		webhookAddr = srv.Addr() + a.cfg.Webhook.Path
+		parts = append(parts, srv.Run)
+	} else if a.cfg.Metrics.Listen != "" {
+		ops, err := a.opsServer(conn)
+		if err != nil {
+			return err
+		}
+		parts = append(parts, ops.Run)
+	}
+	if len(parts) == 0 {
+		parts = append(parts, func(ctx context.Context) error { <-ctx.Done(); return nil })
+	}
+	a.logger.Info("spawner serving", "webhook", webhookAddr, "bootstrap", a.cfg.Bootstrap.Listen, "nats", natsMode(a.cfg), "flavors", a.cfg.FlavorNames())
+	err = runAll(ctx, parts...)
 	a.logger.Info("spawner stopped", logkey.Error, err)
 	return err
 }

@@ -16,9 +16,10 @@ import (
 // statusReport is what `spawner status --json` prints. Fields are added, never
 // renamed: scripts and monitoring parse it.
 type statusReport struct {
-	Flavors []flavorStatus     `json:"flavors"`
-	Stream  queue.StreamHealth `json:"stream"`
-	NATS    natsStatus         `json:"nats"`
+	Flavors     []flavorStatus     `json:"flavors"`
+	DeadLetters uint64             `json:"dead_letters"`
+	Stream      queue.StreamHealth `json:"stream"`
+	NATS        natsStatus         `json:"nats"`
 }
 
 type flavorStatus struct {
@@ -26,6 +27,14 @@ type flavorStatus struct {
 	// Pending is the number of job events stored and not yet consumed.
 	Pending  uint64            `json:"pending"`
 	ByAction map[string]uint64 `json:"pending_by_action"`
+	// Queued is the number of jobs waiting for a runner to take them.
+	Queued int `json:"queued"`
+	// Runners counts runner records by state.
+	Runners    map[string]int `json:"runners"`
+	MaxRunners int            `json:"max_runners"`
+	// SlotsInUse is the capacity held now (live runners and instances being deleted).
+	SlotsInUse int  `json:"slots_in_use"`
+	Paused     bool `json:"paused,omitempty"`
 }
 
 type natsStatus struct {
@@ -75,11 +84,42 @@ func (a *app) status(ctx context.Context, conn *queue.Conn) (*statusReport, erro
 		return nil, err
 	}
 	rep := &statusReport{Stream: health, NATS: natsStatus{URL: redact(a.natsURL()), Connected: conn.Connected()}}
+	st, err := conn.State(ctx)
+	if err != nil {
+		return nil, err
+	}
+	jobs, err := st.Jobs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	runners, err := st.Runners(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if rep.DeadLetters, err = conn.DeadLetterCount(ctx); err != nil {
+		return nil, err
+	}
 	for _, f := range a.cfg.Flavors {
-		fs := flavorStatus{Name: f.Name, ByAction: map[string]uint64{}}
+		fs := flavorStatus{Name: f.Name, ByAction: map[string]uint64{}, Runners: map[string]int{}, MaxRunners: f.MaxRunners}
 		if b := backlog[f.Name]; b != nil {
 			fs.Pending, fs.ByAction = b.Pending, b.ByAction
 		}
+		for _, j := range jobs {
+			if j.Flavor == f.Name && j.State == queue.JobQueued && !j.Gone && !j.DeadLettered {
+				fs.Queued++
+			}
+		}
+		for _, r := range runners {
+			if r.Flavor == f.Name {
+				fs.Runners[string(r.State)]++
+			}
+		}
+		capRec, err := st.Capacity(ctx, f.Name)
+		if err != nil {
+			return nil, err
+		}
+		fs.SlotsInUse = len(capRec.Slots)
+		fs.Paused = time.Now().Before(capRec.PausedUntil)
 		rep.Flavors = append(rep.Flavors, fs)
 	}
 	return rep, nil
@@ -87,15 +127,16 @@ func (a *app) status(ctx context.Context, conn *queue.Conn) (*statusReport, erro
 
 func printStatus(w io.Writer, rep *statusReport) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "FLAVOR\tPENDING\tQUEUED\tIN_PROGRESS\tCOMPLETED")
+	fmt.Fprintln(tw, "FLAVOR\tQUEUED JOBS\tSLOTS\tCREATING\tBOOTING\tIDLE\tBUSY\tEVENTS PENDING\tPAUSED")
 	for _, f := range rep.Flavors {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\n", f.Name, f.Pending, f.ByAction[queue.ActionQueued], f.ByAction[queue.ActionInProgress], f.ByAction[queue.ActionCompleted])
+		fmt.Fprintf(tw, "%s\t%d\t%d/%d\t%d\t%d\t%d\t%d\t%d\t%v\n", f.Name, f.Queued, f.SlotsInUse, f.MaxRunners,
+			f.Runners["creating"], f.Runners["booting"], f.Runners["idle"], f.Runners["busy"], f.Pending, f.Paused)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	s := rep.Stream
-	_, err := fmt.Fprintf(w, "\nstream %s: %d events, %d bytes (%.1f%% full), replicas %d; nats %s connected=%v\n",
-		s.Name, s.Messages, s.Bytes, s.FullPercent, s.Replicas, rep.NATS.URL, rep.NATS.Connected)
+	_, err := fmt.Fprintf(w, "\ndead letters: %d\nstream %s: %d events, %d bytes (%.1f%% full), replicas %d; nats %s connected=%v\n",
+		rep.DeadLetters, s.Name, s.Messages, s.Bytes, s.FullPercent, s.Replicas, rep.NATS.URL, rep.NATS.Connected)
 	return err
 }

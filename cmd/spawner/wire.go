@@ -1,0 +1,232 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/runner-spawner/runner-spawner/backends"
+	"github.com/runner-spawner/runner-spawner/backends/sim"
+	"github.com/runner-spawner/runner-spawner/bootstrap"
+	"github.com/runner-spawner/runner-spawner/config"
+	"github.com/runner-spawner/runner-spawner/consumer"
+	"github.com/runner-spawner/runner-spawner/github"
+	"github.com/runner-spawner/runner-spawner/github/githubtest/fakerunner"
+	"github.com/runner-spawner/runner-spawner/internal/logkey"
+	"github.com/runner-spawner/runner-spawner/queue"
+)
+
+// githubClient builds the GitHub API client from the github section.
+func (a *app) githubClient() (*github.Client, error) {
+	g := a.cfg.GitHub
+	opts := github.Options{
+		BaseURL:          g.URL,
+		Path:             g.Path,
+		RunnerGroup:      g.RunnerGroup,
+		Token:            g.Token,
+		AppID:            g.App.ID,
+		InstallationID:   g.App.InstallationID,
+		Timeout:          g.Timeout,
+		MaxInFlight:      g.MaxInFlight,
+		RatePerHour:      g.RatePerHour,
+		ReserveThreshold: g.ReserveThreshold,
+		Logger:           a.logger.With(logkey.Component, "github"),
+		Registerer:       a.reg,
+	}
+	if g.App.PrivateKeyFile != "" {
+		key, err := os.ReadFile(g.App.PrivateKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("github.app.private_key_file: %w", err)
+		}
+		opts.AppPrivateKey = key
+	}
+	return github.New(opts)
+}
+
+// servedFlavors are the flavors this process's consumers serve (consumer.flavors, or
+// all).
+func (a *app) servedFlavors() []config.Flavor {
+	if len(a.cfg.Consumer.Flavors) == 0 {
+		return a.cfg.Flavors
+	}
+	var out []config.Flavor
+	for _, f := range a.cfg.Flavors {
+		if slices.Contains(a.cfg.Consumer.Flavors, f.Name) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// backendSet holds the backends of every flavor and what must be closed with them.
+type backendSet struct {
+	byFlavor map[string]backends.Backend
+	simCloud *sim.Cloud // the in-process simulated cloud, if any flavor uses one
+}
+
+func (b *backendSet) Close() {
+	if b.simCloud != nil {
+		b.simCloud.Close()
+	}
+}
+
+// backends builds one backend per flavor.
+func (a *app) backends(ctx context.Context) (*backendSet, error) {
+	set := &backendSet{byFlavor: map[string]backends.Backend{}}
+	for _, f := range a.cfg.Flavors {
+		if f.Backend != config.BackendSim {
+			continue
+		}
+		opts := sim.BackendOptions{DeploymentID: a.cfg.DeploymentID, Flavor: f.Name, BootTime: f.Sim.BootTime, BootJitter: f.Sim.BootJitter}
+		if f.Sim.URL != "" {
+			set.byFlavor[f.Name] = sim.NewRemote(f.Sim.URL, opts)
+			continue
+		}
+		if set.simCloud == nil {
+			set.simCloud = sim.NewCloud(sim.CloudOptions{Runner: simRunner(a.logger), Logger: a.logger.With(logkey.Component, "sim")})
+		}
+		set.byFlavor[f.Name] = set.simCloud.Backend(opts)
+	}
+	lxdSet, err := newLXDBackends(a.cfg, a.logger.With(logkey.Backend, "lxd"))
+	if err != nil {
+		set.Close()
+		return nil, err
+	}
+	osSet, err := newOpenStackBackends(ctx, a.cfg, a.logger.With(logkey.Backend, "openstack"))
+	if err != nil {
+		set.Close()
+		return nil, err
+	}
+	for _, m := range []map[string]backends.Backend{lxdSet, osSet} {
+		for k, v := range m {
+			set.byFlavor[k] = v
+		}
+	}
+	return set, nil
+}
+
+// simRunner plays the runner in simulated instances: the fake runner program against
+// the fake GitHub whose JIT config the instance got. With a real GitHub, the config
+// is not the fake's and the simulated runner ends at once, running nothing.
+func simRunner(logger *slog.Logger) sim.RunnerFunc {
+	return func(ctx context.Context, jit string, hooks sim.Hooks) (int, error) {
+		err := fakerunner.Run(ctx, fakerunner.Options{JITConfig: jit, Logger: logger, OnJobStarted: hooks.JobStarted})
+		switch {
+		case err == nil:
+			return 0, nil
+		case errors.Is(err, fakerunner.ErrJobFailed), errors.Is(err, fakerunner.ErrJobCancelled):
+			return 1, nil
+		}
+		return 2, err
+	}
+}
+
+// runnerLabels are the labels a flavor's runners register with: the ignored labels
+// (self-hosted, linux: what GitHub gives every self-hosted runner), the flavor's
+// labels and its extra labels.
+func (a *app) runnerLabels(f config.Flavor) []string {
+	var out []string
+	for _, group := range [][]string{a.cfg.Routing.IgnoredLabels, f.Labels, f.Runner.ExtraLabels} {
+		for _, l := range group {
+			if !slices.Contains(out, l) {
+				out = append(out, l)
+			}
+		}
+	}
+	return out
+}
+
+func runnerSettings(r config.Runner) bootstrap.RunnerSettings {
+	format := bootstrap.FormatCloudConfig
+	if r.UserData == config.UserDataScript {
+		format = bootstrap.FormatScript
+	}
+	return bootstrap.RunnerSettings{
+		Command: r.Command, User: r.User, Env: r.Env, DockerhubMirror: r.DockerhubMirror,
+		PreJobScript: r.PreJobScript, UserDataFormat: format, FetchBinary: r.FetchSpawnerBinary,
+		PowerOff: r.PowerOff == nil || *r.PowerOff,
+	}
+}
+
+// bootstrapURL is the endpoint's URL as instances reach it.
+func (a *app) bootstrapURL(boundAddr string) (string, error) {
+	if a.cfg.Bootstrap.URL != "" {
+		return strings.TrimRight(a.cfg.Bootstrap.URL, "/"), nil
+	}
+	addr := boundAddr
+	if addr == "" {
+		addr = a.cfg.Bootstrap.Listen
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || port == "" {
+		return "", fmt.Errorf("bootstrap.url is not set and bootstrap.listen %q gives no address", a.cfg.Bootstrap.Listen)
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		// Simulated instances run in this process: loopback reaches the listener.
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port), nil
+}
+
+// finisher connects the bootstrap endpoint (built first, it owns the listener) to the
+// consumer (built once the URL is known).
+type finisher struct {
+	mu sync.Mutex
+	c  *consumer.Consumer
+}
+
+func (f *finisher) set(c *consumer.Consumer) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.c = c
+}
+
+func (f *finisher) finished(name string) {
+	f.mu.Lock()
+	c := f.c
+	f.mu.Unlock()
+	if c != nil {
+		c.Finished(name)
+	}
+}
+
+// consumerOptions turns the config into the consumer's options for the served flavors.
+func (a *app) consumerOptions(conn *queue.Conn, st *queue.State, gh consumer.GitHub, set *backendSet, bootstrapURL string) (consumer.Options, error) {
+	c := a.cfg.Consumer
+	opts := consumer.Options{
+		Conn: conn, State: st, GitHub: gh, DeploymentID: a.cfg.DeploymentID, BootstrapURL: bootstrapURL,
+		Workers: c.Workers, VerifyAge: c.VerifyAge, MaxAttempts: c.MaxAttempts,
+		BackoffInitial: c.BackoffInitial, BackoffMax: c.BackoffMax,
+		CapacityWait: c.CapacityWait, CapacityRetry: c.CapacityRetry,
+		MaxReplacements: c.MaxReplacements, CreateTimeout: c.CreateTimeout, AckWait: c.AckWait,
+		Logger: a.logger.With(logkey.Component, "consumer"), Registerer: a.reg,
+	}
+	if c.MaxReplacements == 0 {
+		opts.MaxReplacements = -1 // the consumer's 0 means "default"
+	}
+	for _, f := range a.servedFlavors() {
+		b := set.byFlavor[f.Name]
+		if b == nil {
+			return opts, fmt.Errorf("flavor %s: no backend", f.Name)
+		}
+		opts.Flavors = append(opts.Flavors, consumer.Flavor{
+			Name: f.Name, MaxRunners: f.MaxRunners, Backend: b, BackendName: f.Backend,
+			Runner: runnerSettings(f.Runner), BootTimeout: f.Runner.BootTimeout,
+		})
+	}
+	return opts, nil
+}
+
+func flavorNames(fs []config.Flavor) []string {
+	out := make([]string, len(fs))
+	for i, f := range fs {
+		out[i] = f.Name
+	}
+	return out
+}

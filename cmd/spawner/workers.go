@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/spf13/cobra"
+
+	"github.com/runner-spawner/runner-spawner/bootstrap"
+	"github.com/runner-spawner/runner-spawner/consumer"
+	"github.com/runner-spawner/runner-spawner/internal/httpserve"
+	"github.com/runner-spawner/runner-spawner/internal/logkey"
+	"github.com/runner-spawner/runner-spawner/internal/mint"
+	"github.com/runner-spawner/runner-spawner/queue"
+)
+
+// roleFlags override, per process, the listeners of a config file shared by many.
+type roleFlags struct {
+	bootstrapListen string
+	metricsListen   string
+}
+
+func (r *roleFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&r.bootstrapListen, "bootstrap-listen", "", "serve the bootstrap endpoint on this address (overrides bootstrap.listen; \"off\" serves none)")
+	cmd.Flags().StringVar(&r.metricsListen, "metrics-listen", "", "serve /healthz, /readyz and /metrics on this address (overrides metrics.listen)")
+}
+
+func (r *roleFlags) apply(a *app) {
+	switch r.bootstrapListen {
+	case "":
+	case "off":
+		a.cfg.Bootstrap.Listen = ""
+	default:
+		a.cfg.Bootstrap.Listen = r.bootstrapListen
+	}
+	if r.metricsListen != "" {
+		a.cfg.Metrics.Listen = r.metricsListen
+	}
+}
+
+func consumerCommand(g *globalFlags) *cobra.Command {
+	var rf roleFlags
+	cmd := &cobra.Command{
+		Use:   "consumer",
+		Short: "Run consumer workers and the bootstrap endpoint (run as many replicas as you like)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			a, err := loadApp(g, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			rf.apply(a)
+			ctx := cmd.Context()
+			conn, err := a.connect(ctx, "consumer", nil, 2*time.Minute)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			parts, closeParts, err := a.consumerParts(ctx, conn)
+			if err != nil {
+				return err
+			}
+			defer closeParts()
+			if a.cfg.Metrics.Listen != "" {
+				ops, err := a.opsServer(conn)
+				if err != nil {
+					return err
+				}
+				parts = append(parts, ops.Run)
+			}
+			a.logger.Info("consumer running", "flavors", flavorNames(a.servedFlavors()), "workers", a.cfg.Consumer.Workers, "bootstrap", a.cfg.Bootstrap.Listen)
+			err = runAll(ctx, parts...)
+			a.logger.Info("consumer stopped", logkey.Error, err)
+			return err
+		},
+	}
+	rf.register(cmd)
+	return cmd
+}
+
+// consumerParts builds the bootstrap endpoint and the consumer of this process.
+func (a *app) consumerParts(ctx context.Context, conn *queue.Conn) ([]runFunc, func(), error) {
+	st, err := conn.State(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	gh, err := a.githubClient()
+	if err != nil {
+		return nil, nil, err
+	}
+	set, err := a.backends(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	var parts []runFunc
+	fin := &finisher{}
+	bound := ""
+	if a.cfg.Bootstrap.Listen != "" {
+		srv, err := a.bootstrapServer(st, mint.Minter{Client: gh}, fin.finished)
+		if err != nil {
+			set.Close()
+			return nil, nil, err
+		}
+		bound = srv.Addr()
+		parts = append(parts, srv.Run)
+	}
+	url, err := a.bootstrapURL(bound)
+	if err != nil {
+		set.Close()
+		return nil, nil, err
+	}
+	opts, err := a.consumerOptions(conn, st, gh, set, url)
+	if err != nil {
+		set.Close()
+		return nil, nil, err
+	}
+	cons, err := consumer.New(opts)
+	if err != nil {
+		set.Close()
+		return nil, nil, err
+	}
+	fin.set(cons)
+	parts = append(parts, cons.Run)
+	return parts, set.Close, nil
+}
+
+// bootstrapServer serves the bootstrap endpoint on bootstrap.listen.
+func (a *app) bootstrapServer(st *queue.State, minter bootstrap.Minter, finished func(string)) (*httpserve.Server, error) {
+	labels := map[string][]string{}
+	for _, f := range a.cfg.Flavors {
+		labels[f.Name] = a.runnerLabels(f)
+	}
+	opts := bootstrap.Options{
+		State: st, Minter: minter, Finished: finished,
+		Labels:     func(f string) ([]string, bool) { l, ok := labels[f]; return l, ok },
+		Logger:     a.logger.With(logkey.Component, "bootstrap"),
+		Registerer: a.reg,
+	}
+	if a.cfg.Bootstrap.ServeBinary {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("bootstrap.serve_binary: %w", err)
+		}
+		opts.SpawnerBinary = exe
+	}
+	bs := bootstrap.NewServer(opts)
+	r := chi.NewRouter()
+	r.Mount(bootstrap.PathPrefix, bs.Routes())
+	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	return httpserve.Listen("bootstrap", a.cfg.Bootstrap.Listen, r, a.logger.With(logkey.Component, "http"))
+}
+
+// opsServer serves /healthz, /readyz and /metrics on metrics.listen.
+func (a *app) opsServer(conn *queue.Conn) (*httpserve.Server, error) {
+	r := chi.NewRouter()
+	httpserve.MountOps(r, conn.Ready, a.reg)
+	return httpserve.Listen("metrics", a.cfg.Metrics.Listen, r, a.logger.With(logkey.Component, "http"))
+}

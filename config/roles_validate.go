@@ -1,0 +1,214 @@
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+var (
+	githubOrgRE  = regexp.MustCompile(`^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$`)
+	githubRepoRE = regexp.MustCompile(`^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$`)
+	envNameRE    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
+
+func (f *File) validateRoles(p *problems) {
+	f.validateGitHub(p)
+	c := f.Consumer
+	if c.Workers < 1 || c.Workers > 256 {
+		p.add("consumer.workers", "must be 1 to 256 (got %d)", c.Workers)
+	}
+	for i, name := range c.Flavors {
+		if f.Flavor(name) == nil {
+			p.add(fmt.Sprintf("consumer.flavors[%d]", i), "names no flavor (got %q)", name)
+		}
+	}
+	positive(p, "consumer.verify_age", c.VerifyAge)
+	positive(p, "consumer.backoff_initial", c.BackoffInitial)
+	positive(p, "consumer.backoff_max", c.BackoffMax)
+	positive(p, "consumer.capacity_wait", c.CapacityWait)
+	positive(p, "consumer.capacity_retry", c.CapacityRetry)
+	positive(p, "consumer.create_timeout", c.CreateTimeout)
+	if c.AckWait < 5*time.Second {
+		p.add("consumer.ack_wait", "must be at least 5s (got %s)", c.AckWait)
+	}
+	if c.MaxAttempts < 1 {
+		p.add("consumer.max_attempts", "must be at least 1 (got %d)", c.MaxAttempts)
+	}
+	if c.MaxReplacements < 0 {
+		p.add("consumer.max_replacements", "must not be negative (got %d)", c.MaxReplacements)
+	}
+	if c.BackoffMax < c.BackoffInitial {
+		p.add("consumer.backoff_max", "must not be below consumer.backoff_initial (%s < %s)", c.BackoffMax, c.BackoffInitial)
+	}
+
+	b := f.Bootstrap
+	if b.Listen != "" {
+		checkHostPort(p, "bootstrap.listen", b.Listen)
+	}
+	if b.URL != "" {
+		if u, err := url.Parse(b.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			p.add("bootstrap.url", "must be an http(s) URL instances can reach (got %q)", b.URL)
+		}
+	} else if f.needsReachableBootstrap() && !listenHasHost(b.Listen) {
+		p.add("bootstrap.url", "is required: instances need an address of the spawner they can reach (bootstrap.listen %q names no host)", b.Listen)
+	}
+
+	j := f.Janitor
+	if j.Interval < time.Second {
+		p.add("janitor.interval", "must be at least 1s (got %s)", j.Interval)
+	}
+	if j.MaxDeletesPerPass < 1 {
+		p.add("janitor.max_deletes_per_pass", "must be at least 1 (got %d)", j.MaxDeletesPerPass)
+	}
+	if j.MaxGitHubCallsPerPass < 1 {
+		p.add("janitor.max_github_calls_per_pass", "must be at least 1 (got %d)", j.MaxGitHubCallsPerPass)
+	}
+	positive(p, "janitor.flush_wait", j.FlushWait)
+	if j.FlushWaitAttempts < 0 {
+		p.add("janitor.flush_wait_attempts", "must not be negative (got %d)", j.FlushWaitAttempts)
+	}
+	positive(p, "janitor.sweep_interval", j.SweepInterval)
+	if j.SweepLookback <= 0 || j.SweepLookback > 72*time.Hour {
+		p.add("janitor.sweep_lookback", "must be above 0 and at most 72h, GitHub's delivery retention (got %s)", j.SweepLookback)
+	}
+	positive(p, "janitor.poll_interval", j.PollInterval)
+	for i, r := range j.PollRepos {
+		if !githubRepoRE.MatchString(r) {
+			p.add(fmt.Sprintf("janitor.poll_repos[%d]", i), "must be owner/repo (got %q)", r)
+		}
+	}
+
+	if f.Admin.Listen != "" {
+		checkHostPort(p, "admin.listen", f.Admin.Listen)
+		if len(f.Admin.Token.Reveal()) < 16 {
+			p.add("admin.token", "a token of at least 16 characters is required with admin.listen (admin.token, admin.token_file or SPAWNER_ADMIN_TOKEN)")
+		}
+	}
+	if f.Metrics.Listen != "" {
+		checkHostPort(p, "metrics.listen", f.Metrics.Listen)
+	}
+	for i := range f.Flavors {
+		f.Flavors[i].Runner.validate(fmt.Sprintf("flavors[%d].runner", i), p)
+		if s := f.Flavors[i].Sim; s != nil && s.URL != "" {
+			if u, err := url.Parse(s.URL); err != nil || u.Host == "" {
+				p.add(fmt.Sprintf("flavors[%d].sim.url", i), "must be an http URL of a simulated cloud (got %q)", s.URL)
+			}
+		}
+	}
+}
+
+func (f *File) validateGitHub(p *problems) {
+	g := f.GitHub
+	if u, err := url.Parse(g.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		p.add("github.url", "must be the REST API's URL, https://api.github.com/ or https://HOST/api/v3/ (got %q)", g.URL)
+	}
+	switch {
+	case g.Path == "":
+		p.add("github.path", "is required: the organisation (octo-org) or repository (octo-org/octo-repo) runners register with")
+	case strings.Contains(g.Path, "/") && !githubRepoRE.MatchString(g.Path):
+		p.add("github.path", "must be owner/repo (got %q)", g.Path)
+	case !strings.Contains(g.Path, "/") && !githubOrgRE.MatchString(g.Path):
+		p.add("github.path", "must be an organisation name (got %q)", g.Path)
+	}
+	hasToken, hasApp := !g.Token.IsZero(), g.App.ID != 0 || g.App.PrivateKeyFile != ""
+	switch {
+	case hasToken && hasApp:
+		p.add("github", "set either a token or an app, not both")
+	case !hasToken && !hasApp:
+		p.add("github.token", "no GitHub credentials: set github.token, github.token_file or SPAWNER_GITHUB_TOKEN, or github.app")
+	case hasApp:
+		if g.App.ID <= 0 {
+			p.add("github.app.id", "is required with github.app")
+		}
+		if g.App.PrivateKeyFile == "" {
+			p.add("github.app.private_key_file", "is required with github.app")
+		} else {
+			checkFile(p, "github.app.private_key_file", g.App.PrivateKeyFile)
+		}
+	}
+	if g.RunnerGroup != "" && strings.Contains(g.Path, "/") && !strings.EqualFold(g.RunnerGroup, "default") {
+		p.add("github.runner_group", "runner groups exist for organisations only (github.path is a repository)")
+	}
+	positive(p, "github.timeout", g.Timeout)
+	if g.MaxInFlight < 1 {
+		p.add("github.max_in_flight", "must be at least 1 (got %d)", g.MaxInFlight)
+	}
+	if g.RatePerHour < 1 {
+		p.add("github.rate_per_hour", "must be at least 1 (got %d)", g.RatePerHour)
+	}
+	if g.ReserveThreshold < 0 {
+		p.add("github.reserve_threshold", "must not be negative (got %d)", g.ReserveThreshold)
+	}
+	switch g.Hook.Kind {
+	case "":
+	case "repo":
+		if !githubRepoRE.MatchString(g.Hook.Repo) {
+			p.add("github.hook.repo", "must be owner/repo for a repo hook (got %q)", g.Hook.Repo)
+		}
+		if g.Hook.ID <= 0 {
+			p.add("github.hook.id", "is required for a repo hook")
+		}
+	case "org":
+		if g.Hook.ID <= 0 {
+			p.add("github.hook.id", "is required for an org hook")
+		}
+	case "app":
+		if g.App.ID == 0 {
+			p.add("github.hook.kind", "app hooks need github.app credentials")
+		}
+	default:
+		p.add("github.hook.kind", "must be repo, org or app (got %q)", g.Hook.Kind)
+	}
+}
+
+func (r *Runner) validate(key string, p *problems) {
+	if strings.TrimSpace(r.Command) == "" || strings.ContainsAny(r.Command, "\n\r") {
+		p.add(key+".command", "must be one non-empty line (got %q)", r.Command)
+	}
+	if !slices.Contains([]string{UserDataCloudConfig, UserDataScript}, r.UserData) {
+		p.add(key+".user_data", "must be %s or %s (got %q)", UserDataCloudConfig, UserDataScript, r.UserData)
+	}
+	for k := range r.Env {
+		if !envNameRE.MatchString(k) {
+			p.add(key+".env."+k, "is not an environment variable name")
+		}
+	}
+	for i, l := range r.ExtraLabels {
+		if strings.TrimSpace(l) == "" {
+			p.add(fmt.Sprintf("%s.extra_labels[%d]", key, i), "is empty")
+		}
+	}
+	for _, delim := range []string{"SPAWNER_LIB_EOF", "SPAWNER_HOOK_EOF", "SPAWNER_RUN_EOF"} {
+		if strings.Contains(r.PreJobScript, delim) {
+			p.add(key+".pre_job_script", "must not contain %s", delim)
+		}
+	}
+	if r.DockerhubMirror != "" {
+		if u, err := url.Parse(r.DockerhubMirror); err != nil || u.Host == "" {
+			p.add(key+".dockerhub_mirror", "must be a registry URL such as https://mirror.example.com (got %q)", r.DockerhubMirror)
+		}
+	}
+	positive(p, key+".boot_timeout", r.BootTimeout)
+	positive(p, key+".idle_ttl", r.IdleTTL)
+}
+
+// needsReachableBootstrap: instances of real backends call the bootstrap endpoint over
+// the network; simulated ones reach it on loopback.
+func (f *File) needsReachableBootstrap() bool {
+	return f.UsesBackend(BackendLXD) || f.UsesBackend(BackendOpenStack)
+}
+
+func listenHasHost(listen string) bool {
+	host, _, found := strings.Cut(listen, ":")
+	return found && host != "" && host != "0.0.0.0" && host != "::" && host != "[::]"
+}
+
+func positive(p *problems, key string, d time.Duration) {
+	if d <= 0 {
+		p.add(key, "must be positive (got %s)", d)
+	}
+}

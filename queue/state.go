@@ -37,6 +37,7 @@ func bucketConfigsFor(replicas int) []jetstream.KeyValueConfig {
 		{Bucket: BucketRunners, Description: "runner records by runner name", TTL: recordTTL, Storage: jetstream.FileStorage, Replicas: replicas, History: 1},
 		{Bucket: BucketCapacity, Description: "capacity slots by flavor", Storage: jetstream.FileStorage, Replicas: replicas, History: 1},
 		{Bucket: BucketLeases, Description: "leases (active janitor)", TTL: leaseTTL, Storage: jetstream.FileStorage, Replicas: replicas, History: 1},
+		metaBucketConfig(replicas), sweeperBucketConfig(replicas),
 	}
 }
 
@@ -56,6 +57,7 @@ var ErrFlavorPaused = errors.New("flavor paused")
 // State is typed access to the KV buckets, with compare-and-set updates.
 type State struct {
 	jobs, runners, capacity, leases jetstream.KeyValue
+	meta, sweeper                   jetstream.KeyValue // queue/meta.go
 	now                             func() time.Time
 }
 
@@ -65,7 +67,7 @@ func (c *Conn) State(ctx context.Context) (*State, error) {
 	for _, b := range []struct {
 		name string
 		dst  *jetstream.KeyValue
-	}{{BucketJobs, &s.jobs}, {BucketRunners, &s.runners}, {BucketCapacity, &s.capacity}, {BucketLeases, &s.leases}} {
+	}{{BucketJobs, &s.jobs}, {BucketRunners, &s.runners}, {BucketCapacity, &s.capacity}, {BucketLeases, &s.leases}, {BucketMeta, &s.meta}, {BucketSweeper, &s.sweeper}} {
 		kv, err := c.js.KeyValue(ctx, b.name)
 		if err != nil {
 			return nil, fmt.Errorf("open bucket %s: %w", b.name, err)

@@ -1,0 +1,93 @@
+package janitor
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/runner-spawner/runner-spawner/internal/logkey"
+	"github.com/runner-spawner/runner-spawner/queue"
+)
+
+// pollLoop polls right away and then every PollInterval (four times that while the
+// GitHub budget runs low), until ctx ends.
+func (j *Janitor) pollLoop(ctx context.Context) {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		j.poll(ctx)
+		t.Reset(j.pollInterval())
+	}
+}
+
+// pollInterval slows the poller down while less than a fifth of the GitHub budget
+// is left: listing runs and jobs is optional work, minting runners is not.
+func (j *Janitor) pollInterval() time.Duration {
+	rl, ok := j.opts.GitHub.(rateLimiter)
+	if !ok {
+		return j.opts.PollInterval
+	}
+	info := rl.RateLimit()
+	if info.Limit > 0 && info.Remaining*5 < info.Limit && j.opts.Now().Before(info.Reset) {
+		j.logger.Info("github budget low; polling less often", "remaining", info.Remaining, "limit", info.Limit)
+		return 4 * j.opts.PollInterval
+	}
+	return j.opts.PollInterval
+}
+
+// poll finds the queued jobs of the listed repositories that no webhook announced
+// (no job record), old enough that their webhook had its chance, and enqueues them
+// as poller events. The intake's de-duplication (the event id names the job) and the
+// consumer's job records make a second find harmless.
+func (j *Janitor) poll(ctx context.Context) int {
+	n := 0
+	now := j.opts.Now()
+	for _, repo := range j.opts.PollRepos {
+		jobs, err := j.opts.GitHub.ListQueuedJobs(ctx, repo)
+		if err != nil {
+			if ctx.Err() == nil {
+				j.logger.Warn("cannot list queued jobs; polling again later", logkey.Repo, repo, logkey.Error, err)
+			}
+			continue
+		}
+		for _, gj := range jobs {
+			if ctx.Err() != nil {
+				return n
+			}
+			if now.Sub(gj.CreatedAt) < j.opts.PollMinAge {
+				continue
+			}
+			if _, err := j.opts.State.Job(ctx, gj.ID); !errors.Is(err, queue.ErrNoRecord) {
+				continue // known (or unreadable: try next time)
+			}
+			flavor, ok := j.opts.Route(gj.Labels)
+			if !ok || j.flavors[flavor] == nil {
+				continue // not for our runners
+			}
+			created := gj.CreatedAt
+			ev := &queue.JobEvent{
+				ReceivedAt: now.UTC(), Source: queue.SourcePoller, Action: queue.ActionQueued,
+				JobID: gj.ID, RunID: gj.RunID, RunAttempt: max(gj.RunAttempt, 1), JobName: gj.Name,
+				Repo: gj.Repo, Org: strings.SplitN(gj.Repo, "/", 2)[0], Labels: gj.Labels, Flavor: flavor,
+				HTMLURL: gj.HTMLURL, Status: gj.Status, CreatedAt: &created,
+			}
+			res, err := j.opts.Conn.PublishJobEvent(ctx, ev)
+			if err != nil {
+				j.logger.Warn("polled job not enqueued", logkey.JobID, gj.ID, logkey.Error, err)
+				continue
+			}
+			if !res.Duplicate {
+				n++
+				j.metrics.polled.WithLabelValues(flavor).Inc()
+				j.logger.Info("queued job no webhook announced enqueued", logkey.JobID, gj.ID, logkey.Repo, gj.Repo, logkey.Flavor, flavor)
+			}
+		}
+	}
+	return n
+}

@@ -1,0 +1,203 @@
+package janitor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/runner-spawner/runner-spawner/internal/logkey"
+	"github.com/runner-spawner/runner-spawner/queue"
+)
+
+// Deletion reasons (metric labels, summary keys).
+const (
+	reasonFinished      = "finished"       // the runner's life is over; its instance was left
+	reasonRunnerGone    = "runner_gone"    // its GitHub registration vanished after it registered
+	reasonBootTimeout   = "boot_timeout"   // not up within the boot timeout
+	reasonInstanceError = "instance_error" // the infrastructure gave up on it
+	reasonIdleTTL       = "idle_ttl"       // a spare (or a runner whose job no longer waits) idle too long
+	reasonOffline       = "runner_offline" // idle past idle_ttl and offline on GitHub: its runner program died
+	reasonOrphan        = "orphan"         // an instance of ours with no record
+	reasonCrashedCreate = "crashed_create" // made by a create whose process crashed
+	reasonFlush         = "flush"
+)
+
+// deleteTimeout bounds one backend delete; recordTimeout one record write after it.
+const (
+	deleteTimeout = 2 * time.Minute
+	recordTimeout = 10 * time.Second
+)
+
+// removal is how one runner is removed.
+type removal struct {
+	reason string // metric label
+	text   string // the record's FailReason
+	// still re-checks the record, under compare-and-set, just before it is marked
+	// terminal: false means it changed since it was judged (it took a job, came
+	// up), and it is left alone. nil: remove whatever its state.
+	still func(*queue.RunnerRecord) bool
+	// deferReplacement leaves the replacement request to the caller (a flush asks
+	// once its removals are done, so that no replacement adopts a runner about to
+	// be flushed).
+	deferReplacement bool
+	// gone: the instance is known to be gone already; only the record, the slot and
+	// the job are settled (the delete is still sent: it is idempotent, and catches a
+	// stray).
+	gone bool
+}
+
+// reapOutcome says what reap did.
+type reapOutcome int
+
+const (
+	reaped    reapOutcome = iota // instance deleted, record and slot settled
+	changed                      // the runner changed since it was judged: left alone
+	protected                    // protected: left alone
+)
+
+var errProtected = errors.New("protected")
+
+// reap deletes a runner's instance and settles the rest: the record is marked
+// terminal first (so the bootstrap endpoint refuses its config and no job adopts it
+// while it goes), then the instance is deleted, then the record says so, then the
+// capacity slot is released (only after the delete, so instances stay within
+// max_runners). A queued job that counted on the runner gets a replacement request
+// (returned instead when removal.deferReplacement is set). hasRecord is false for
+// an orphan instance.
+func (j *Janitor) reap(ctx context.Context, f *Flavor, name string, hasRecord bool, rm removal) (reapOutcome, int64, error) {
+	if j.protected[name] {
+		return protected, 0, nil
+	}
+	logger := j.logger.With(logkey.Runner, name, logkey.Flavor, f.Name, "reason", rm.reason)
+	now := j.opts.Now().UTC()
+	var before *queue.RunnerRecord
+	if hasRecord {
+		outcome := reaped
+		_, err := j.opts.State.UpdateRunner(ctx, name, func(r *queue.RunnerRecord) error {
+			if r.Protected {
+				outcome = protected
+				return errProtected
+			}
+			if rm.still != nil && !rm.still(r) {
+				outcome = changed
+				return queue.ErrSkip
+			}
+			outcome = reaped
+			cp := *r
+			before = &cp
+			if r.State.Terminal() && r.CreatingUntil.IsZero() {
+				return queue.ErrSkip // nothing to write; the instance still goes
+			}
+			next := queue.RunnerFailed
+			if r.TookJob != 0 || r.State == queue.RunnerBusy {
+				next = queue.RunnerFinished
+			}
+			if r.State.Advance(next) {
+				r.FinishedAt = now
+				if r.FailReason == "" {
+					r.FailReason = rm.text
+				}
+			}
+			r.CreatingUntil = time.Time{}
+			return nil
+		})
+		switch {
+		case outcome != reaped:
+			return outcome, 0, nil
+		case errors.Is(err, queue.ErrNoRecord):
+			before = nil // gone meanwhile: delete the instance all the same
+		case err != nil && !errors.Is(err, queue.ErrSkip):
+			return reaped, 0, fmt.Errorf("mark runner %s: %w", name, err)
+		}
+	}
+
+	dctx, cancel := context.WithTimeout(ctx, deleteTimeout)
+	err := f.Backend.Delete(dctx, name)
+	cancel()
+	if err != nil {
+		// The record is terminal now: the next pass deletes the instance as finished.
+		return reaped, 0, fmt.Errorf("delete instance %s: %w", name, err)
+	}
+	// The instance is gone: the record and the slot must say so even if the lease
+	// ends this moment.
+	wctx, wcancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer wcancel()
+	if before != nil {
+		if _, err := j.opts.State.UpdateRunner(wctx, name, func(r *queue.RunnerRecord) error {
+			if r.InstanceDeleted {
+				return queue.ErrSkip
+			}
+			r.InstanceDeleted = true
+			return nil
+		}); err != nil && !errors.Is(err, queue.ErrSkip) && !errors.Is(err, queue.ErrNoRecord) {
+			logger.Warn("instance deleted but its record not updated", logkey.Error, err)
+		}
+	}
+	if err := j.opts.State.ReleaseSlot(wctx, f.Name, name); err != nil {
+		logger.Warn("instance deleted but its capacity slot not released; the next pass will", logkey.Error, err)
+	}
+	if rm.gone {
+		j.metrics.released.WithLabelValues(f.Name).Inc()
+		logger.Info("janitor settled a runner whose instance is gone", "state", stateOf(before))
+	} else {
+		j.metrics.deleted.WithLabelValues(f.Name, rm.reason).Inc()
+		logger.Info("janitor deleted instance", "state", stateOf(before))
+	}
+
+	var job int64
+	if before != nil && neverTookJob(before) {
+		job = before.ForJob
+		if !rm.deferReplacement {
+			j.requestRunner(wctx, f.Name, job)
+		}
+	}
+	return reaped, job, nil
+}
+
+// neverTookJob reports whether a runner was meant for a job and never ran one, so the
+// job may still count on it. A terminal runner qualifies too: one that exited
+// without a job (its registration removed, its boot failed) leaves its job waiting.
+func neverTookJob(r *queue.RunnerRecord) bool {
+	return r.ForJob != 0 && r.TookJob == 0 && r.State != queue.RunnerBusy && r.BusyAt.IsZero() && !r.Spare
+}
+
+func stateOf(r *queue.RunnerRecord) string {
+	if r == nil {
+		return "no record"
+	}
+	return string(r.State)
+}
+
+// requestRunner asks for a fresh runner for a job that still waits and has no other
+// untaken runner, the way the consumer does when a job's runner is stolen: a
+// replacement event numbered by the job's runner count, so that two triggers for the
+// same loss are stored once.
+func (j *Janitor) requestRunner(ctx context.Context, flavor string, jobID int64) bool {
+	logger := j.logger.With(logkey.JobID, jobID, logkey.Flavor, flavor)
+	job, err := j.opts.State.Job(ctx, jobID)
+	if err != nil || job.State != queue.JobQueued || job.Gone || job.DeadLettered {
+		return false
+	}
+	for _, name := range job.Runners {
+		r, err := j.opts.State.Runner(ctx, name)
+		if err == nil && r.ForJob == jobID && r.Untaken() && !r.Spare {
+			return false // it still has one
+		}
+	}
+	ev := &queue.JobEvent{
+		ReceivedAt: j.opts.Now().UTC(), Source: queue.SourceReplacement, Action: queue.ActionQueued,
+		JobID: job.ID, RunID: job.RunID, RunAttempt: job.RunAttempt, Repo: job.Repo,
+		Labels: job.Labels, Flavor: job.Flavor, Replacement: len(job.Runners),
+	}
+	res, err := j.opts.Conn.PublishJobEvent(ctx, ev)
+	if err != nil {
+		logger.Warn("replacement request not stored", logkey.Error, err)
+		return false
+	}
+	if !res.Duplicate {
+		j.metrics.replacements.WithLabelValues(flavor).Inc()
+		logger.Info("replacement runner requested for a job whose runner the janitor removed", "replacement", ev.Replacement)
+	}
+	return true
+}

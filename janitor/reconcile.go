@@ -1,0 +1,602 @@
+package janitor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/runner-spawner/runner-spawner/backends"
+	"github.com/runner-spawner/runner-spawner/github"
+	"github.com/runner-spawner/runner-spawner/internal/logkey"
+	"github.com/runner-spawner/runner-spawner/queue"
+)
+
+// PassSummary is what one reconcile pass saw and did. The last one is stored under
+// queue.MetaLastReconcile for `spawner status`.
+type PassSummary struct {
+	Janitor       string    `json:"janitor"`
+	StartedAt     time.Time `json:"started_at"`
+	Seconds       float64   `json:"seconds"`
+	Instances     int       `json:"instances"`
+	GitHubRunners int       `json:"github_runners"`
+	Records       int       `json:"records"`
+	// GitHubChecked is false when GitHub could not be listed: the rules that need
+	// it (vanished registrations, idle runners, orphan registrations) were skipped.
+	GitHubChecked bool `json:"github_checked"`
+	// Deleted counts instances deleted, by reason.
+	Deleted              map[string]int `json:"deleted,omitempty"`
+	RegistrationsRemoved int            `json:"registrations_removed"`
+	// Settled counts runners whose instance had vanished: record, slot and job
+	// settled.
+	Settled       int `json:"settled"`
+	SlotsReleased int `json:"slots_released"`
+	// Resumed counts creates abandoned by a crashed process, handed back.
+	Resumed      int `json:"resumed"`
+	Replacements int `json:"replacements"`
+	// Marked counts suspects seen for the first time: acted on at the next pass if
+	// they are still suspect.
+	Marked int `json:"marked"`
+	// Kept counts leftovers not touched, by reason (protected, busy).
+	Kept map[string]int `json:"kept,omitempty"`
+	// Deferred counts actions left for the next pass by the per-pass bounds.
+	Deferred   int    `json:"deferred"`
+	Errors     int    `json:"errors"`
+	FirstError string `json:"first_error,omitempty"`
+}
+
+func (s *PassSummary) deleted() int {
+	n := 0
+	for _, v := range s.Deleted {
+		n += v
+	}
+	return n
+}
+
+const (
+	reasonInstanceGone = "instance_gone"
+	// goneGrace: a registration missing from GitHub's list is judged gone only this
+	// long after the runner came up (or last changed): listings lag behind a new
+	// registration, and a runner that ran a short job is removed by GitHub moments
+	// before its job's events reach us.
+	goneGrace = 30 * time.Second
+	// slotGrace: a slot is claimed a moment before its runner record is written (the
+	// job may be checked with GitHub in between), so a slot without a record is a
+	// leak only once it is older than this.
+	slotGrace = time.Minute
+	// listTimeout bounds one listing (a backend's instances, GitHub's runners).
+	listTimeout = time.Minute
+)
+
+// reconcileLoop runs a pass right away and then every Interval, until ctx ends.
+func (j *Janitor) reconcileLoop(ctx context.Context) {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		j.reconcile(ctx)
+		t.Reset(j.opts.Interval)
+	}
+}
+
+// pass is one reconcile pass in progress.
+type pass struct {
+	j       *Janitor
+	ctx     context.Context
+	now     time.Time
+	sum     *PassSummary
+	deletes int // left in this pass
+	calls   int // GitHub calls left in this pass
+	next    map[string]int
+	jobs    map[int64]*queue.JobRecord
+}
+
+// reconcile compares the backends' instances, GitHub's registrations and the runner
+// records, and removes what is left over, within the pass's bounds.
+func (j *Janitor) reconcile(ctx context.Context) *PassSummary {
+	j.workMu.Lock()
+	defer j.workMu.Unlock()
+	j.pass++
+	start := j.opts.Now()
+	p := &pass{
+		j: j, ctx: ctx, now: start,
+		sum:     &PassSummary{Janitor: j.opts.ID, StartedAt: start.UTC(), Deleted: map[string]int{}, Kept: map[string]int{}},
+		deletes: j.opts.MaxDeletesPerPass, calls: j.opts.MaxGitHubCallsPerPass,
+		next: map[string]int{}, jobs: map[int64]*queue.JobRecord{},
+	}
+	result := "ok"
+	if err := p.run(); err != nil {
+		p.fail(err)
+		result = "error"
+	} else if p.sum.Errors > 0 {
+		result = "partial"
+	}
+	if ctx.Err() != nil {
+		return p.sum // the lease ended mid-pass: the next holder starts afresh
+	}
+	j.marks = p.next
+	end := j.opts.Now()
+	p.sum.Seconds = end.Sub(start).Seconds()
+	j.metrics.passSeconds.Observe(p.sum.Seconds)
+	j.metrics.passes.WithLabelValues(result).Inc()
+	j.metrics.lastReconcile.Set(float64(end.Unix()))
+	s := p.sum
+	j.logger.Info("reconcile pass", "result", result, "seconds", round(s.Seconds),
+		"instances", s.Instances, "github_runners", s.GitHubRunners, "records", s.Records, "github_checked", s.GitHubChecked,
+		"deleted", s.deleted(), "deleted_by_reason", counts(s.Deleted), "registrations_removed", s.RegistrationsRemoved,
+		"settled", s.Settled, "slots_released", s.SlotsReleased, "resumed", s.Resumed, "replacements", s.Replacements,
+		"marked", s.Marked, "kept", counts(s.Kept), "deferred", s.Deferred, "errors", s.Errors)
+	wctx, cancel := context.WithTimeout(ctx, recordTimeout)
+	defer cancel()
+	if err := j.opts.State.PutMeta(wctx, queue.MetaLastReconcile, s); err != nil {
+		j.logger.Warn("reconcile summary not stored", logkey.Error, err)
+	}
+	return s
+}
+
+type instance struct {
+	backends.Instance
+	flavor *Flavor
+}
+
+func (p *pass) run() error {
+	j, ctx := p.j, p.ctx
+	// Instances first: every record is written before its instance is created, so an
+	// instance listed here whose record is missing below has none (it is not one
+	// whose record is being written right now).
+	instances := map[string]*instance{}
+	listed := map[string]bool{}
+	for _, name := range j.names {
+		f := j.flavors[name]
+		lctx, cancel := context.WithTimeout(ctx, listTimeout)
+		list, err := f.Backend.List(lctx)
+		cancel()
+		if err != nil {
+			p.fail(fmt.Errorf("list instances of %s: %w", name, err))
+			continue
+		}
+		listed[name] = true
+		for _, in := range list {
+			instances[in.Name] = &instance{Instance: in, flavor: f}
+		}
+	}
+	recList, err := j.opts.State.Runners(ctx)
+	if err != nil {
+		return fmt.Errorf("read runner records: %w", err)
+	}
+	records := map[string]*queue.RunnerRecord{}
+	for _, r := range recList {
+		records[r.Name] = r
+	}
+	// GitHub after the records: a registration a record names that is missing here
+	// really is gone, not registered after the listing.
+	var ghList []github.Runner
+	ghByID := map[int64]github.Runner{}
+	ghByName := map[string]github.Runner{}
+	if p.call() {
+		lctx, cancel := context.WithTimeout(ctx, listTimeout)
+		ghList, err = j.opts.GitHub.ListRunners(lctx, j.opts.DeploymentID+"-")
+		cancel()
+		if err != nil {
+			p.fail(fmt.Errorf("list github runners: %w", err))
+		} else {
+			p.sum.GitHubChecked = true
+			for _, r := range ghList {
+				ghByID[r.ID], ghByName[r.Name] = r, r
+			}
+		}
+	}
+	p.sum.Instances, p.sum.Records, p.sum.GitHubRunners = len(instances), len(records), len(ghList)
+
+	for _, name := range slices.Sorted(maps.Keys(instances)) {
+		if ctx.Err() != nil {
+			return nil
+		}
+		p.instance(instances[name], records[name], ghByID, ghByName)
+	}
+	for _, name := range slices.Sorted(maps.Keys(records)) {
+		if ctx.Err() != nil {
+			return nil
+		}
+		rec := records[name]
+		f := j.flavors[rec.Flavor]
+		if f == nil || !listed[f.Name] {
+			continue // not ours to judge: this janitor cannot see its instances
+		}
+		_, hasInstance := instances[name]
+		p.record(f, rec, hasInstance)
+	}
+	if p.sum.GitHubChecked {
+		slices.SortFunc(ghList, func(a, b github.Runner) int { return strings.Compare(a.Name, b.Name) })
+		for _, r := range ghList {
+			if ctx.Err() != nil {
+				return nil
+			}
+			p.registration(r, instances, records, listed)
+		}
+	}
+	for _, name := range j.names {
+		if listed[name] && ctx.Err() == nil {
+			p.slots(j.flavors[name], instances, records)
+		}
+	}
+	return nil
+}
+
+// instance judges one instance of ours.
+func (p *pass) instance(in *instance, rec *queue.RunnerRecord, ghByID map[int64]github.Runner, ghByName map[string]github.Runner) {
+	j, f, name := p.j, in.flavor, in.Name
+	if in.Protected || j.protected[name] || (rec != nil && rec.Protected) {
+		p.keep("protected")
+		return
+	}
+	switch {
+	case in.State == backends.StateError:
+		j.logger.Warn("instance in error; deleting it", logkey.Runner, name, logkey.Flavor, f.Name, "fault", in.Fault)
+		p.reap(f, name, rec != nil, removal{reason: reasonInstanceError, text: "instance error: " + in.Fault})
+	case rec == nil:
+		if p.marked("orphan/" + name) {
+			p.reap(f, name, false, removal{reason: reasonOrphan})
+		}
+	case rec.State.Terminal():
+		p.reap(f, name, true, removal{reason: reasonFinished, still: func(r *queue.RunnerRecord) bool { return r.State.Terminal() }})
+	case rec.State == queue.RunnerBooting && p.now.Sub(bootStart(rec)) > f.BootTimeout:
+		p.reap(f, name, true, removal{
+			reason: reasonBootTimeout,
+			text:   fmt.Sprintf("boot timeout: not up within %s", f.BootTimeout),
+			still:  func(r *queue.RunnerRecord) bool { return r.State == queue.RunnerBooting },
+		})
+	case rec.State == queue.RunnerIdle:
+		p.idle(in, rec, ghByID, ghByName)
+	}
+}
+
+func bootStart(r *queue.RunnerRecord) time.Time {
+	if !r.BootingAt.IsZero() {
+		return r.BootingAt
+	}
+	return r.CreatedAt
+}
+
+// idle judges an idle runner: gone from GitHub after it registered, or idle too long
+// with no job that needs it.
+func (p *pass) idle(in *instance, rec *queue.RunnerRecord, ghByID map[int64]github.Runner, ghByName map[string]github.Runner) {
+	j, f, name := p.j, in.flavor, in.Name
+	if !p.sum.GitHubChecked {
+		return
+	}
+	gh, registered := ghByID[rec.GitHubRunnerID]
+	if !registered {
+		gh, registered = ghByName[name]
+	}
+	stillIdle := func(r *queue.RunnerRecord) bool { return r.State == queue.RunnerIdle && r.TookJob == 0 }
+	idleSince := rec.IdleAt
+	if rec.UpdatedAt.After(idleSince) {
+		idleSince = rec.UpdatedAt // became spare (or was adopted) later: its TTL starts then
+	}
+	idleFor := p.now.Sub(idleSince)
+	if rec.GitHubRunnerID != 0 && !registered {
+		if idleFor < goneGrace {
+			return // just registered (listings lag), or its job's events are on their way
+		}
+		// A listing may lag behind; ask for this one before deleting a live instance.
+		if !p.canDelete() || !p.call() {
+			return
+		}
+		_, err := j.opts.GitHub.GetRunner(p.ctx, rec.GitHubRunnerID)
+		switch {
+		case errors.Is(err, github.ErrNotFound):
+			p.reap(f, name, true, removal{reason: reasonRunnerGone, text: "github registration gone", still: stillIdle})
+		case err != nil:
+			p.fail(fmt.Errorf("check runner %s on github: %w", name, err))
+		}
+		return
+	}
+	if idleFor <= f.IdleTTL || rec.TookJob != 0 {
+		return
+	}
+	// An idle runner offline on GitHub long after it came up has lost its runner
+	// program: its job waits for nothing, so it goes even if the job still waits
+	// (and gets another). Until the boot timeout, offline may just mean its program
+	// is still starting.
+	offline := registered && gh.Status == "offline" && idleFor > max(f.IdleTTL, f.BootTimeout)
+	if !rec.Spare && !offline && p.jobQueued(rec.ForJob) {
+		return // its job still waits for it
+	}
+	reason, text := reasonIdleTTL, "idle past idle_ttl"
+	if offline {
+		reason, text = reasonOffline, "runner offline while idle"
+	}
+	if registered && gh.Busy {
+		p.keep("busy")
+		return
+	}
+	if !p.canDelete() {
+		return
+	}
+	if registered {
+		// GitHub decides atomically whether the runner is idle: removing a busy one
+		// answers 422, and then it keeps running its job.
+		if !p.call() {
+			return
+		}
+		err := j.opts.GitHub.DeleteRunner(p.ctx, gh.ID)
+		switch {
+		case errors.Is(err, github.ErrRunnerBusy):
+			p.keep("busy")
+			return
+		case err != nil:
+			p.fail(fmt.Errorf("remove idle runner %s from github: %w", name, err))
+			return
+		}
+		// The registration is gone: nothing can give it a job any more.
+		p.reap(f, name, true, removal{reason: reason, text: text})
+		return
+	}
+	p.reap(f, name, true, removal{reason: reason, text: text, still: stillIdle})
+}
+
+// record judges a runner record by itself: creates abandoned by a crashed process,
+// and runners whose instance vanished.
+func (p *pass) record(f *Flavor, rec *queue.RunnerRecord, hasInstance bool) {
+	j := p.j
+	if rec.Protected || j.protected[rec.Name] {
+		return
+	}
+	switch {
+	case rec.State == queue.RunnerCreating && p.now.After(rec.CreatingUntil):
+		// The create lease ran out (its process crashed, or a retry is due: then the
+		// consumer resumes it itself). Judge it at the next pass if it is still so.
+		if p.marked(fmt.Sprintf("create/%s/%d", rec.Name, rec.CreatingUntil.UnixNano())) {
+			p.crashedCreate(f, rec, hasInstance)
+		}
+	case rec.State.Live() && rec.State != queue.RunnerCreating && !hasInstance:
+		// Marked first: an instance created after the listing is seen next time.
+		if p.marked("vanished/" + rec.Name) {
+			p.reap(f, rec.Name, true, removal{
+				reason: reasonInstanceGone, text: "instance vanished", gone: true,
+				still: func(r *queue.RunnerRecord) bool { return r.State.Live() && r.State != queue.RunnerCreating },
+			})
+		}
+	case rec.State.Terminal() && !rec.InstanceDeleted && !hasInstance:
+		// A delete whose record write was lost.
+		p.reap(f, rec.Name, true, removal{reason: reasonInstanceGone, gone: true})
+	}
+}
+
+// crashedCreate hands an abandoned create back to the consumers when its job still
+// waits (a queued event for the job makes a consumer take over the expired create
+// lease), or else removes it.
+func (p *pass) crashedCreate(f *Flavor, rec *queue.RunnerRecord, hasInstance bool) {
+	j := p.j
+	job := p.job(rec.ForJob)
+	if job != nil && rec.TookJob == 0 && !rec.Spare && p.jobQueued(rec.ForJob) {
+		ev := &queue.JobEvent{
+			// One request per abandoned create: the id names the create lease that
+			// ran out, so repeated passes store it once.
+			DeliveryID: fmt.Sprintf("janitor-resume-%s-%d", rec.Name, rec.CreatingUntil.UnixMilli()),
+			ReceivedAt: p.now.UTC(), Source: queue.SourceReplacement, Action: queue.ActionQueued,
+			JobID: job.ID, RunID: job.RunID, RunAttempt: job.RunAttempt, Repo: job.Repo,
+			Labels: job.Labels, Flavor: job.Flavor, Replacement: len(job.Runners),
+		}
+		res, err := j.opts.Conn.PublishJobEvent(p.ctx, ev)
+		if err != nil {
+			p.fail(fmt.Errorf("hand back the create of %s: %w", rec.Name, err))
+			return
+		}
+		if !res.Duplicate {
+			p.sum.Resumed++
+			j.metrics.resumed.WithLabelValues(f.Name).Inc()
+			j.logger.Info("create abandoned by a crashed process handed back to the consumers", logkey.Runner, rec.Name, logkey.JobID, job.ID)
+		}
+		return
+	}
+	abandoned := func(r *queue.RunnerRecord) bool {
+		return r.State == queue.RunnerCreating && p.now.After(r.CreatingUntil)
+	}
+	p.reap(f, rec.Name, true, removal{reason: reasonCrashedCreate, text: "create abandoned by a crashed process", still: abandoned, gone: !hasInstance})
+}
+
+// registration judges one GitHub registration with our prefix: offline, with no
+// instance, and no runner still coming up → removed.
+func (p *pass) registration(r github.Runner, instances map[string]*instance, records map[string]*queue.RunnerRecord, listed map[string]bool) {
+	j := p.j
+	if j.protected[r.Name] {
+		return
+	}
+	rec := records[r.Name]
+	f := j.flavorOf(r.Name, rec)
+	if f == nil || !listed[f.Name] {
+		return
+	}
+	if _, ok := instances[r.Name]; ok {
+		return
+	}
+	if rec != nil && (!rec.State.Terminal() || rec.Protected) {
+		return // still coming up, or kept on purpose
+	}
+	if r.Status != "offline" || r.Busy {
+		return
+	}
+	if !p.canDelete() || !p.call() {
+		return
+	}
+	err := j.opts.GitHub.DeleteRunner(p.ctx, r.ID)
+	switch {
+	case errors.Is(err, github.ErrRunnerBusy):
+		p.keep("busy")
+	case err != nil:
+		p.fail(fmt.Errorf("remove orphan registration %s: %w", r.Name, err))
+	default:
+		p.deletes--
+		p.sum.RegistrationsRemoved++
+		j.metrics.registrations.WithLabelValues(reasonOrphan).Inc()
+		j.logger.Info("janitor removed an orphan github registration", logkey.Runner, r.Name, "github_runner_id", r.ID)
+	}
+}
+
+// flavorOf finds a runner's flavor from its record, else from its name
+// ("<deployment>-<flavor>-<job>-<n>"; the longest matching flavor wins).
+func (j *Janitor) flavorOf(name string, rec *queue.RunnerRecord) *Flavor {
+	if rec != nil {
+		return j.flavors[rec.Flavor]
+	}
+	var best *Flavor
+	for _, n := range j.names {
+		if strings.HasPrefix(name, j.opts.DeploymentID+"-"+n+"-") && (best == nil || len(n) > len(best.Name)) {
+			best = j.flavors[n]
+		}
+	}
+	return best
+}
+
+// slots releases capacity slots nobody else will: a slot whose runner has no record
+// (past a grace, and on a second pass), or whose runner is over and its instance
+// gone.
+func (p *pass) slots(f *Flavor, instances map[string]*instance, records map[string]*queue.RunnerRecord) {
+	j := p.j
+	capRec, err := j.opts.State.Capacity(p.ctx, f.Name)
+	if err != nil {
+		p.fail(err)
+		return
+	}
+	for _, name := range slices.Sorted(maps.Keys(capRec.Slots)) {
+		slot := capRec.Slots[name]
+		rec := records[name]
+		_, hasInstance := instances[name]
+		switch {
+		case rec == nil:
+			if p.now.Sub(slot.Since) < slotGrace || !p.marked("slot/"+f.Name+"/"+name) {
+				continue
+			}
+		case rec.State.Terminal() && (rec.InstanceDeleted || !hasInstance):
+		default:
+			continue
+		}
+		if err := j.opts.State.ReleaseSlot(p.ctx, f.Name, name); err != nil {
+			p.fail(err)
+			continue
+		}
+		p.sum.SlotsReleased++
+		j.metrics.released.WithLabelValues(f.Name).Inc()
+		j.logger.Info("janitor released a leaked capacity slot", logkey.Flavor, f.Name, logkey.Runner, name, "held_since", slot.Since)
+	}
+}
+
+// reap removes a runner within the pass's delete bound and counts what happened.
+func (p *pass) reap(f *Flavor, name string, hasRecord bool, rm removal) {
+	if !p.canDelete() {
+		return
+	}
+	outcome, job, err := p.j.reap(p.ctx, f, name, hasRecord, removal{
+		reason: rm.reason, text: rm.text, still: rm.still, gone: rm.gone, deferReplacement: true,
+	})
+	switch {
+	case err != nil:
+		p.fail(err)
+		return
+	case outcome == protected:
+		p.keep("protected")
+		return
+	case outcome == changed:
+		return
+	}
+	p.deletes--
+	if rm.gone {
+		p.sum.Settled++
+	} else {
+		p.sum.Deleted[rm.reason]++
+	}
+	if job != 0 && p.j.requestRunner(context.WithoutCancel(p.ctx), f.Name, job) {
+		p.sum.Replacements++
+	}
+}
+
+// marked reports whether key was already suspect in an earlier pass of this term,
+// and keeps it for the next pass.
+func (p *pass) marked(key string) bool {
+	first, ok := p.j.marks[key]
+	if !ok {
+		first = p.j.pass
+		p.sum.Marked++
+	}
+	p.next[key] = first
+	return first < p.j.pass
+}
+
+func (p *pass) canDelete() bool {
+	if p.deletes > 0 {
+		return true
+	}
+	p.sum.Deferred++
+	p.j.metrics.kept.WithLabelValues("bound").Inc()
+	return false
+}
+
+func (p *pass) call() bool {
+	if p.calls > 0 {
+		p.calls--
+		return true
+	}
+	p.sum.Deferred++
+	p.j.metrics.kept.WithLabelValues("bound").Inc()
+	return false
+}
+
+func (p *pass) keep(reason string) {
+	p.sum.Kept[reason]++
+	p.j.metrics.kept.WithLabelValues(reason).Inc()
+}
+
+func (p *pass) fail(err error) {
+	if p.ctx.Err() != nil {
+		return
+	}
+	p.sum.Errors++
+	if p.sum.FirstError == "" {
+		p.sum.FirstError = err.Error()
+	}
+	p.j.logger.Warn("reconcile step failed; retried next pass", logkey.Error, err)
+}
+
+// job reads a job record once per pass (nil when missing or unreadable).
+func (p *pass) job(id int64) *queue.JobRecord {
+	if id == 0 {
+		return nil
+	}
+	if j, ok := p.jobs[id]; ok {
+		return j
+	}
+	j, err := p.j.opts.State.Job(p.ctx, id)
+	if err != nil {
+		j = nil
+	}
+	p.jobs[id] = j
+	return j
+}
+
+// jobQueued reports whether the job still waits for a runner.
+func (p *pass) jobQueued(id int64) bool {
+	j := p.job(id)
+	return j != nil && j.State == queue.JobQueued && !j.Gone && !j.DeadLettered
+}
+
+func counts(m map[string]int) string {
+	var b strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%s=%d", k, m[k])
+	}
+	return b.String()
+}
+
+func round(s float64) float64 { return float64(int64(s*1000)) / 1000 }

@@ -1,0 +1,156 @@
+package janitor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/runner-spawner/runner-spawner/queue"
+)
+
+// StatusSnapshot is the fleet as the KV state shows it: what `spawner status` and the
+// admin endpoint report. Fields are added, never renamed.
+type StatusSnapshot struct {
+	Janitor JanitorStatus  `json:"janitor"`
+	Flavors []FlavorStatus `json:"flavors"`
+}
+
+// JanitorStatus names the active janitor and its last reconcile pass.
+type JanitorStatus struct {
+	// Active is the lease holder's id ("" when no janitor is active).
+	Active        string       `json:"active"`
+	LastReconcile *PassSummary `json:"last_reconcile,omitempty"`
+}
+
+// FlavorStatus is one flavor's runners, capacity and waiting jobs.
+type FlavorStatus struct {
+	Name string `json:"name"`
+	// Runners counts runner records by state (terminal ones are kept for a week).
+	Runners    map[queue.RunnerState]int `json:"runners"`
+	SlotsInUse int                       `json:"slots_in_use"`
+	// QueuedJobs counts job records still waiting for a runner.
+	QueuedJobs  int       `json:"queued_jobs"`
+	Paused      bool      `json:"paused"`
+	PausedUntil time.Time `json:"paused_until,omitzero"`
+	PausedBy    string    `json:"paused_by,omitempty"`
+}
+
+// Snapshot reads the status of the given flavors and of every flavor the records
+// mention. It only reads.
+func Snapshot(ctx context.Context, state *queue.State, flavors ...string) (*StatusSnapshot, error) {
+	snap := &StatusSnapshot{}
+	active, err := state.LeaseHolder(ctx, LeaseName)
+	if err != nil {
+		return nil, fmt.Errorf("status: %w", err)
+	}
+	snap.Janitor.Active = active
+	var last PassSummary
+	switch err := state.Meta(ctx, queue.MetaLastReconcile, &last); {
+	case err == nil:
+		snap.Janitor.LastReconcile = &last
+	case !errors.Is(err, queue.ErrNoRecord):
+		return nil, fmt.Errorf("status: %w", err)
+	}
+	runners, err := state.Runners(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("status: %w", err)
+	}
+	jobs, err := state.Jobs(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("status: %w", err)
+	}
+	byName := map[string]*FlavorStatus{}
+	get := func(name string) *FlavorStatus {
+		f := byName[name]
+		if f == nil {
+			f = &FlavorStatus{Name: name, Runners: map[queue.RunnerState]int{}}
+			byName[name] = f
+		}
+		return f
+	}
+	for _, f := range flavors {
+		get(f)
+	}
+	for _, r := range runners {
+		get(r.Flavor).Runners[r.State]++
+	}
+	for _, j := range jobs {
+		if j.Flavor != "" && j.State == queue.JobQueued && !j.Gone && !j.DeadLettered {
+			get(j.Flavor).QueuedJobs++
+		}
+	}
+	now := time.Now()
+	for _, name := range slices.Sorted(maps.Keys(byName)) {
+		f := byName[name]
+		capRec, err := state.Capacity(ctx, name)
+		if err != nil {
+			return nil, fmt.Errorf("status: %w", err)
+		}
+		f.SlotsInUse = len(capRec.Slots)
+		if now.Before(capRec.PausedUntil) {
+			f.Paused, f.PausedUntil, f.PausedBy = true, capRec.PausedUntil, capRec.PausedBy
+		}
+		snap.Flavors = append(snap.Flavors, *f)
+	}
+	return snap, nil
+}
+
+// RunnerFilter selects runner records; zero fields match all.
+type RunnerFilter struct {
+	Flavor string
+	States []queue.RunnerState
+	// Live keeps only runners that are not over.
+	Live bool
+}
+
+// ListRunners returns the runner records that match, oldest first.
+func ListRunners(ctx context.Context, state *queue.State, f RunnerFilter) ([]*queue.RunnerRecord, error) {
+	all, err := state.Runners(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list runners: %w", err)
+	}
+	out := slices.DeleteFunc(all, func(r *queue.RunnerRecord) bool {
+		return (f.Flavor != "" && r.Flavor != f.Flavor) ||
+			(len(f.States) > 0 && !slices.Contains(f.States, r.State)) ||
+			(f.Live && !r.State.Live())
+	})
+	slices.SortStableFunc(out, func(a, b *queue.RunnerRecord) int {
+		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+	return out, nil
+}
+
+// JobFilter selects job records; zero fields match all.
+type JobFilter struct {
+	Flavor string
+	Repo   string
+	States []queue.JobState
+}
+
+// ListJobs returns the job records that match, oldest first.
+func ListJobs(ctx context.Context, state *queue.State, f JobFilter) ([]*queue.JobRecord, error) {
+	all, err := state.Jobs(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list jobs: %w", err)
+	}
+	out := slices.DeleteFunc(all, func(j *queue.JobRecord) bool {
+		return (f.Flavor != "" && j.Flavor != f.Flavor) ||
+			(f.Repo != "" && !strings.EqualFold(j.Repo, f.Repo)) ||
+			(len(f.States) > 0 && !slices.Contains(f.States, j.State))
+	})
+	slices.SortStableFunc(out, func(a, b *queue.JobRecord) int {
+		ta, tb := a.ReceivedAt, b.ReceivedAt
+		if c := ta.Compare(tb); c != 0 {
+			return c
+		}
+		return compareInt64(a.ID, b.ID)
+	})
+	return out, nil
+}

@@ -1,0 +1,84 @@
+package janitor_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/runner-spawner/runner-spawner/backends/sim"
+	"github.com/runner-spawner/runner-spawner/github"
+	"github.com/runner-spawner/runner-spawner/github/githubtest"
+	"github.com/runner-spawner/runner-spawner/internal/secret"
+	"github.com/runner-spawner/runner-spawner/internal/systemtest"
+	"github.com/runner-spawner/runner-spawner/janitor"
+	"github.com/runner-spawner/runner-spawner/queue"
+	"github.com/runner-spawner/runner-spawner/queue/queuetest"
+)
+
+// TestRunStopsEverything: once Run returned, nothing the janitor started runs on:
+// reconcile, control subscription, sweeper, poller, lease watch.
+func TestRunStopsEverything(t *testing.T) {
+	conn := queuetest.Start(t).Connect(t, queue.Options{})
+	st, err := conn.State(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	gh := githubtest.NewServer(githubtest.Options{})
+	t.Cleanup(gh.Close)
+	client, err := github.New(github.Options{BaseURL: gh.URL(), Path: "octo-org", Token: secret.New("x"), RatePerHour: 1_000_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cloud := sim.NewCloud(sim.CloudOptions{})
+	t.Cleanup(cloud.Close)
+	opts := janitor.Options{
+		Conn: conn, State: st, GitHub: client, DeploymentID: "spawner", ID: "leak",
+		Flavors:  []janitor.Flavor{{Name: "small", Backend: cloud.Backend(sim.BackendOptions{DeploymentID: "spawner", Flavor: "small"})}},
+		Interval: 50 * time.Millisecond, Hook: &github.HookRef{Kind: github.HookOrg, HookID: 1}, SweepInterval: 50 * time.Millisecond,
+		PollRepos: []string{"octo-org/octo-repo"}, PollInterval: 50 * time.Millisecond,
+		Route: func([]string) (string, bool) { return "small", true },
+	}
+	before := goleak.IgnoreCurrent()
+	j, err := janitor.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- j.Run(ctx) }()
+	systemtest.Eventually(t, 10*time.Second, func() error {
+		var last janitor.PassSummary
+		if err := st.Meta(t.Context(), queue.MetaLastReconcile, &last); err != nil {
+			return err
+		}
+		if gh.CallCount("orgs/list-webhook-deliveries") < 2 || gh.CallCount("actions/list-workflow-runs-for-repo") < 2 {
+			return fmt.Errorf("sweeper and poller have not run twice yet")
+		}
+		return nil
+	})
+	if _, err := janitor.RequestFlush(t.Context(), conn, janitor.FlushRequest{Mode: "FLUSH_IDLE"}); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if j.Active() {
+		t.Error("still active after Run returned")
+	}
+	if h, _ := st.LeaseHolder(t.Context(), janitor.LeaseName); h != "" {
+		t.Errorf("lease still held by %q after a clean stop", h)
+	}
+	// HTTP keep-alive connections (client and server side) belong to the transport
+	// and the fake, and the fake starts its webhook workers lazily: none is the
+	// janitor's.
+	goleak.VerifyNone(t, before,
+		goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"),
+		goleak.IgnoreAnyFunction("net/http.(*conn).serve"),
+		goleak.IgnoreAnyFunction("github.com/runner-spawner/runner-spawner/github/githubtest.(*Server).dispatchDeliveries.func1"),
+	)
+}

@@ -1,0 +1,424 @@
+package janitor_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/runner-spawner/runner-spawner/backends"
+	"github.com/runner-spawner/runner-spawner/github"
+	"github.com/runner-spawner/runner-spawner/github/githubtest"
+	"github.com/runner-spawner/runner-spawner/internal/systemtest"
+	"github.com/runner-spawner/runner-spawner/janitor"
+	"github.com/runner-spawner/runner-spawner/queue"
+)
+
+// faultyBackend shows one instance in the error state, as a cloud does with a VM that
+// found no host.
+type faultyBackend struct {
+	backends.Backend
+	errored string
+}
+
+func (b faultyBackend) List(ctx context.Context) ([]backends.Instance, error) {
+	list, err := b.Backend.List(ctx)
+	for i := range list {
+		if list[i].Name == b.errored {
+			list[i].State, list[i].Fault = backends.StateError, "No valid host was found"
+		}
+	}
+	return list, err
+}
+
+// planter puts leftovers in place the way crashes and lost webhooks leave them.
+type planter struct {
+	t *testing.T
+	s *systemtest.System
+}
+
+func (p planter) instance(flavor, name string) {
+	p.t.Helper()
+	// No bootstrap environment: the instance comes up and runs no runner.
+	if _, err := p.s.Backends[flavor].Create(p.t.Context(), backends.InstanceSpec{Name: name, Flavor: flavor, JobID: 1}); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+func (p planter) runner(rec queue.RunnerRecord) {
+	p.t.Helper()
+	if rec.Backend == "" {
+		rec.Backend = "sim"
+	}
+	if err := p.s.State.CreateRunner(p.t.Context(), &rec); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+func (p planter) slot(flavor, name string, job int64) {
+	p.t.Helper()
+	if ok, err := p.s.State.ClaimSlot(p.t.Context(), flavor, name, job, 10); err != nil || !ok {
+		p.t.Fatalf("claim %s: %v %v", name, ok, err)
+	}
+}
+
+// oldSlot writes a slot claimed an hour ago straight into the capacity record.
+func (p planter) oldSlot(flavor, name string) {
+	p.t.Helper()
+	ctx := p.t.Context()
+	kv, err := p.s.Conn.JetStream().KeyValue(ctx, queue.BucketCapacity)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	rec := queue.CapacityRecord{Slots: map[string]queue.Slot{}}
+	var rev uint64
+	if e, err := kv.Get(ctx, flavor); err == nil {
+		rev = e.Revision()
+		if err := json.Unmarshal(e.Value(), &rec); err != nil {
+			p.t.Fatal(err)
+		}
+	}
+	rec.Slots[name] = queue.Slot{Job: 1, Since: time.Now().Add(-time.Hour)}
+	data, _ := json.Marshal(rec)
+	if rev == 0 {
+		_, err = kv.Create(ctx, flavor, data)
+	} else {
+		_, err = kv.Update(ctx, flavor, data, rev)
+	}
+	if err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// job stores the record of a job whose queued webhook we "received" and spawned
+// runners for.
+func (p planter) job(gj githubtest.Job, flavor string, state queue.JobState, runners ...string) {
+	p.t.Helper()
+	if _, err := p.s.State.UpdateJob(p.t.Context(), gj.ID, func(j *queue.JobRecord) error {
+		j.Flavor, j.Repo, j.RunID, j.RunAttempt, j.Labels = flavor, gj.Repo, gj.RunID, gj.RunAttempt, gj.Labels
+		j.State, j.Runners, j.ReceivedAt = state, runners, time.Now().UTC()
+		return nil
+	}); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// TestReconcileCleansLeftovers plants every kind of leftover and checks that the
+// janitor cleans each, resumes the jobs that still wait, and touches nothing foreign
+// or protected.
+func TestReconcileCleansLeftovers(t *testing.T) {
+	s := system(t, githubtest.Options{JobDuration: 100 * time.Millisecond})
+	p := planter{t, s}
+	ctx := t.Context()
+	hour := time.Now().Add(-time.Hour)
+	name := func(flavor string, job int64) string { return fmt.Sprintf("spawner-%s-%d-0", flavor, job) }
+
+	// Two jobs whose queued webhooks were lost, so only the planted records know them.
+	s.GH.SetWebhookFaults(githubtest.WebhookFaults{DropNext: 2})
+	stuckJob := s.GH.CreateJob(githubtest.JobSpec{Labels: []string{"big"}})
+	crashedJob := s.GH.CreateJob(githubtest.JobSpec{Labels: []string{"big"}})
+	// A runner stuck booting for an hour: its job needs another.
+	stuck := name("big", stuckJob.ID)
+	p.job(stuckJob, "big", queue.JobQueued, stuck)
+	p.runner(queue.RunnerRecord{Name: stuck, Flavor: "big", State: queue.RunnerBooting, ForJob: stuckJob.ID, CreatedAt: hour, BootingAt: hour})
+	p.instance("big", stuck)
+	p.slot("big", stuck, stuckJob.ID)
+	// A create whose process crashed: its lease ran out, its job still waits.
+	crashed := name("big", crashedJob.ID)
+	p.job(crashedJob, "big", queue.JobQueued, crashed)
+	p.runner(queue.RunnerRecord{Name: crashed, Flavor: "big", State: queue.RunnerCreating, ForJob: crashedJob.ID, CreatedAt: hour, CreatingUntil: time.Now().Add(-time.Minute)})
+	p.slot("big", crashed, crashedJob.ID)
+
+	// A finished runner whose instance was not deleted.
+	finished := name("small", 900001)
+	p.runner(queue.RunnerRecord{Name: finished, Flavor: "small", State: queue.RunnerFinished, ForJob: 900001, TookJob: 900001, BusyAt: hour, FinishedAt: hour})
+	p.instance("small", finished)
+	p.slot("small", finished, 900001)
+	// An instance with no record.
+	orphan := name("small", 900003)
+	p.instance("small", orphan)
+	// A GitHub registration with our prefix, offline, with no instance and no record.
+	orphanReg := name("small", 900004)
+	if _, err := s.Client.GenerateJITConfig(ctx, github.JITConfigRequest{Name: orphanReg, Labels: s.RunnerLabels["small"]}); err != nil {
+		t.Fatal(err)
+	}
+	// A create that crashed after making its instance, for a job that is done.
+	abandoned := name("small", 900006)
+	if _, err := s.State.UpdateJob(ctx, 900006, func(j *queue.JobRecord) error {
+		j.Flavor, j.State, j.Runners = "small", queue.JobCompleted, []string{abandoned}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	p.runner(queue.RunnerRecord{Name: abandoned, Flavor: "small", State: queue.RunnerCreating, ForJob: 900006, CreatedAt: hour, CreatingUntil: time.Now().Add(-time.Minute)})
+	p.instance("small", abandoned)
+	p.slot("small", abandoned, 900006)
+	// Leaked slots: one with no record at all, one of a runner long gone.
+	leaked, dead := name("small", 900007), name("small", 900008)
+	p.oldSlot("small", leaked)
+	p.runner(queue.RunnerRecord{Name: dead, Flavor: "small", State: queue.RunnerFailed, ForJob: 900008, FinishedAt: hour, InstanceDeleted: true})
+	p.slot("small", dead, 900008)
+	// An instance the cloud gave up on.
+	errored := name("small", 900009)
+	p.runner(queue.RunnerRecord{Name: errored, Flavor: "small", State: queue.RunnerBooting, ForJob: 900009, BootingAt: time.Now()})
+	p.instance("small", errored)
+	p.slot("small", errored, 900009)
+
+	// What must survive: a foreign instance, and protected ones (tag, record, config).
+	s.Cloud.PlantForeign("foreign-vm-1")
+	protTag, protRec, protName := name("small", 900011), name("small", 900012), name("small", 900013)
+	p.instance("small", protTag)
+	s.Cloud.Protect(protTag, true)
+	p.runner(queue.RunnerRecord{Name: protRec, Flavor: "small", State: queue.RunnerFinished, ForJob: 900012, FinishedAt: hour, Protected: true})
+	p.instance("small", protRec)
+	p.instance("small", protName)
+
+	// A spare whose job was cancelled, idle past the idle TTL once the janitor runs.
+	spareRunner := spare(t, s)
+
+	reg := prometheus.NewRegistry()
+	startJanitor(t, s, func(o *janitor.Options) {
+		o.Registerer = reg
+		o.ProtectedRunners = []string{protName}
+		for i := range o.Flavors {
+			if o.Flavors[i].Name == "small" {
+				o.Flavors[i].Backend = faultyBackend{Backend: o.Flavors[i].Backend, errored: errored}
+			}
+		}
+	})
+
+	cleaned := []string{stuck, finished, orphan, abandoned, errored, spareRunner}
+	gone(t, s, cleaned...)
+	systemtest.Eventually(t, 15*time.Second, func() error {
+		if registered(s, orphanReg) || registered(s, spareRunner) {
+			return fmt.Errorf("registrations left: %+v", s.GH.Runners())
+		}
+		for _, f := range []string{"small", "big"} {
+			c, err := s.State.Capacity(ctx, f)
+			if err != nil {
+				return err
+			}
+			for _, n := range []string{stuck, finished, abandoned, leaked, dead, errored, spareRunner} {
+				if _, held := c.Slots[n]; held {
+					return fmt.Errorf("slot %s of %s still held", n, f)
+				}
+			}
+		}
+		return nil
+	})
+	for _, n := range []string{stuck, finished, abandoned, errored, dead} {
+		r, err := s.State.Runner(ctx, n)
+		if err != nil || !r.State.Terminal() || !r.InstanceDeleted {
+			t.Errorf("runner %s after reconcile: %+v, %v", n, r, err)
+		}
+	}
+	// The jobs that waited run: the stuck boot got a replacement, the crashed create
+	// was resumed.
+	jobDone(t, s, stuckJob.ID, "success", 30*time.Second)
+	jobDone(t, s, crashedJob.ID, "success", 30*time.Second)
+
+	// Nothing else is touched, however many passes run.
+	mark := time.Now()
+	systemtest.Eventually(t, 10*time.Second, func() error {
+		var last janitor.PassSummary
+		if err := s.State.Meta(ctx, queue.MetaLastReconcile, &last); err != nil {
+			return err
+		}
+		if !last.StartedAt.After(mark.Add(time.Second)) {
+			return fmt.Errorf("last pass started %s", last.StartedAt)
+		}
+		return nil
+	})
+	for _, n := range []string{"foreign-vm-1", protTag, protRec, protName} {
+		if !s.Cloud.Exists(n) {
+			t.Errorf("instance %s was deleted", n)
+		}
+	}
+
+	for _, reason := range []string{"finished", "boot_timeout", "orphan", "crashed_create", "instance_error", "idle_ttl"} {
+		if n := counter(t, reg, "spawner_janitor_deleted_total", "reason", reason); n < 1 {
+			t.Errorf("spawner_janitor_deleted_total{reason=%q} = %v", reason, n)
+		}
+	}
+	for metric, want := range map[string]float64{
+		"spawner_janitor_registrations_removed_total": 1,
+		"spawner_janitor_resumed_creates_total":       1,
+		"spawner_janitor_replacements_total":          1,
+		"spawner_janitor_active":                      1,
+	} {
+		if n := counter(t, reg, metric, "", ""); n < want {
+			t.Errorf("%s = %v, want at least %v", metric, n, want)
+		}
+	}
+	if n := counter(t, reg, "spawner_janitor_slots_released_total", "", ""); n < 2 {
+		t.Errorf("slots released: %v, want at least 2 (the leaked ones)", n)
+	}
+
+	snap, err := janitor.Snapshot(ctx, s.State, "small", "big", "slow")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap.Janitor.Active != "janitor-1" || snap.Janitor.LastReconcile == nil || !snap.Janitor.LastReconcile.GitHubChecked {
+		t.Errorf("status janitor: %+v", snap.Janitor)
+	}
+	if len(snap.Flavors) != 3 || snap.Flavors[0].Name != "big" {
+		t.Errorf("status flavors: %+v", snap.Flavors)
+	}
+}
+
+// counter sums a metric's samples, over those whose label has value ("" for all).
+func counter(t *testing.T, reg *prometheus.Registry, metric, label, value string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, f := range families {
+		if f.GetName() != metric {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			match := label == ""
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					match = true
+				}
+			}
+			if !match {
+				continue
+			}
+			switch {
+			case m.GetCounter() != nil:
+				sum += m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				sum += m.GetGauge().GetValue()
+			}
+		}
+	}
+	return sum
+}
+
+// TestReconcileIdleRunnersThatLostGitHub: an idle runner whose registration vanished,
+// or whose registration stays offline long after it came up, is removed, and the job
+// it was meant for gets another runner.
+func TestReconcileIdleRunnersThatLostGitHub(t *testing.T) {
+	tests := []struct {
+		name       string
+		register   bool // the runner has a (never connected, so offline) registration
+		wantReason string
+	}{
+		{"registration gone", false, "runner_gone"},
+		{"registration offline", true, "runner_offline"},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := system(t, githubtest.Options{})
+			p := planter{t, s}
+			jobID := int64(910001 + i)
+			runner := fmt.Sprintf("spawner-slow-%d-0", jobID)
+			if _, err := s.State.UpdateJob(t.Context(), jobID, func(j *queue.JobRecord) error {
+				j.Flavor, j.Repo, j.RunAttempt, j.State, j.Runners = "slow", "octo-org/octo-repo", 1, queue.JobQueued, []string{runner}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			ghID := int64(424242) // no such registration
+			if tc.register {
+				cfg, err := s.Client.GenerateJITConfig(t.Context(), github.JITConfigRequest{Name: runner, Labels: s.RunnerLabels["slow"]})
+				if err != nil {
+					t.Fatal(err)
+				}
+				ghID = cfg.RunnerID
+			}
+			long := time.Now().Add(-time.Hour)
+			p.runner(queue.RunnerRecord{Name: runner, Flavor: "slow", State: queue.RunnerIdle, ForJob: jobID, GitHubRunnerID: ghID,
+				ConfigFetched: true, CreatedAt: long, BootingAt: long, IdleAt: long})
+			p.instance("slow", runner)
+			p.slot("slow", runner, jobID)
+
+			reg := prometheus.NewRegistry()
+			startJanitor(t, s, func(o *janitor.Options) {
+				o.Registerer = reg
+				// A minute from now: the record was written (UpdatedAt) just now.
+				o.Now = func() time.Time { return time.Now().Add(time.Minute) }
+			})
+			gone(t, s, runner)
+			systemtest.Eventually(t, 10*time.Second, func() error {
+				j, err := s.State.Job(t.Context(), jobID)
+				if err != nil || len(j.Runners) != 2 {
+					return fmt.Errorf("job %d has no replacement runner: %+v %v", jobID, j, err)
+				}
+				return nil
+			})
+			if registered(s, runner) {
+				t.Error("the offline registration was not removed")
+			}
+			if n := counter(t, reg, "spawner_janitor_deleted_total", "reason", tc.wantReason); n != 1 {
+				t.Errorf("deleted for %s: %v, want 1", tc.wantReason, n)
+			}
+		})
+	}
+}
+
+// passLog collects the "deleted" count of every reconcile pass's summary line.
+type passLog struct {
+	mu      sync.Mutex
+	deleted []int64
+}
+
+func (l *passLog) Enabled(context.Context, slog.Level) bool { return true }
+func (l *passLog) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *passLog) WithGroup(string) slog.Handler            { return l }
+func (l *passLog) Handle(_ context.Context, r slog.Record) error {
+	if r.Message != "reconcile pass" {
+		return nil
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "deleted" {
+			l.mu.Lock()
+			l.deleted = append(l.deleted, a.Value.Int64())
+			l.mu.Unlock()
+		}
+		return true
+	})
+	return nil
+}
+
+// TestReconcileIsBounded: no pass deletes more than MaxDeletesPerPass; the rest waits
+// for the next passes.
+func TestReconcileIsBounded(t *testing.T) {
+	s := system(t, githubtest.Options{})
+	p := planter{t, s}
+	var orphans []string
+	for i := range 5 {
+		n := fmt.Sprintf("spawner-small-%d-0", 920000+i)
+		p.instance("small", n)
+		orphans = append(orphans, n)
+	}
+	var log passLog
+	startJanitor(t, s, func(o *janitor.Options) {
+		o.MaxDeletesPerPass = 2
+		o.Logger = slog.New(&log)
+	})
+	gone(t, s, orphans...)
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	busy := 0
+	for _, n := range log.deleted {
+		if n > 2 {
+			t.Errorf("a pass deleted %d instances, bound 2: %v", n, log.deleted)
+		}
+		if n > 0 {
+			busy++
+		}
+	}
+	if busy < 3 {
+		t.Errorf("5 orphans deleted in %d passes with a bound of 2: %v", busy, log.deleted)
+	}
+}

@@ -68,8 +68,8 @@ func (f *File) validateRoles(p *problems) {
 		p.add("janitor.max_github_calls_per_pass", "must be at least 1 (got %d)", j.MaxGitHubCallsPerPass)
 	}
 	positive(p, "janitor.flush_wait", j.FlushWait)
-	if j.FlushWaitAttempts < 0 {
-		p.add("janitor.flush_wait_attempts", "must not be negative (got %d)", j.FlushWaitAttempts)
+	if j.FlushWaitAttempts < 1 {
+		p.add("janitor.flush_wait_attempts", "must be at least 1 (got %d)", j.FlushWaitAttempts)
 	}
 	positive(p, "janitor.sweep_interval", j.SweepInterval)
 	if j.SweepLookback <= 0 || j.SweepLookback > 72*time.Hour {

@@ -72,6 +72,11 @@ func (c *Consumer) deleteFinished(ctx context.Context, name string) {
 	}
 	c.metrics.deleted.WithLabelValues(rec.Flavor).Inc()
 	logger.Info("runner finished; instance deleted", "job", rec.TookJob, "exit_code", exitCode(rec))
+	if rec.TookJob == 0 && !rec.Spare && rec.BusyAt.IsZero() && rec.ForJob != 0 {
+		// It ended without running a job (its registration was removed, the runner
+		// crashed): its job still needs one.
+		c.needsRunner(ctx, rec.ForJob, queue.ReplaceLost, logger)
+	}
 }
 
 func exitCode(r *queue.RunnerRecord) any {

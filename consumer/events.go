@@ -172,8 +172,14 @@ func (c *Consumer) runnerTookJob(ctx context.Context, name string, jobID int64, 
 		logger.Debug("slot not updated", logkey.Error, err)
 	}
 	if rec.ForJob != 0 && rec.ForJob != jobID {
-		logger.Info("runner taken by another job; its own job needs another runner", logkey.Runner, name, "meant_for", rec.ForJob)
-		c.needsRunner(ctx, rec.ForJob, logger)
+		// A job of ours took it: an exchange within the fleet (that job's own runner
+		// is spare now, or was never spawned). A job we do not know: a real loss.
+		reason := queue.ReplaceStolen
+		if taker, err := c.opts.State.Job(ctx, jobID); err == nil && taker.Flavor == rec.Flavor {
+			reason = queue.ReplaceSwap
+		}
+		logger.Info("runner taken by another job; its own job needs another runner", logkey.Runner, name, "meant_for", rec.ForJob, "reason", reason)
+		c.needsRunner(ctx, rec.ForJob, reason, logger)
 	}
 	if finished {
 		c.Finished(name)
@@ -201,7 +207,7 @@ func (c *Consumer) makeSpare(ctx context.Context, name string, jobID int64, logg
 // needsRunner asks for another runner for a still-queued job whose runner went to
 // another job, by publishing a replacement event: the spawn path then adopts a spare
 // or spawns, within the job's replacement limit.
-func (c *Consumer) needsRunner(ctx context.Context, jobID int64, logger *slog.Logger) {
+func (c *Consumer) needsRunner(ctx context.Context, jobID int64, reason string, logger *slog.Logger) {
 	job, err := c.opts.State.Job(ctx, jobID)
 	if err != nil || job.State != queue.JobQueued || job.Gone || job.DeadLettered {
 		return
@@ -215,11 +221,11 @@ func (c *Consumer) needsRunner(ctx context.Context, jobID int64, logger *slog.Lo
 	ev := &queue.JobEvent{
 		ReceivedAt: c.opts.Now().UTC(), Source: queue.SourceReplacement, Action: queue.ActionQueued,
 		JobID: job.ID, RunID: job.RunID, RunAttempt: job.RunAttempt, Repo: job.Repo,
-		Labels: job.Labels, Flavor: job.Flavor, Replacement: len(job.Runners),
+		Labels: job.Labels, Flavor: job.Flavor, Replacement: len(job.Runners), ReplacementReason: reason,
 	}
 	if _, err := c.opts.Conn.PublishJobEvent(ctx, ev); err != nil {
 		logger.Warn("replacement request not stored; the janitor will notice the job", logkey.JobID, jobID, logkey.Error, err)
 		return
 	}
-	logger.Info("replacement runner requested", logkey.JobID, jobID, "replacement", ev.Replacement)
+	logger.Info("replacement runner requested", logkey.JobID, jobID, "replacement", ev.Replacement, "reason", reason)
 }

@@ -51,9 +51,10 @@ func TestStolenRunners(t *testing.T) {
 	if stolen == 0 {
 		t.Error("no runner was stolen: the scenario did not happen")
 	}
-	// Converging on one runner per job: replacements are mostly adopted spares.
-	if st.Created > 30+replaced {
-		t.Errorf("%d instances for 30 jobs and %d replacements", st.Created, replaced)
+	// Converging on one runner per job: every instance ran a job or is an idle spare
+	// (exchanges of runners between jobs are not replacements: they cost nothing).
+	if st.Created > 30+spares {
+		t.Errorf("%d instances for 30 jobs with %d spares left", st.Created, spares)
 	}
 }
 
@@ -105,27 +106,17 @@ func TestDuplicateAndOutOfOrderDeliveries(t *testing.T) {
 	}
 	s.AllJobsDone(t, 60*time.Second)
 	s.RecordsSettled(t, 10*time.Second)
-	s.OnlySparesLeft(t, 20*time.Second)
+	spares := s.OnlySparesLeft(t, 20*time.Second)
 	jobs, _ := s.State.Jobs(t.Context())
 	for _, j := range jobs {
 		if j.State != queue.JobCompleted {
 			t.Errorf("job %d record: %s", j.ID, j.State)
 		}
-		if len(j.Runners) > 1+j.Replacements {
-			t.Errorf("job %d has %d runners with %d replacements", j.ID, len(j.Runners), j.Replacements)
-		}
 	}
-	if created := s.Cloud.Stats().Created; created > 25+countReplacements(jobs) {
-		t.Errorf("%d instances for 25 jobs: duplicates spawned runners", created)
+	// Duplicates and redeliveries spawn nothing: every instance ran a job or is a spare.
+	if created := s.Cloud.Stats().Created; created > 25+spares {
+		t.Errorf("%d instances for 25 jobs with %d spares: duplicates spawned runners", created, spares)
 	}
-}
-
-func countReplacements(jobs []*queue.JobRecord) int {
-	n := 0
-	for _, j := range jobs {
-		n += j.Replacements
-	}
-	return n
 }
 
 func TestCapacityFullThenFreed(t *testing.T) {

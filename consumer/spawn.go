@@ -160,21 +160,27 @@ func (c *Consumer) spawn(ctx context.Context, f *Flavor, ev *queue.JobEvent, del
 		if r.ForJob != job.ID || !r.Untaken() || r.Spare {
 			continue
 		}
-		if r.State == queue.RunnerCreating && now.After(r.CreatingUntil) {
-			resume = name // its creator crashed, or its retry is due
-			continue
+		if r.State == queue.RunnerCreating {
+			if now.After(r.CreatingUntil) {
+				resume = name // its creator crashed, or its retry is due
+				continue
+			}
+			// Someone holds the create lease (a worker creating it now, or a retry
+			// waiting for its backoff). Come back when the lease ends rather than ack:
+			// if that worker died, this event is what resumes the create.
+			return retryIn(r.CreatingUntil.Sub(now) + time.Second)
 		}
 		c.metrics.events.WithLabelValues(f.Name, ev.Action, "has_runner").Inc()
 		logger.Debug("job already has a runner", logkey.Runner, name, "state", r.State)
 		return ack()
 	}
 
+	counted := ev.CountsAsReplacement()
 	if resume == "" {
-		replacement := len(job.Runners) > 0
-		if replacement && job.Replacements >= c.opts.MaxReplacements {
+		if counted && job.Replacements >= c.opts.MaxReplacements {
 			return deadLetter(deadReplacementLimit, fmt.Sprintf("replacement limit: the job's %d runners were all taken or lost (max_replacements %d)", len(job.Runners), c.opts.MaxReplacements))
 		}
-		if name, ok := c.adoptSpare(octx, f, job, logger); ok {
+		if name, ok := c.adoptSpare(octx, f, job, counted, logger); ok {
 			c.metrics.adopted.WithLabelValues(f.Name).Inc()
 			logger.Info("spare runner adopted", logkey.Runner, name)
 			return ack()
@@ -192,12 +198,12 @@ func (c *Consumer) spawn(ctx context.Context, f *Flavor, ev *queue.JobEvent, del
 
 	// Events we cannot trust (redelivered, or old) are checked with GitHub before
 	// a runner is spent on them; fresh ones are not, to save the API budget.
-	if c.opts.GitHub != nil && (delivered > 1 || now.Sub(ev.ReceivedAt) > c.opts.VerifyAge) {
+	if c.opts.GitHub != nil && c.untrusted(ev, delivered, now) {
 		if v, done := c.verify(octx, f, job, name, logger); done {
 			return v
 		}
 	}
-	return c.create(ctx, f, ev, job, name, resume != "", logger)
+	return c.create(ctx, f, ev, job, name, resume != "", counted, logger)
 }
 
 // claim takes a capacity slot for the runner, waiting up to CapacityWait for one to
@@ -234,6 +240,22 @@ func (c *Consumer) claim(ctx context.Context, f *Flavor, name string, jobID int6
 			return retryIn(c.opts.CapacityRetry), false
 		}
 	}
+}
+
+// untrusted reports whether an event must be checked with GitHub before a runner is
+// spent on it: redelivered (a crash or a retry: time has passed), old, for a job
+// created long ago (a redelivered webhook is new to us but not to GitHub), or found by
+// the poller.
+func (c *Consumer) untrusted(ev *queue.JobEvent, delivered uint64, now time.Time) bool {
+	switch {
+	case delivered > 1, ev.Source == queue.SourcePoller:
+		return true
+	case now.Sub(ev.ReceivedAt) > c.opts.VerifyAge:
+		return true
+	case ev.CreatedAt != nil && now.Sub(*ev.CreatedAt) > c.opts.VerifyAge:
+		return true
+	}
+	return false
 }
 
 func initJob(j *queue.JobRecord, ev *queue.JobEvent) {
@@ -285,13 +307,13 @@ func (c *Consumer) verify(ctx context.Context, f *Flavor, job *queue.JobRecord, 
 }
 
 // create makes the runner's record and instance. The capacity slot is held.
-func (c *Consumer) create(ctx context.Context, f *Flavor, ev *queue.JobEvent, job *queue.JobRecord, name string, resume bool, logger *slog.Logger) verdict {
+func (c *Consumer) create(ctx context.Context, f *Flavor, ev *queue.JobEvent, job *queue.JobRecord, name string, resume, counted bool, logger *slog.Logger) verdict {
 	st := c.opts.State
 	now := c.opts.Now()
 	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	token, hash := bootstrap.NewToken()
-	lease := now.Add(c.opts.CreateTimeout + 30*time.Second)
+	lease := now.Add(createLease)
 
 	rec := &queue.RunnerRecord{
 		Name: name, Flavor: f.Name, Backend: f.BackendName, State: queue.RunnerCreating, ForJob: job.ID,
@@ -312,7 +334,8 @@ func (c *Consumer) create(ctx context.Context, f *Flavor, ev *queue.JobEvent, jo
 			return nil
 		})
 		if errors.Is(err, queue.ErrSkip) {
-			return ack() // someone else is creating it
+			// Someone else is creating it; come back after their lease in case they die.
+			return retryIn(createLease)
 		}
 		rec.Attempts = attempts
 		resume = true
@@ -327,8 +350,10 @@ func (c *Consumer) create(ctx context.Context, f *Flavor, ev *queue.JobEvent, jo
 			return queue.ErrSkip
 		}
 		if len(j.Runners) > 0 {
-			j.Replacements++
 			c.metrics.replacements.WithLabelValues(f.Name).Inc()
+			if counted {
+				j.Replacements++
+			}
 		}
 		j.Runners = append(j.Runners, name)
 		return nil
@@ -352,9 +377,11 @@ func (c *Consumer) create(ctx context.Context, f *Flavor, ev *queue.JobEvent, jo
 			logger.Warn("could not remove the half-made instance before resuming", logkey.Error, err)
 		}
 	}
+	stopRenew := c.renewCreateLease(ctx, name, logger)
 	start := c.opts.Now()
 	c.metrics.spawnLatency.WithLabelValues(f.Name).Observe(start.Sub(ev.ReceivedAt).Seconds())
 	inst, err := f.Backend.Create(cctx, spec)
+	stopRenew()
 	c.metrics.createSeconds.WithLabelValues(f.Name, f.BackendName, resultLabel(err)).Observe(time.Since(start).Seconds())
 	if err != nil {
 		return c.createFailed(ctx, f, name, job, err, rec.Attempts, logger)
@@ -383,6 +410,42 @@ func (c *Consumer) create(ctx context.Context, f *Flavor, ev *queue.JobEvent, jo
 		c.makeSpare(wctx, name, job.ID, logger)
 	}
 	return ack()
+}
+
+// createLease is how long a create may go without renewing its lease before another
+// worker takes it over (its creator presumably died). Renewed every third of it.
+const createLease = 30 * time.Second
+
+// renewCreateLease keeps the runner's create lease while the backend works (an LXD
+// VM or a cloud server can take minutes), until stop is called.
+func (c *Consumer) renewCreateLease(ctx context.Context, name string, logger *slog.Logger) (stop func()) {
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(createLease / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				octx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				_, err := c.opts.State.UpdateRunner(octx, name, func(r *queue.RunnerRecord) error {
+					if r.State != queue.RunnerCreating {
+						return queue.ErrSkip
+					}
+					r.CreatingUntil = c.opts.Now().Add(createLease)
+					return nil
+				})
+				cancel()
+				if err != nil && !errors.Is(err, queue.ErrSkip) {
+					logger.Warn("create lease not renewed", logkey.Error, err)
+				}
+			}
+		}
+	}()
+	return func() { close(done); <-stopped }
 }
 
 // createFailed decides between retrying later and giving up.
@@ -442,7 +505,7 @@ func (c *Consumer) backoff(attempt int) time.Duration {
 
 // adoptSpare gives the job an untaken runner of the flavor whose own job no longer
 // needs it.
-func (c *Consumer) adoptSpare(ctx context.Context, f *Flavor, job *queue.JobRecord, logger *slog.Logger) (string, bool) {
+func (c *Consumer) adoptSpare(ctx context.Context, f *Flavor, job *queue.JobRecord, counted bool, logger *slog.Logger) (string, bool) {
 	capRec, err := c.opts.State.Capacity(ctx, f.Name)
 	if err != nil {
 		return "", false
@@ -468,7 +531,7 @@ func (c *Consumer) adoptSpare(ctx context.Context, f *Flavor, job *queue.JobReco
 			if slices.Contains(j.Runners, name) {
 				return queue.ErrSkip
 			}
-			if len(j.Runners) > 0 {
+			if counted {
 				j.Replacements++
 			}
 			j.Runners = append(j.Runners, name)

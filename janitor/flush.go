@@ -112,7 +112,7 @@ func (j *Janitor) flush(ctx context.Context, req FlushRequest) (res FlushResult)
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
 	for _, job := range slices.Sorted(maps.Keys(fl.replace)) {
-		j.requestRunner(wctx, fl.replace[job], job)
+		j.requestRunner(wctx, fl.replace[job], job, queue.ReplaceFlush)
 	}
 	switch {
 	case ctx.Err() != nil:

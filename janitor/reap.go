@@ -149,7 +149,7 @@ func (j *Janitor) reap(ctx context.Context, f *Flavor, name string, hasRecord bo
 	if before != nil && neverTookJob(before) {
 		job = before.ForJob
 		if !rm.deferReplacement {
-			j.requestRunner(wctx, f.Name, job)
+			j.requestRunner(wctx, f.Name, job, queue.ReplaceLost)
 		}
 	}
 	return reaped, job, nil
@@ -173,7 +173,7 @@ func stateOf(r *queue.RunnerRecord) string {
 // untaken runner, the way the consumer does when a job's runner is stolen: a
 // replacement event numbered by the job's runner count, so that two triggers for the
 // same loss are stored once.
-func (j *Janitor) requestRunner(ctx context.Context, flavor string, jobID int64) bool {
+func (j *Janitor) requestRunner(ctx context.Context, flavor string, jobID int64, reason string) bool {
 	logger := j.logger.With(logkey.JobID, jobID, logkey.Flavor, flavor)
 	job, err := j.opts.State.Job(ctx, jobID)
 	if err != nil || job.State != queue.JobQueued || job.Gone || job.DeadLettered {
@@ -188,7 +188,7 @@ func (j *Janitor) requestRunner(ctx context.Context, flavor string, jobID int64)
 	ev := &queue.JobEvent{
 		ReceivedAt: j.opts.Now().UTC(), Source: queue.SourceReplacement, Action: queue.ActionQueued,
 		JobID: job.ID, RunID: job.RunID, RunAttempt: job.RunAttempt, Repo: job.Repo,
-		Labels: job.Labels, Flavor: job.Flavor, Replacement: len(job.Runners),
+		Labels: job.Labels, Flavor: job.Flavor, Replacement: len(job.Runners), ReplacementReason: reason,
 	}
 	res, err := j.opts.Conn.PublishJobEvent(ctx, ev)
 	if err != nil {

@@ -37,6 +37,8 @@ type PassSummary struct {
 	// Resumed counts creates abandoned by a crashed process, handed back.
 	Resumed      int `json:"resumed"`
 	Replacements int `json:"replacements"`
+	// GitHubBudget is GitHub's rate-limit budget as last seen (nil: not known).
+	GitHubBudget *Budget `json:"github_budget,omitempty"`
 	// Marked counts suspects seen for the first time: acted on at the next pass if
 	// they are still suspect.
 	Marked int `json:"marked"`
@@ -127,6 +129,11 @@ func (j *Janitor) reconcile(ctx context.Context) *PassSummary {
 	j.metrics.passSeconds.Observe(p.sum.Seconds)
 	j.metrics.passes.WithLabelValues(result).Inc()
 	j.metrics.lastReconcile.Set(float64(end.Unix()))
+	if rl, ok := j.opts.GitHub.(rateLimiter); ok {
+		if info := rl.RateLimit(); info.Limit > 0 {
+			p.sum.GitHubBudget = &Budget{Remaining: info.Remaining, Limit: info.Limit, Reset: info.Reset}
+		}
+	}
 	s := p.sum
 	j.logger.Info("reconcile pass", "result", result, "seconds", round(s.Seconds),
 		"instances", s.Instances, "github_runners", s.GitHubRunners, "records", s.Records, "github_checked", s.GitHubChecked,
@@ -139,6 +146,13 @@ func (j *Janitor) reconcile(ctx context.Context) *PassSummary {
 		j.logger.Warn("reconcile summary not stored", logkey.Error, err)
 	}
 	return s
+}
+
+// Budget is GitHub's rate-limit budget.
+type Budget struct {
+	Remaining int       `json:"remaining"`
+	Limit     int       `json:"limit"`
+	Reset     time.Time `json:"reset,omitzero"`
 }
 
 type instance struct {
@@ -384,7 +398,7 @@ func (p *pass) crashedCreate(f *Flavor, rec *queue.RunnerRecord, hasInstance boo
 			DeliveryID: fmt.Sprintf("janitor-resume-%s-%d", rec.Name, rec.CreatingUntil.UnixMilli()),
 			ReceivedAt: p.now.UTC(), Source: queue.SourceReplacement, Action: queue.ActionQueued,
 			JobID: job.ID, RunID: job.RunID, RunAttempt: job.RunAttempt, Repo: job.Repo,
-			Labels: job.Labels, Flavor: job.Flavor, Replacement: len(job.Runners),
+			Labels: job.Labels, Flavor: job.Flavor, Replacement: len(job.Runners), ReplacementReason: queue.ReplaceSwap,
 		}
 		res, err := j.opts.Conn.PublishJobEvent(p.ctx, ev)
 		if err != nil {
@@ -514,7 +528,7 @@ func (p *pass) reap(f *Flavor, name string, hasRecord bool, rm removal) {
 	} else {
 		p.sum.Deleted[rm.reason]++
 	}
-	if job != 0 && p.j.requestRunner(context.WithoutCancel(p.ctx), f.Name, job) {
+	if job != 0 && p.j.requestRunner(context.WithoutCancel(p.ctx), f.Name, job, queue.ReplaceLost) {
 		p.sum.Replacements++
 	}
 }

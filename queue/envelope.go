@@ -70,6 +70,34 @@ type JobEvent struct {
 	// Replacement numbers a replacement request (Source "replacement"): the n-th
 	// runner the job asks for, so two triggers for the same loss are stored once.
 	Replacement int `json:"replacement,omitempty"`
+	// ReplacementReason says why the job asks for another runner; only losses that
+	// could repeat without end (stolen by a job not ours, lost) count against the
+	// job's max_replacements.
+	ReplacementReason string `json:"replacement_reason,omitempty"`
+}
+
+// Replacement reasons.
+const (
+	// ReplaceStolen: the job's runner took a job that is not ours (another fleet's,
+	// or one we never heard of). Counts.
+	ReplaceStolen = "stolen"
+	// ReplaceSwap: the job's runner took another job of ours, whose own runner (if
+	// any) is now spare: an exchange within the fleet. Does not count.
+	ReplaceSwap = "swap"
+	// ReplaceLost: the runner died or never came up (boot timeout, exited without a
+	// job). Counts, so a broken image does not loop forever.
+	ReplaceLost = "lost"
+	// ReplaceFlush: an operator's flush removed the runner. Does not count.
+	ReplaceFlush = "flush"
+)
+
+// CountsAsReplacement reports whether the event uses up one of the job's
+// max_replacements.
+func (e *JobEvent) CountsAsReplacement() bool {
+	if e.Source != SourceReplacement {
+		return false
+	}
+	return e.ReplacementReason != ReplaceSwap && e.ReplacementReason != ReplaceFlush
 }
 
 // MsgID is the JetStream de-duplication id for the event: the delivery id when there

@@ -24,6 +24,10 @@ type app struct {
 	cfg    *config.File
 	logger *slog.Logger
 	reg    *prometheus.Registry
+
+	// shared holds what the roles of one process share (one GitHub client, one set of
+	// backends, one simulated cloud), built on first use.
+	shared *sharedDeps
 }
 
 // loadApp reads and validates the config. Problems are printed one per line with

@@ -71,6 +71,14 @@ func startProc(t *testing.T, env []string, args ...string) *proc {
 	cmd.Env = append(os.Environ(), env...)
 	p := &proc{cmd: cmd, out: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
+	if dir := os.Getenv("SPAWNER_E2E_LOGDIR"); dir != "" {
+		// Keep every process's full log for post-mortems.
+		if f, err := os.CreateTemp(dir, args[0]+"-*.log"); err == nil {
+			cmd.Stdout = io.MultiWriter(p.out, f)
+			cmd.Stderr = cmd.Stdout
+			t.Cleanup(func() { f.Close() })
+		}
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start spawner %v: %v", args, err)
 	}
@@ -160,14 +168,29 @@ func eventually(t *testing.T, timeout time.Duration, f func() error) {
 	}
 }
 
+var (
+	portsMu   sync.Mutex
+	portsUsed = map[string]bool{}
+)
+
+// freeAddr returns a loopback address that was free a moment ago and that no other
+// call in this test binary has handed out (the kernel may offer a port again).
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		if !portsUsed[addr] {
+			portsUsed[addr] = true
+			return addr
+		}
 	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func waitReady(t *testing.T, base string, timeout time.Duration) {

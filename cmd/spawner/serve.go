@@ -105,6 +105,21 @@ func (a *app) serve(ctx context.Context, roles map[string]bool) error {
 		defer closeParts()
 		parts = append(parts, cparts...)
 	}
+	if roles["janitor"] && a.cfg.Janitor.Enabled {
+		jparts, closeJ, err := a.janitorParts(ctx, conn)
+		if err != nil {
+			return err
+		}
+		defer closeJ()
+		parts = append(parts, jparts...)
+	}
+	admin, err := a.adminServer(conn)
+	if err != nil {
+		return err
+	}
+	if admin != nil {
+		parts = append(parts, admin.Run)
+	}
 	webhookAddr := "off"
 	if roles["webhook"] {
 		srv, err := a.webhookServer(conn)

@@ -10,16 +10,19 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/runner-spawner/runner-spawner/janitor"
 	"github.com/runner-spawner/runner-spawner/queue"
 )
 
 // statusReport is what `spawner status --json` prints. Fields are added, never
 // renamed: scripts and monitoring parse it.
 type statusReport struct {
-	Flavors     []flavorStatus     `json:"flavors"`
-	DeadLetters uint64             `json:"dead_letters"`
-	Stream      queue.StreamHealth `json:"stream"`
-	NATS        natsStatus         `json:"nats"`
+	Flavors     []flavorStatus        `json:"flavors"`
+	Janitor     janitor.JanitorStatus `json:"janitor"`
+	GitHub      *janitor.Budget       `json:"github_budget,omitempty"`
+	DeadLetters uint64                `json:"dead_letters"`
+	Stream      queue.StreamHealth    `json:"stream"`
+	NATS        natsStatus            `json:"nats"`
 }
 
 type flavorStatus struct {
@@ -99,6 +102,14 @@ func (a *app) status(ctx context.Context, conn *queue.Conn) (*statusReport, erro
 	if rep.DeadLetters, err = conn.DeadLetterCount(ctx); err != nil {
 		return nil, err
 	}
+	snap, err := janitor.Snapshot(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	rep.Janitor = snap.Janitor
+	if lr := snap.Janitor.LastReconcile; lr != nil {
+		rep.GitHub = lr.GitHubBudget
+	}
 	for _, f := range a.cfg.Flavors {
 		fs := flavorStatus{Name: f.Name, ByAction: map[string]uint64{}, Runners: map[string]int{}, MaxRunners: f.MaxRunners}
 		if b := backlog[f.Name]; b != nil {
@@ -136,7 +147,27 @@ func printStatus(w io.Writer, rep *statusReport) error {
 		return err
 	}
 	s := rep.Stream
+	active := rep.Janitor.Active
+	if active == "" {
+		active = "none"
+	}
+	last := "never"
+	if lr := rep.Janitor.LastReconcile; lr != nil {
+		last = fmt.Sprintf("%s ago (deleted %d, kept %v)", time.Since(lr.StartedAt).Round(time.Second), sumCounts(lr.Deleted), lr.Kept)
+	}
+	fmt.Fprintf(w, "\njanitor: active %s, last reconcile %s", active, last)
+	if b := rep.GitHub; b != nil {
+		fmt.Fprintf(w, "\ngithub budget: %d of %d left, resets %s", b.Remaining, b.Limit, b.Reset.Local().Format(time.TimeOnly))
+	}
 	_, err := fmt.Fprintf(w, "\ndead letters: %d\nstream %s: %d events, %d bytes (%.1f%% full), replicas %d; nats %s connected=%v\n",
 		rep.DeadLetters, s.Name, s.Messages, s.Bytes, s.FullPercent, s.Replicas, rep.NATS.URL, rep.NATS.Connected)
 	return err
+}
+
+func sumCounts(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
 }

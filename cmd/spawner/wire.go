@@ -49,6 +49,37 @@ func (a *app) githubClient() (*github.Client, error) {
 	return github.New(opts)
 }
 
+// sharedDeps are built once per process and shared by its roles.
+type sharedDeps struct {
+	gh  *github.Client
+	set *backendSet
+}
+
+// deps returns the process's GitHub client and backends, building them once. Closing
+// the backends is the caller of the first deps' job (closeDeps).
+func (a *app) deps(ctx context.Context) (*sharedDeps, error) {
+	if a.shared != nil {
+		return a.shared, nil
+	}
+	gh, err := a.githubClient()
+	if err != nil {
+		return nil, err
+	}
+	set, err := a.backends(ctx)
+	if err != nil {
+		return nil, err
+	}
+	a.shared = &sharedDeps{gh: gh, set: set}
+	return a.shared, nil
+}
+
+// closeDeps closes what deps built.
+func (a *app) closeDeps() {
+	if a.shared != nil {
+		a.shared.set.Close()
+	}
+}
+
 // servedFlavors are the flavors this process's consumers serve (consumer.flavors, or
 // all).
 func (a *app) servedFlavors() []config.Flavor {

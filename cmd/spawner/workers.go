@@ -88,21 +88,17 @@ func (a *app) consumerParts(ctx context.Context, conn *queue.Conn) ([]runFunc, f
 	if err != nil {
 		return nil, nil, err
 	}
-	gh, err := a.githubClient()
+	d, err := a.deps(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	set, err := a.backends(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
+	gh, set := d.gh, d.set
 	var parts []runFunc
 	fin := &finisher{}
 	bound := ""
 	if a.cfg.Bootstrap.Listen != "" {
 		srv, err := a.bootstrapServer(st, mint.Minter{Client: gh}, fin.finished)
 		if err != nil {
-			set.Close()
 			return nil, nil, err
 		}
 		bound = srv.Addr()
@@ -110,22 +106,19 @@ func (a *app) consumerParts(ctx context.Context, conn *queue.Conn) ([]runFunc, f
 	}
 	url, err := a.bootstrapURL(bound)
 	if err != nil {
-		set.Close()
 		return nil, nil, err
 	}
 	opts, err := a.consumerOptions(conn, st, gh, set, url)
 	if err != nil {
-		set.Close()
 		return nil, nil, err
 	}
 	cons, err := consumer.New(opts)
 	if err != nil {
-		set.Close()
 		return nil, nil, err
 	}
 	fin.set(cons)
 	parts = append(parts, cons.Run)
-	return parts, set.Close, nil
+	return parts, a.closeDeps, nil
 }
 
 // bootstrapServer serves the bootstrap endpoint on bootstrap.listen.

@@ -11,9 +11,41 @@ import (
 	"time"
 )
 
-// The bootstrap protocol as an instance speaks it (see package bootstrap): the same
-// calls the shell script makes, in Go.
+// PlayOptions configure Play.
+type PlayOptions struct {
+	// Runner plays the runner once the config is fetched (nil: report a job that
+	// finished at once).
+	Runner RunnerFunc
+	// HTTPClient reaches the bootstrap endpoint (default: 30 s timeout).
+	HTTPClient *http.Client
+	// Started, when set, is called as the runner starts.
+	Started func()
+}
+
+// Play does what an instance does after it boots, in Go: the bootstrap protocol
+// against the spawner (booted, fetch the one-time config, job callbacks) and the
+// runner. env carries SPAWNER_BOOTSTRAP_URL, SPAWNER_BOOTSTRAP_TOKEN and
+// SPAWNER_RUNNER_NAME. Tests use it to play the instances of a real backend whose
+// servers never really boot (OpenStack's fake compute driver).
+func Play(ctx context.Context, env map[string]string, opts PlayOptions) error {
+	if opts.HTTPClient == nil {
+		opts.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+	}
+	c := &Cloud{opts: CloudOptions{Runner: opts.Runner, HTTPClient: opts.HTTPClient}}
+	return c.play(ctx, env, opts.Started)
+}
+
 func (c *Cloud) bootstrap(ctx context.Context, name string, env map[string]string) error {
+	return c.play(ctx, env, func() {
+		c.mu.Lock()
+		c.stats.RunnerStarted[name] = time.Now()
+		c.mu.Unlock()
+	})
+}
+
+// play is the bootstrap protocol as an instance speaks it (see package bootstrap): the
+// same calls the shell script makes.
+func (c *Cloud) play(ctx context.Context, env map[string]string, started func()) error {
 	base, token, runner := env["SPAWNER_BOOTSTRAP_URL"], env["SPAWNER_BOOTSTRAP_TOKEN"], env["SPAWNER_RUNNER_NAME"]
 	if base == "" || token == "" || runner == "" {
 		return errNoBootstrap
@@ -39,9 +71,9 @@ func (c *Cloud) bootstrap(ctx context.Context, name string, env map[string]strin
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	c.mu.Lock()
-	c.stats.RunnerStarted[name] = time.Now()
-	c.mu.Unlock()
+	if started != nil {
+		started()
+	}
 
 	exit := 0
 	if c.opts.Runner != nil {

@@ -252,9 +252,14 @@ func (p *pass) instance(in *instance, rec *queue.RunnerRecord, ghByID map[int64]
 		return
 	}
 	switch {
-	case in.State == backends.StateError:
+	case in.State == backends.StateError && (rec == nil || rec.State != queue.RunnerBusy || p.marked("error/"+name)):
+		// At once, unless the runner is busy: LXD reports Error for a moment while an
+		// instance stops or is being deleted, and deleting a busy runner fails its
+		// job, so a busy one goes only if the error is still there at the next pass.
 		j.logger.Warn("instance in error; deleting it", logkey.Runner, name, logkey.Flavor, f.Name, "fault", in.Fault)
 		p.reap(f, name, rec != nil, removal{reason: reasonInstanceError, text: "instance error: " + in.Fault})
+	case in.State == backends.StateError:
+		// Marked above; acted on at the next pass if still in error.
 	case rec == nil:
 		if p.marked("orphan/" + name) {
 			p.reap(f, name, false, removal{reason: reasonOrphan})

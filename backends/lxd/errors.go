@@ -77,7 +77,10 @@ var messageKinds = []struct {
 }{
 	// Quota first: "no space left" inside an otherwise invalid-looking message is still full.
 	{ErrQuota, []string{"no space left on device", "disk quota exceeded", "quota exceeded", "reached maximum number", "exceeds the allowed", "would exceed"}},
-	{ErrBusy, []string{"is busy running"}},
+	// "A matching non-reusable operation has now succeeded": another delete (ours from
+	// another process, or LXD's own for an ephemeral instance) got there first;
+	// retrying finds the instance gone.
+	{ErrBusy, []string{"is busy running", "matching non-reusable operation", "instance is busy"}},
 	{ErrExists, []string{"already exists"}},
 	{ErrNotFound, []string{"not found", "doesn't exist", "does not exist", "no such file"}},
 	{ErrInvalid, []string{"invalid", "unknown configuration key", "doesn't match", "not provided", "not supported", "unsupported", "bad value"}},

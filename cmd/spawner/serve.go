@@ -24,11 +24,15 @@ type runFunc func(ctx context.Context) error
 func serveCommand(g *globalFlags) *cobra.Command {
 	var rf roleFlags
 	var roles []string
+	var sf sandboxFlags
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run everything in one process (receiver, consumers, janitor) on an embedded NATS server by default",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if sf.enabled {
+				return runSandbox(cmd.Context(), &sf, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			}
 			a, err := loadApp(g, cmd.ErrOrStderr())
 			if err != nil {
 				return err
@@ -45,6 +49,7 @@ func serveCommand(g *globalFlags) *cobra.Command {
 		},
 	}
 	rf.register(cmd)
+	sf.register(cmd.Flags())
 	cmd.Flags().StringSliceVar(&roles, "roles", []string{"webhook", "consumer", "janitor"}, "roles this process runs besides the embedded NATS server")
 	return cmd
 }

@@ -1,0 +1,313 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/runner-spawner/runner-spawner/backends"
+	"github.com/runner-spawner/runner-spawner/backends/lxd"
+	"github.com/runner-spawner/runner-spawner/github/githubtest"
+)
+
+// requireLXD returns a client of the local LXD daemon, or skips (fails when
+// SPAWNER_REQUIRE_LXD=1, as in CI) with the reason.
+func requireLXD(t *testing.T) (*lxd.Client, string) {
+	t.Helper()
+	unavailable := func(format string, args ...any) {
+		msg := fmt.Sprintf(format, args...)
+		if os.Getenv("SPAWNER_REQUIRE_LXD") == "1" {
+			t.Fatalf("SPAWNER_REQUIRE_LXD=1 but %s", msg)
+		}
+		t.Skipf("skipping real-LXD test: %s (scripts/lxd-setup.sh sets LXD up)", msg)
+	}
+	c, err := lxd.NewClient(lxd.ClientOptions{})
+	if err != nil {
+		unavailable("no LXD client: %v", err)
+	}
+	t.Cleanup(c.Close)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	if _, err := c.Server(ctx); err != nil {
+		unavailable("no LXD daemon answers at %s: %v", c.Endpoint(), err)
+	}
+	if ok, err := c.HasImage(ctx, "tiny"); !ok || err != nil {
+		unavailable("LXD has no image tiny (%v)", err)
+	}
+	bridge, err := bridgeAddress("lxdbr0")
+	if err != nil {
+		unavailable("%v", err)
+	}
+	return c, bridge
+}
+
+// lxdRunnerProfile makes a profile that mounts the spawner binary read-only at
+// /opt/spawner, as an operator's image would carry the Actions runner: every
+// container runs `/opt/spawner/spawner dev runner` against the fake GitHub.
+func lxdRunnerProfile(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(spawnerBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "spawner"), data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	name := "spawner-e2e-" + randomHex(3)
+	for _, args := range [][]string{
+		{"profile", "create", name},
+		{"profile", "device", "add", name, "spawnerbin", "disk", "source=" + dir, "path=/opt/spawner", "readonly=true"},
+	} {
+		if out, err := exec.Command("lxc", args...).CombinedOutput(); err != nil {
+			t.Fatalf("lxc %v: %v\n%s", args, err, out)
+		}
+	}
+	t.Cleanup(func() { _ = exec.Command("lxc", "profile", "delete", name).Run() })
+	return name
+}
+
+type lxdE2E struct {
+	gh       *githubtest.Server
+	cfg      string
+	webhook  string
+	flavors  []e2eFlavor
+	backends map[string]backends.Backend
+	maxLive  map[string]int
+	mu       sync.Mutex
+}
+
+func startLXDE2E(t *testing.T, flavors []e2eFlavor, jobDuration time.Duration) *lxdE2E {
+	t.Helper()
+	client, bridge := requireLXD(t)
+	profile := lxdRunnerProfile(t)
+	gh := githubtest.NewServer(githubtest.Options{
+		Addr: net.JoinHostPort(bridge, "0"), Token: "ghp_e2e", WebhookSecret: e2eSecret,
+		JobDuration: jobDuration, RateLimit: 1_000_000, RunnerLostAfter: 10 * time.Second,
+	})
+	t.Cleanup(gh.Close)
+	dir := t.TempDir()
+	deployment := "e2e" + randomHex(3)
+	web, nats := freeAddr(t), freeAddr(t)
+	bootLn, err := net.Listen("tcp", net.JoinHostPort(bridge, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	boot := bootLn.Addr().String()
+	bootLn.Close()
+	var fl strings.Builder
+	for _, f := range flavors {
+		fmt.Fprintf(&fl, `  - name: %s
+    labels: [%s]
+    max_runners: %d
+    backend: lxd
+    lxd: {image: tiny, profiles: [default, %s], bootstrap: cloud-init}
+    runner: {command: /opt/spawner/spawner dev runner, user_data: script, idle_ttl: 5s, boot_timeout: 60s}
+`, f.name, f.label, f.max, profile)
+	}
+	cfg := writeFile(t, dir, "spawner.yaml", fmt.Sprintf(`state_dir: %s
+deployment_id: %s
+log: {level: info, format: text}
+github: {url: %q, path: octo-org, token: ghp_e2e, rate_per_hour: 1000000}
+nats: {listen: %s}
+webhook: {listen: %s, secrets: [%q]}
+bootstrap: {listen: %s}
+janitor: {interval: 2s}
+routing: {default_flavor: %s}
+flavors:
+%s`, filepath.Join(dir, "state"), deployment, gh.URL(), nats, web, e2eSecret, boot, flavors[0].name, fl.String()))
+	e := &lxdE2E{gh: gh, cfg: cfg, webhook: "http://" + web + "/webhook", flavors: flavors, backends: map[string]backends.Backend{}, maxLive: map[string]int{}}
+	for _, f := range flavors {
+		b, err := lxd.New(client, lxd.Options{DeploymentID: deployment, Flavor: f.name, Image: "tiny"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.backends[f.name] = b
+	}
+	t.Cleanup(func() {
+		// Whatever happened, leave no container behind.
+		for _, b := range e.backends {
+			list, _ := b.List(context.Background())
+			for _, in := range list {
+				_ = b.Delete(context.Background(), in.Name)
+			}
+		}
+	})
+	startProc(t, nil, "serve", "--config", cfg)
+	waitReady(t, "http://"+web, 30*time.Second)
+	gh.SetWebhookTarget(e.webhook, e2eSecret)
+	return e
+}
+
+// watch samples our containers per flavor until ctx ends, recording the most that
+// existed at once.
+func (e *lxdE2E) watch(ctx context.Context) {
+	for ctx.Err() == nil {
+		for name, b := range e.backends {
+			list, err := b.List(ctx)
+			if err != nil {
+				continue
+			}
+			e.mu.Lock()
+			e.maxLive[name] = max(e.maxLive[name], len(list))
+			e.mu.Unlock()
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (e *lxdE2E) noContainersLeft(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	eventually(t, timeout, func() error {
+		for name, b := range e.backends {
+			list, err := b.List(t.Context())
+			if err != nil {
+				return err
+			}
+			if len(list) > 0 {
+				return fmt.Errorf("flavor %s: %d containers left (%s %s)", name, len(list), list[0].Name, list[0].State)
+			}
+		}
+		return nil
+	})
+}
+
+// TestLXDEndToEnd is issue 5's end-to-end check on real containers: jobs arrive by
+// webhook; each runner container boots the tiny image, fetches its config from the
+// spawner over the bridge, runs the runner program against the fake GitHub, which
+// runs the job; containers are deleted afterwards. 20 jobs over 2 flavors.
+func TestLXDEndToEnd(t *testing.T) {
+	e := startLXDE2E(t, []e2eFlavor{{"small", "small", 3}, {"large", "large", 2}}, time.Second)
+	ctx, stop := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	wg.Go(func() { e.watch(ctx) })
+	want := map[int64]string{}
+	start := time.Now()
+	for i := range 20 {
+		f := e.flavors[i%2]
+		j := e.gh.CreateJob(githubtest.JobSpec{Labels: []string{"self-hosted", "linux", f.label}})
+		want[j.ID] = f.name
+	}
+	eventually(t, 3*time.Minute, func() error {
+		n := 0
+		for _, j := range e.gh.Jobs() {
+			if j.Status != "completed" {
+				n++
+			}
+		}
+		if n > 0 {
+			return fmt.Errorf("%d of 20 jobs not completed", n)
+		}
+		return nil
+	})
+	elapsed := time.Since(start)
+	for _, j := range e.gh.Jobs() {
+		if j.Conclusion != "success" || !strings.Contains(j.RunnerName, "-"+want[j.ID]+"-") {
+			t.Errorf("job %d (%s): %s on %q", j.ID, want[j.ID], j.Conclusion, j.RunnerName)
+		}
+	}
+	e.noContainersLeft(t, time.Minute)
+	stop()
+	wg.Wait()
+	for _, f := range e.flavors {
+		if e.maxLive[f.name] > f.max {
+			t.Errorf("flavor %s: %d containers at once, max_runners %d", f.name, e.maxLive[f.name], f.max)
+		}
+	}
+	t.Logf("20 jobs on real LXD containers in %s; most containers at once %v; none left", elapsed.Round(time.Millisecond), e.maxLive)
+}
+
+// TestLXDLaunchLatency is issue 5's benchmark (run with SPAWNER_BENCH=1): (a) raw LXD
+// create+start of the tiny image through the REST API, also until a process inside
+// runs (its user-data script calls back), and (b) from the webhook's 2xx to the
+// runner running the job inside its container, one job at a time, p50/p99, and b/a.
+func TestLXDLaunchLatency(t *testing.T) {
+	if os.Getenv("SPAWNER_BENCH") == "" {
+		t.Skip("benchmark: set SPAWNER_BENCH=1")
+	}
+	n := 50
+	client, bridge := requireLXD(t)
+
+	// (a) raw: create+start, and until the user-data script calls back.
+	hits := make(chan time.Time, 1)
+	ln, err := net.Listen("tcp", net.JoinHostPort(bridge, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		select {
+		case hits <- time.Now():
+		default:
+		}
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	var rawStart, rawInside []time.Duration
+	for i := range 20 {
+		name := fmt.Sprintf("raw-%s-%d", randomHex(2), i)
+		script := fmt.Sprintf("#!/bin/sh\nwhile ! wget -q -O /dev/null http://%s/; do sleep 0.05; done\n", ln.Addr())
+		t0 := time.Now()
+		err := client.CreateInstance(t.Context(), lxd.InstancesPost{Name: name, Source: lxd.InstanceSource{Type: "image", Alias: "tiny"},
+			Config: map[string]string{"cloud-init.user-data": script}})
+		if err == nil {
+			err = client.SetInstanceState(t.Context(), name, lxd.InstanceStatePut{Action: "start", Timeout: -1})
+		}
+		started := time.Since(t0)
+		if err != nil {
+			t.Fatalf("raw launch: %v", err)
+		}
+		select {
+		case at := <-hits:
+			rawInside = append(rawInside, at.Sub(t0))
+		case <-time.After(30 * time.Second):
+			t.Fatalf("raw launch %s: no callback", name)
+		}
+		rawStart = append(rawStart, started)
+		_ = client.SetInstanceState(context.Background(), name, lxd.InstanceStatePut{Action: "stop", Force: true, Timeout: -1})
+		_ = client.DeleteInstance(context.Background(), name)
+	}
+
+	// (b) spawner: webhook 2xx → the job running in its container, one at a time.
+	e := startLXDE2E(t, []e2eFlavor{{"small", "small", 4}}, 200*time.Millisecond)
+	var spawned []time.Duration
+	for range n {
+		j := e.gh.CreateJob(githubtest.JobSpec{Labels: []string{"self-hosted", "small"}})
+		var ok time.Time
+		eventually(t, time.Minute, func() error {
+			for _, d := range e.gh.Deliveries() {
+				if d.JobID == j.ID && d.Action == "queued" && d.StatusCode/100 == 2 {
+					ok = d.DeliveredAt.Add(d.Duration)
+					break
+				}
+			}
+			got, _ := e.gh.Job(j.ID)
+			if ok.IsZero() || got.StartedAt.IsZero() {
+				return fmt.Errorf("job %d not running yet", j.ID)
+			}
+			spawned = append(spawned, got.StartedAt.Sub(ok))
+			return nil
+		})
+	}
+	e.noContainersLeft(t, time.Minute)
+	p := func(d []time.Duration, q float64) time.Duration {
+		slices.Sort(d)
+		return d[min(len(d)-1, int(q*float64(len(d))))]
+	}
+	a1, a2, b := p(rawStart, .5), p(rawInside, .5), p(spawned, .5)
+	t.Logf("(a) raw LXD create+start of tiny (REST, 20 launches): p50 %s p99 %s", a1.Round(time.Millisecond), p(rawStart, .99).Round(time.Millisecond))
+	t.Logf("(a') raw create+start until a process inside runs (user-data calls back): p50 %s p99 %s", a2.Round(time.Millisecond), p(rawInside, .99).Round(time.Millisecond))
+	t.Logf("(b) webhook 2xx → runner running the job in its container (%d jobs, one at a time): p50 %s p99 %s", n, b.Round(time.Millisecond), p(spawned, .99).Round(time.Millisecond))
+	t.Logf("ratio b/a p50 = %.2f; b/a' p50 = %.2f", float64(b)/float64(a1), float64(b)/float64(a2))
+}

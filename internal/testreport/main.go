@@ -1,0 +1,148 @@
+// Command testreport reads `go test -json` output on stdin and prints what a person
+// needs from a CI log: one line per package, the full output of failed tests, every
+// skipped test with its reason, and the end-to-end tests' own summary lines. It exits
+// non-zero on a failure, and when SPAWNER_REQUIRE_LXD or SPAWNER_REQUIRE_OPENSTACK is
+// set and a real-service test was skipped anyway.
+//
+// It is a build tool for scripts/test.sh; nothing imports it.
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+type event struct {
+	Time    time.Time
+	Action  string
+	Package string
+	Test    string
+	Elapsed float64
+	Output  string
+}
+
+// realService names the tests that need LXD or OpenStack.
+var realService = regexp.MustCompile(`LXD|Lxd|OpenStack|Openstack|Real`)
+
+// summaryLine picks the lines end-to-end tests log as their results.
+var summaryLine = regexp.MustCompile(`\b(jobs? (in|on)|p50|p99|ratio|GitHub calls|burst bound|requests for)\b`)
+
+func main() {
+	os.Exit(run(os.Stdin, os.Stdout, os.Getenv))
+}
+
+func run(in io.Reader, out io.Writer, getenv func(string) string) int {
+	output := map[string]*strings.Builder{} // package/test → output
+	var pkgLines, skipped, failed, summaries []string
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		var e event
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			fmt.Fprintln(out, sc.Text()) // not JSON: a build error, say
+			continue
+		}
+		key := e.Package + " " + e.Test
+		switch e.Action {
+		case "output":
+			b := output[key]
+			if b == nil {
+				b = &strings.Builder{}
+				output[key] = b
+			}
+			b.WriteString(e.Output)
+			if e.Test != "" && summaryLine.MatchString(e.Output) && strings.Contains(e.Output, "_test.go:") {
+				summaries = append(summaries, strings.TrimSpace(e.Test+": "+strings.TrimSpace(e.Output)))
+			}
+		case "skip":
+			if e.Test != "" {
+				skipped = append(skipped, fmt.Sprintf("%s %s: %s", e.Package, e.Test, skipReason(output[key])))
+			}
+		case "fail":
+			if e.Test != "" {
+				failed = append(failed, key)
+			} else {
+				pkgLines = append(pkgLines, fmt.Sprintf("FAIL %s (%.1fs)", e.Package, e.Elapsed))
+			}
+		case "pass":
+			if e.Test == "" {
+				pkgLines = append(pkgLines, fmt.Sprintf("ok   %s (%.1fs)", e.Package, e.Elapsed))
+			}
+		}
+	}
+	for _, key := range failed {
+		fmt.Fprintf(out, "=== FAILED %s\n%s\n", key, tail(output[key], 200))
+	}
+	for _, key := range pkgFailuresWithoutTests(pkgLines, failed) {
+		fmt.Fprintf(out, "=== FAILED package %s\n%s\n", key, tail(output[key+" "], 100))
+	}
+	slices.Sort(pkgLines)
+	fmt.Fprintln(out, strings.Join(pkgLines, "\n"))
+	if len(summaries) > 0 {
+		fmt.Fprintln(out, "\nresults logged by the end-to-end tests:")
+		for _, s := range summaries {
+			fmt.Fprintln(out, "  "+s)
+		}
+	}
+	code := 0
+	if len(failed) > 0 || slices.ContainsFunc(pkgLines, func(l string) bool { return strings.HasPrefix(l, "FAIL") }) {
+		code = 1
+	}
+	if len(skipped) > 0 {
+		fmt.Fprintln(out, "\nskipped:")
+		required := getenv("SPAWNER_REQUIRE_LXD") == "1" || getenv("SPAWNER_REQUIRE_OPENSTACK") == "1"
+		for _, s := range skipped {
+			mark := ""
+			if required && realService.MatchString(s) && !strings.Contains(s, "SPAWNER_BENCH") {
+				mark = "  <- a real-service suite was skipped although required"
+				code = 1
+			}
+			fmt.Fprintln(out, "  "+s+mark)
+		}
+	}
+	return code
+}
+
+func pkgFailuresWithoutTests(pkgLines, failed []string) []string {
+	var out []string
+	for _, l := range pkgLines {
+		if !strings.HasPrefix(l, "FAIL ") {
+			continue
+		}
+		pkg := strings.Fields(l)[1]
+		if !slices.ContainsFunc(failed, func(k string) bool { return strings.HasPrefix(k, pkg+" ") }) {
+			out = append(out, pkg)
+		}
+	}
+	return out
+}
+
+func skipReason(b *strings.Builder) string {
+	if b == nil {
+		return "(no reason given)"
+	}
+	for _, l := range strings.Split(b.String(), "\n") {
+		if i := strings.Index(l, "_test.go:"); i >= 0 {
+			return strings.TrimSpace(l[i:])
+		}
+	}
+	return "(no reason given)"
+}
+
+func tail(b *strings.Builder, lines int) string {
+	if b == nil {
+		return ""
+	}
+	ls := strings.Split(b.String(), "\n")
+	if len(ls) > lines {
+		ls = append([]string{fmt.Sprintf("… %d lines cut …", len(ls)-lines)}, ls[len(ls)-lines:]...)
+	}
+	return strings.Join(ls, "\n")
+}

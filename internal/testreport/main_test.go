@@ -1,0 +1,36 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestRequiredSkipFails(t *testing.T) {
+	in := `{"Action":"output","Package":"p","Test":"TestLXDEndToEnd","Output":"    e2e_lxd_test.go:10: skipping real-LXD test: no daemon\n"}
+{"Action":"skip","Package":"p","Test":"TestLXDEndToEnd"}
+{"Action":"pass","Package":"p","Elapsed":1}
+`
+	var out strings.Builder
+	if code := run(strings.NewReader(in), &out, func(string) string { return "" }); code != 0 {
+		t.Errorf("without SPAWNER_REQUIRE_LXD a skip is fine, got exit %d\n%s", code, out.String())
+	}
+	out.Reset()
+	env := map[string]string{"SPAWNER_REQUIRE_LXD": "1"}
+	if code := run(strings.NewReader(in), &out, func(k string) string { return env[k] }); code != 1 {
+		t.Errorf("with SPAWNER_REQUIRE_LXD=1 a skipped LXD test must fail the run\n%s", out.String())
+	}
+	if !strings.Contains(out.String(), "no daemon") {
+		t.Errorf("the skip reason is not shown:\n%s", out.String())
+	}
+}
+
+func TestFailureShowsOutput(t *testing.T) {
+	in := `{"Action":"output","Package":"p","Test":"TestX","Output":"    x_test.go:3: boom\n"}
+{"Action":"fail","Package":"p","Test":"TestX"}
+{"Action":"fail","Package":"p","Elapsed":1}
+`
+	var out strings.Builder
+	if code := run(strings.NewReader(in), &out, func(string) string { return "" }); code != 1 || !strings.Contains(out.String(), "boom") {
+		t.Errorf("exit %d\n%s", code, out.String())
+	}
+}

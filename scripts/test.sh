@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The full test run of runner-spawner, as CI runs it (.ci/run) on a fresh Debian 12
+# machine: it sets up a real LXD daemon and a real single-node OpenStack (Debian's
+# packages, daemons started by hand, no systemd needed), then runs every Go test with
+# the race detector. The real-service suites FAIL instead of skipping here
+# (SPAWNER_REQUIRE_LXD=1, SPAWNER_REQUIRE_OPENSTACK=1), and a final check fails the run
+# if any of them was skipped anyway.
+#
+# Usage: sudo scripts/test.sh            (root: it installs packages and starts daemons)
+# Env:   SPAWNER_TEST_NO_SERVICES=1      skip the setups (and let the real-service suites skip)
+#        SPAWNER_TEST_TIMEOUT (25m)      go test -timeout
+set -euo pipefail
+cd "$(dirname "$0")/.."
+T0=$(date +%s)
+log() { printf '[test %s +%ss] %s\n' "$(date +%H:%M:%S)" "$(( $(date +%s) - T0 ))" "$*"; }
+fail() { log "FAIL: $*"; exit 1; }
+
+[ "$(id -u)" = 0 ] || fail "run as root (sudo scripts/test.sh): it installs packages and starts LXD and OpenStack"
+command -v go >/dev/null || fail "Go is not installed (Go 1.26 or newer: https://go.dev/dl, or /usr/local/go/bin on this machine type)"
+go_minor=$(go env GOVERSION | sed -E 's/^go1\.([0-9]+).*/\1/')
+[ "${go_minor:-0}" -ge 26 ] || fail "Go $(go env GOVERSION) is too old: 1.26 or newer is needed"
+export CGO_ENABLED=1   # the race detector needs cgo (gcc is on the machine)
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+
+# Compile everything with -race in the background while the services install: the
+# compile is CPU-bound, the installs mostly wait for the network and dpkg.
+log "compiling tests in the background"
+( go test -race -count=1 -run '^$' ./... >"$WORK/compile.log" 2>&1; echo $? >"$WORK/compile.rc" ) &
+COMPILE=$!
+
+if [ "${SPAWNER_TEST_NO_SERVICES:-0}" != 1 ]; then
+  log "setting up LXD (scripts/lxd-setup.sh)"
+  bash scripts/lxd-setup.sh up >"$WORK/lxd.log" 2>&1 || { tail -40 "$WORK/lxd.log"; fail "LXD setup"; }
+  tail -1 "$WORK/lxd.log"
+  log "setting up OpenStack (scripts/openstack-setup.sh)"
+  bash scripts/openstack-setup.sh up >"$WORK/openstack.log" 2>&1 || { tail -40 "$WORK/openstack.log"; fail "OpenStack setup"; }
+  grep -E 'ready in|all services up' "$WORK/openstack.log" | tail -1 || true
+  export SPAWNER_REQUIRE_LXD=1 SPAWNER_REQUIRE_OPENSTACK=1
+fi
+
+wait "$COMPILE" || true
+if [ "$(cat "$WORK/compile.rc")" != 0 ]; then cat "$WORK/compile.log"; fail "compile"; fi
+log "compiled"
+
+log "go vet, gofmt"
+go vet ./...
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+[ -z "$unformatted" ] || fail "gofmt would change: $unformatted"
+
+log "go test -race ./..."
+set +e
+go test -race -count=1 -timeout "${SPAWNER_TEST_TIMEOUT:-25m}" -json ./... >"$WORK/test.json" 2>"$WORK/test.err"
+rc=$?
+set -e
+# Human-readable output: failures in full, a line per package.
+go run ./internal/testreport <"$WORK/test.json" || rc=1
+[ -s "$WORK/test.err" ] && cat "$WORK/test.err"
+[ "$rc" = 0 ] || fail "go test"
+log "all tests passed"

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -200,17 +201,35 @@ func (c *Conn) Ensure(ctx context.Context) error {
 	}
 	replicas := c.replicas()
 	for _, cfg := range streamConfigs(c.opts.Streams, replicas) {
+		// Update only what differs: every process ensures at start, and an update
+		// of a stream that other processes are busy consuming is not free.
+		if st, err := c.js.Stream(ctx, cfg.Name); err == nil && sameStream(st.CachedInfo().Config, cfg) {
+			continue
+		}
 		if _, err := c.js.CreateOrUpdateStream(ctx, cfg); err != nil {
 			return fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
 		}
 	}
 	for _, cfg := range bucketConfigs(replicas) {
+		if kv, err := c.js.KeyValue(ctx, cfg.Bucket); err == nil {
+			if st, err := kv.Status(ctx); err == nil && st.TTL() == cfg.TTL && st.History() == int64(cfg.History) {
+				continue
+			}
+		}
 		if _, err := c.js.CreateOrUpdateKeyValue(ctx, cfg); err != nil {
 			return fmt.Errorf("ensure bucket %s: %w", cfg.Bucket, err)
 		}
 	}
 	c.ensured.Store(true)
 	return nil
+}
+
+// sameStream reports whether an existing stream already has the settings we set.
+func sameStream(have, want jetstream.StreamConfig) bool {
+	return slices.Equal(have.Subjects, want.Subjects) && have.Retention == want.Retention &&
+		have.Storage == want.Storage && have.Replicas == want.Replicas && have.Discard == want.Discard &&
+		have.MaxBytes == want.MaxBytes && have.MaxMsgs == want.MaxMsgs && have.MaxAge == want.MaxAge &&
+		have.MaxMsgSize == want.MaxMsgSize && have.Duplicates == want.Duplicates
 }
 
 // replicas picks the replica count: the configured one, else 3 on a cluster of at

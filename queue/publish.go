@@ -91,9 +91,17 @@ func retryable(err error) bool {
 	}
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {
+		// A publish with the same id is being stored right now (a replicated stream
+		// answers 409/10158 until it is): asking again soon gets "duplicate".
+		if apiErr.ErrorCode == errCodeDuplicateInProcess {
+			return true
+		}
 		// Server-side refusals (wrong stream, bad headers) will not change; "no
 		// leader" style 503s will.
 		return apiErr.Code >= 500
 	}
 	return true
 }
+
+// errCodeDuplicateInProcess is JetStream's "duplicate message id is in process".
+const errCodeDuplicateInProcess = 10158

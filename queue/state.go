@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -56,9 +58,65 @@ var ErrFlavorPaused = errors.New("flavor paused")
 
 // State is typed access to the KV buckets, with compare-and-set updates.
 type State struct {
-	jobs, runners, capacity, leases jetstream.KeyValue
-	meta, sweeper                   jetstream.KeyValue // queue/meta.go
+	jobs, runners, capacity, leases *bucket
+	meta, sweeper                   *bucket // queue/meta.go
 	now                             func() time.Time
+}
+
+// bucket is a KV bucket whose reads come from the stream's leader. The KV API reads
+// with direct gets, which any replica of a replicated bucket may answer, a moment
+// behind: a token just stored would look wrong, and every compare-and-set after such
+// a read would fail. A leader read sees every write acknowledged before it.
+type bucket struct {
+	jetstream.KeyValue
+	nc *nats.Conn
+}
+
+// msgGetResponse is JetStream's answer to $JS.API.STREAM.MSG.GET.
+type msgGetResponse struct {
+	Message *struct {
+		Seq  uint64 `json:"seq"`
+		Hdrs []byte `json:"hdrs"`
+		Data []byte `json:"data"`
+	} `json:"message"`
+	Error *struct {
+		Code        int    `json:"code"`
+		ErrCode     int    `json:"err_code"`
+		Description string `json:"description"`
+	} `json:"error"`
+}
+
+// latest reads a key's last value and revision from the stream leader.
+func (b *bucket) latest(ctx context.Context, key string) ([]byte, uint64, error) {
+	bucketName := b.Bucket()
+	req, _ := json.Marshal(map[string]string{"last_by_subj": "$KV." + bucketName + "." + key})
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+	}
+	msg, err := b.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+bucketName, req)
+	if err != nil {
+		return nil, 0, fmt.Errorf("read %s/%s: %w", bucketName, key, err)
+	}
+	var resp msgGetResponse
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return nil, 0, fmt.Errorf("read %s/%s: %w", bucketName, key, err)
+	}
+	if resp.Error != nil {
+		if resp.Error.Code == 404 {
+			return nil, 0, ErrNoRecord
+		}
+		return nil, 0, fmt.Errorf("read %s/%s: %s (%d)", bucketName, key, resp.Error.Description, resp.Error.ErrCode)
+	}
+	if resp.Message == nil {
+		return nil, 0, ErrNoRecord
+	}
+	// A delete or purge marker: the key is gone.
+	if h := string(resp.Message.Hdrs); strings.Contains(h, "KV-Operation: DEL") || strings.Contains(h, "KV-Operation: PURGE") {
+		return nil, 0, ErrNoRecord
+	}
+	return resp.Message.Data, resp.Message.Seq, nil
 }
 
 // State opens the buckets (Ensure must have created them).
@@ -66,13 +124,13 @@ func (c *Conn) State(ctx context.Context) (*State, error) {
 	s := &State{now: time.Now}
 	for _, b := range []struct {
 		name string
-		dst  *jetstream.KeyValue
+		dst  **bucket
 	}{{BucketJobs, &s.jobs}, {BucketRunners, &s.runners}, {BucketCapacity, &s.capacity}, {BucketLeases, &s.leases}, {BucketMeta, &s.meta}, {BucketSweeper, &s.sweeper}} {
 		kv, err := c.js.KeyValue(ctx, b.name)
 		if err != nil {
 			return nil, fmt.Errorf("open bucket %s: %w", b.name, err)
 		}
-		*b.dst = kv
+		*b.dst = &bucket{KeyValue: kv, nc: c.nc}
 	}
 	return s, nil
 }
@@ -315,25 +373,22 @@ func (s *State) updateCapacity(ctx context.Context, flavor string, fn func(*Capa
 }
 
 // get decodes key into v and returns its revision.
-func get(ctx context.Context, kv jetstream.KeyValue, key string, v any) (uint64, error) {
-	e, err := kv.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return 0, ErrNoRecord
-	}
+func get(ctx context.Context, kv *bucket, key string, v any) (uint64, error) {
+	data, rev, err := kv.latest(ctx, key)
 	if err != nil {
 		return 0, err
 	}
-	if err := json.Unmarshal(e.Value(), v); err != nil {
+	if err := json.Unmarshal(data, v); err != nil {
 		return 0, fmt.Errorf("decode %s: %w", key, err)
 	}
-	return e.Revision(), nil
+	return rev, nil
 }
 
 // update is the compare-and-set loop: read, apply fn, write at the revision read;
 // on a conflict (another writer won), read again. alloc makes an empty value; a
 // missing key reaches fn as that empty value when create is set, and is
 // ErrNoRecord otherwise.
-func update(ctx context.Context, kv jetstream.KeyValue, key string, alloc func() any, create bool, fn func(any) error) error {
+func update(ctx context.Context, kv *bucket, key string, alloc func() any, create bool, fn func(any) error) error {
 	for attempt := 0; ; attempt++ {
 		v := alloc()
 		rev, err := get(ctx, kv, key, v)
@@ -376,16 +431,18 @@ func update(ctx context.Context, kv jetstream.KeyValue, key string, alloc func()
 }
 
 func isConflict(err error) bool {
-	if errors.Is(err, jetstream.ErrKeyExists) {
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 		return true
 	}
+	// Replicated streams report a compare-and-set conflict as 10164, not 10071.
 	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // scan reads every current value of a bucket in one ordered pass (a watch that
 // stops at the initial snapshot), far cheaper than a Get per key.
-func scan(ctx context.Context, kv jetstream.KeyValue, fn func([]byte) error) error {
+func scan(ctx context.Context, kv *bucket, fn func([]byte) error) error {
 	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
 	if err != nil {
 		return fmt.Errorf("scan %s: %w", kv.Bucket(), err)

@@ -219,3 +219,13 @@ func writeFile(t *testing.T, dir, name, content string) string {
 	}
 	return p
 }
+
+func mustOpen(t *testing.T, path string) *os.File {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}

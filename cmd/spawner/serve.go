@@ -55,7 +55,8 @@ func serveCommand(g *globalFlags) *cobra.Command {
 }
 
 func webhookCommand(g *globalFlags) *cobra.Command {
-	return &cobra.Command{
+	var rf roleFlags
+	cmd := &cobra.Command{
 		Use:   "webhook",
 		Short: "Run the webhook receiver alone (stateless; run as many as you like)",
 		Args:  cobra.NoArgs,
@@ -64,6 +65,7 @@ func webhookCommand(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			rf.apply(a)
 			conn, err := a.connect(cmd.Context(), "webhook", nil, 0)
 			if err != nil {
 				return err
@@ -73,9 +75,14 @@ func webhookCommand(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return runAll(cmd.Context(), srv.Run)
+			a.logger.Info("webhook receiver running", "listen", srv.Addr()+a.cfg.Webhook.Path, "nats", redact(a.natsURL()))
+			err = runAll(cmd.Context(), srv.Run)
+			a.logger.Info("webhook receiver stopped", logkey.Error, err)
+			return err
 		},
 	}
+	rf.register(cmd)
+	return cmd
 }
 
 // serve runs the embedded NATS server (unless nats.url is set) and the given roles.

@@ -22,11 +22,13 @@ import (
 type roleFlags struct {
 	bootstrapListen string
 	metricsListen   string
+	webhookListen   string
 }
 
 func (r *roleFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&r.bootstrapListen, "bootstrap-listen", "", "serve the bootstrap endpoint on this address (overrides bootstrap.listen; \"off\" serves none)")
 	cmd.Flags().StringVar(&r.metricsListen, "metrics-listen", "", "serve /healthz, /readyz and /metrics on this address (overrides metrics.listen)")
+	cmd.Flags().StringVar(&r.webhookListen, "webhook-listen", "", "serve the webhook receiver on this address (overrides webhook.listen)")
 }
 
 func (r *roleFlags) apply(a *app) {
@@ -39,6 +41,9 @@ func (r *roleFlags) apply(a *app) {
 	}
 	if r.metricsListen != "" {
 		a.cfg.Metrics.Listen = r.metricsListen
+	}
+	if r.webhookListen != "" {
+		a.cfg.Webhook.Listen = r.webhookListen
 	}
 }
 

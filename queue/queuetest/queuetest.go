@@ -80,7 +80,8 @@ func (s *Server) Connect(t testing.TB, opts queue.Options) *queue.Conn {
 		t.Fatalf("queuetest: connect: %v", err)
 	}
 	t.Cleanup(c.Close)
-	deadline := time.Now().Add(10 * time.Second)
+	// A cluster elects its JetStream leaders first: give it time.
+	deadline := time.Now().Add(45 * time.Second)
 	for {
 		err := c.Ready(t.Context())
 		if err == nil {
@@ -91,6 +92,13 @@ func (s *Server) Connect(t testing.TB, opts queue.Options) *queue.Conn {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// ConnectURL opens a queue connection to url (any server, or a cluster's node) and
+// ensures the streams; closed in t.Cleanup.
+func (s *Server) ConnectURL(t testing.TB, url string) *queue.Conn {
+	t.Helper()
+	return s.Connect(t, queue.Options{URL: url})
 }
 
 // FreePort returns a TCP port that was free a moment ago on 127.0.0.1.

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,7 +19,6 @@ import (
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/flavors"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
-	"github.com/google/go-cmp/cmp"
 
 	"github.com/runner-spawner/runner-spawner/bootstrap"
 	"github.com/runner-spawner/runner-spawner/github/githubtest"
@@ -87,7 +87,9 @@ flavors:
 %s`, filepath.Join(dir, "state"), r.deployment, r.gh.URL(), nats, web, e2eSecret, boot, boot,
 		consumerExtra, flavors[0].name, cloud, osCloudsFile(), fl.String()))
 
-	r.cw = watchCloud(t, watch, r.deployment, allTenants, hold)
+	r.cw = watchCloud(t, watch, r.deployment, allTenants, hold, map[string]string{
+		"the GitHub token": "ghp_e2e", "the webhook secret": e2eSecret,
+	})
 	r.serve = startProc(t, nil, "serve", "--config", r.cfg)
 	waitReady(t, "http://"+web, 60*time.Second)
 	r.gh.SetWebhookTarget("http://"+web+"/webhook", e2eSecret)
@@ -123,13 +125,13 @@ func (r *osRun) waitJobs(t *testing.T, timeout time.Duration) {
 		}
 		if time.Now().After(deadline) {
 			t.Errorf("%d jobs not completed after %s: %s", len(stuck), timeout, strings.Join(stuck, ", "))
-			list, _, _, _, _, lastErr := r.cw.snapshot()
-			for _, s := range list {
+			v := r.cw.view()
+			for _, s := range v.servers {
 				t.Logf("server %s job %d seen %s active %s played %v err %v fault %q", s.name, s.job,
 					s.firstSeen.Format(time.TimeOnly), s.active.Format(time.TimeOnly), s.played, s.playErr, s.fault)
 			}
 			out, errOut, _ := runCmdSplit(t, nil, "status", "--config", r.cfg, "--json")
-			t.Logf("last cloud poll error: %v\nstatus: %s%s", lastErr, oneLine(out), errOut)
+			t.Logf("last cloud poll error: %v\nstatus: %s%s", v.lastErr, oneLine(out), errOut)
 			t.FailNow()
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -139,9 +141,10 @@ func (r *osRun) waitJobs(t *testing.T, timeout time.Duration) {
 // check is what every run must end with: each job succeeded on a runner of its own
 // flavor; each server that booted was played, handed its runner config for the
 // one-time token in its user-data and for nothing else there, and refused the token
-// a second time; no server went to ERROR; the deployment's servers are all deleted;
-// the spawner holds no queued job, slot or dead letter.
-func (r *osRun) check(t *testing.T, want map[int64]string) []osServer {
+// a second time; no server went to ERROR unless okFault accepts its fault; the
+// deployment's servers are all deleted; the spawner holds no queued job, slot or
+// dead letter.
+func (r *osRun) check(t *testing.T, want map[int64]string, okFault func(string) bool) []osServer {
 	t.Helper()
 	for _, j := range r.gh.Jobs() {
 		if j.Conclusion != "success" {
@@ -161,18 +164,21 @@ func (r *osRun) check(t *testing.T, want map[int64]string) []osServer {
 		}
 		return nil
 	})
-	list, _, _, polls, pollErrors, lastErr := r.cw.snapshot()
-	if pollErrors > polls/10 {
-		t.Errorf("%d of %d cloud polls failed, last: %v", pollErrors, polls, lastErr)
+	v := r.cw.view()
+	if v.pollErrors > v.polls/10 {
+		t.Errorf("%d of %d cloud polls failed, last: %v", v.pollErrors, v.polls, v.lastErr)
 	}
 	ran := map[string]bool{}
 	for _, j := range r.gh.Jobs() {
 		ran[j.RunnerName] = true
 	}
-	for _, s := range list {
+	for _, s := range v.servers {
 		switch {
 		case s.fault != "":
-			t.Errorf("server %s: %s", s.name, s.fault)
+			if okFault == nil || !okFault(s.fault) {
+				t.Errorf("server %s: %s", s.name, s.fault)
+			}
+			continue
 		case s.active.IsZero():
 			// Deleted before it booted: only a runner no job needed any more.
 			if ran[s.name] {
@@ -211,7 +217,7 @@ func (r *osRun) check(t *testing.T, want map[int64]string) []osServer {
 	if st.DeadLetters != 0 {
 		t.Errorf("%d dead letters", st.DeadLetters)
 	}
-	return list
+	return v.servers
 }
 
 // webhookOK returns, per job, when its first queued delivery got its 2xx.
@@ -243,18 +249,20 @@ func TestOpenStackEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end run on a real cloud")
 	}
+	// Beside the quota run: that one mostly waits on Nova, one server at a time.
+	t.Parallel()
 	compute := osCompute(t, osAdminCloud)
 	r := startOSRun(t, compute, osAdminCloud, false, []osFlavor{{"os-small", 4}, {"os-large", 3}}, "", nil)
 	start := time.Now()
 	want := r.createJobs(20)
 	r.waitJobs(t, 150*time.Second)
 	elapsed := time.Since(start)
-	list := r.check(t, want)
+	list := r.check(t, want, nil)
 
-	_, maxLive, maxListed, polls, _, _ := r.cw.snapshot()
+	v := r.cw.view()
 	for _, f := range r.flavors {
-		if maxLive[f.name] > f.max {
-			t.Errorf("flavor %s: %d servers at once, max_runners %d", f.name, maxLive[f.name], f.max)
+		if v.maxLive[f.name] > f.max {
+			t.Errorf("flavor %s: %d servers at once, max_runners %d", f.name, v.maxLive[f.name], f.max)
 		}
 	}
 	// What the runs took, measured from each job's webhook answer. These include the
@@ -268,7 +276,7 @@ func TestOpenStackEndToEnd(t *testing.T) {
 		}
 	}
 	t.Logf("20 jobs in %s on %d servers; max at once %v (counting servers being deleted: %v) over %d polls",
-		elapsed.Round(time.Millisecond), len(list), maxLive, maxListed, polls)
+		elapsed.Round(time.Millisecond), len(list), v.maxLive, v.maxListed, v.polls)
 	t.Logf("webhook 2xx → server listed %s; → ACTIVE %s (with waits for capacity)", fmtPercentiles(toSeen), fmtPercentiles(toActive))
 }
 
@@ -279,6 +287,7 @@ func TestOpenStackQuotaEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end run on a real cloud")
 	}
+	t.Parallel()
 	admin := osCompute(t, osAdminCloud)
 	project := osCompute(t, osQuotaCloud)
 	// A server left in the project uses up its quota: wait for others' to go.
@@ -298,11 +307,21 @@ func TestOpenStackQuotaEndToEnd(t *testing.T) {
 	want := r.createJobs(3)
 	r.waitJobs(t, 120*time.Second)
 	elapsed := time.Since(start)
-	list := r.check(t, want)
+	// Two creates can both pass nova-api's quota check; the conductor's recheck then
+	// puts one in ERROR with the quota fault, and the spawner replaces it.
+	quotaFault := func(f string) bool { return strings.Contains(f, "Quota exceeded") }
+	list := r.check(t, want, quotaFault)
 
-	_, maxLive, _, _, _, _ := r.cw.snapshot()
-	if maxLive["os-quota"] > 1 {
-		t.Errorf("%d servers at once in a project with room for one", maxLive["os-quota"])
+	// Nova's quota counts a server from its create; the recheck may fail it later. So
+	// more than one may be building at once, but never more than one ACTIVE.
+	if n := r.cw.view().maxActive["os-quota"]; n > 1 {
+		t.Errorf("%d servers ACTIVE at once in a project with room for one", n)
+	}
+	inError := 0
+	for _, s := range list {
+		if s.fault != "" {
+			inError++
+		}
 	}
 	logs := r.serve.out.String()
 	retries := 0
@@ -311,10 +330,11 @@ func TestOpenStackQuotaEndToEnd(t *testing.T) {
 			retries++
 		}
 	}
-	if retries == 0 {
-		t.Errorf("no create was refused for quota and retried: the test did not test the quota path")
+	if retries+inError == 0 {
+		t.Errorf("no create was refused for quota: the test did not test the quota path")
 	}
-	t.Logf("3 jobs in %s on %d servers, one at a time; %d creates refused for quota and retried", elapsed.Round(time.Millisecond), len(list), retries)
+	t.Logf("3 jobs in %s on %d servers (%d put in ERROR by Nova's quota recheck), one at a time; %d creates refused for quota and retried",
+		elapsed.Round(time.Millisecond), len(list), inError, retries)
 }
 
 // TestOpenStackBenchCreateToActive is issue 6's benchmark, with SPAWNER_BENCH=1: on
@@ -388,8 +408,7 @@ func TestOpenStackBenchCreateToActive(t *testing.T) {
 			return nil
 		})
 		spawner = append(spawner, active.Sub(ok))
-		list, _, _, _, _, _ := r.cw.snapshot()
-		for _, s := range list {
+		for _, s := range r.cw.view().servers {
 			if s.job == j.ID {
 				spawnerToSeen = append(spawnerToSeen, s.firstSeen.Sub(ok))
 				break
@@ -398,7 +417,7 @@ func TestOpenStackBenchCreateToActive(t *testing.T) {
 	}
 	close(hold)
 	r.waitJobs(t, 120*time.Second)
-	r.check(t, want)
+	r.check(t, want, nil)
 
 	ratio := func(p float64) float64 {
 		return float64(percentile(spawner, p)) / float64(percentile(raw, p))
@@ -481,8 +500,8 @@ func TestOpenStackUserDataParse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(r.Env, got.env); diff != "" {
-		t.Errorf("env from user-data (-rendered +parsed):\n%s", diff)
+	if !maps.Equal(r.Env, got.env) {
+		t.Errorf("env from user-data = %q, rendered %q", got.env, r.Env)
 	}
 	if _, err := parseUserData(base64.StdEncoding.EncodeToString([]byte("#!/bin/sh\ntrue\n"))); err == nil {
 		t.Error("a script user-data parsed as cloud-config")

@@ -174,11 +174,14 @@ type cloudWatch struct {
 	allTenants bool
 	hold       chan struct{} // plays start once it is closed
 	runner     sim.RunnerFunc
+	// secrets the user-data must never carry, by what they are.
+	secrets map[string]string
 
 	mu         sync.Mutex
 	servers    map[string]*osServer // by server id
-	maxLive    map[string]int       // per flavor, servers not being deleted
+	maxLive    map[string]int       // per flavor, servers neither being deleted nor in ERROR
 	maxListed  map[string]int       // per flavor, every server listed
+	maxActive  map[string]int       // per flavor, ACTIVE servers not being deleted
 	polls      int
 	pollErrors int
 	lastErr    error
@@ -189,16 +192,16 @@ type cloudWatch struct {
 
 // watchCloud starts watching; plays wait for hold to close (nil: play at once). It
 // stops, cancelling the plays still running, in t.Cleanup.
-func watchCloud(t *testing.T, compute *gophercloud.ServiceClient, deployment string, allTenants bool, hold chan struct{}) *cloudWatch {
+func watchCloud(t *testing.T, compute *gophercloud.ServiceClient, deployment string, allTenants bool, hold chan struct{}, secrets map[string]string) *cloudWatch {
 	if hold == nil {
 		hold = make(chan struct{})
 		close(hold)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cw := &cloudWatch{
-		compute: compute, deployment: deployment, allTenants: allTenants, hold: hold,
+		compute: compute, deployment: deployment, allTenants: allTenants, hold: hold, secrets: secrets,
 		runner:  systemtest.FakeRunner(slog.New(slog.DiscardHandler)),
-		servers: map[string]*osServer{}, maxLive: map[string]int{}, maxListed: map[string]int{},
+		servers: map[string]*osServer{}, maxLive: map[string]int{}, maxListed: map[string]int{}, maxActive: map[string]int{},
 		cancel: cancel,
 	}
 	cw.wg.Go(func() {
@@ -232,16 +235,19 @@ func (cw *cloudWatch) poll(ctx context.Context) {
 		}
 		return
 	}
-	live, listed := map[string]int{}, map[string]int{}
+	live, listed, active := map[string]int{}, map[string]int{}, map[string]int{}
 	for i := range list {
 		s := &list[i]
 		fl := s.Metadata["spawner_flavor"]
 		listed[fl]++
 		// Nova sets task_state deleting before it answers the DELETE, and the spawner
 		// frees the flavor's slot only after that answer: a server on its way out no
-		// longer holds capacity.
-		if s.TaskState != "deleting" && s.Status != "DELETED" && s.Status != "SOFT_DELETED" {
+		// longer holds capacity. Nor does one in ERROR, which will never run.
+		if s.TaskState != "deleting" && !slices.Contains([]string{"DELETED", "SOFT_DELETED", "ERROR"}, s.Status) {
 			live[fl]++
+			if s.Status == "ACTIVE" {
+				active[fl]++
+			}
 		}
 		rec := cw.servers[s.ID]
 		if rec == nil {
@@ -265,6 +271,9 @@ func (cw *cloudWatch) poll(ctx context.Context) {
 	}
 	for fl, n := range listed {
 		cw.maxListed[fl] = max(cw.maxListed[fl], n)
+	}
+	for fl, n := range active {
+		cw.maxActive[fl] = max(cw.maxActive[fl], n)
 	}
 }
 
@@ -317,13 +326,21 @@ func (cw *cloudWatch) play(ctx context.Context, rec *osServer) {
 	if err == nil {
 		reuse = reuseToken(ctx, boot.env)
 	}
+	secrets := map[string]string{}
+	maps.Copy(secrets, cw.secrets)
+	if jit != "" {
+		secrets["the runner's JIT config"] = jit
+	}
+	var leaks []string
+	for what, v := range secrets {
+		if strings.Contains(ud, v) || strings.Contains(boot.cloudConfig, v) || strings.Contains(boot.script, v) {
+			leaks = append(leaks, what)
+		}
+	}
+	slices.Sort(leaks)
 	result(func() {
 		rec.played, rec.playErr, rec.jit, rec.reuse = true, err, jit, reuse
-		switch {
-		case jit == "":
-		case strings.Contains(ud, jit) || strings.Contains(boot.cloudConfig, jit) || strings.Contains(boot.script, jit):
-			rec.leak = "the runner's JIT config"
-		}
+		rec.leak = strings.Join(leaks, ", ")
 	})
 }
 
@@ -409,15 +426,26 @@ func reuseToken(ctx context.Context, env map[string]string) int {
 	return resp.StatusCode
 }
 
-// snapshot returns copies of what the watcher saw.
-func (cw *cloudWatch) snapshot() (list []osServer, maxLive, maxListed map[string]int, polls, pollErrors int, lastErr error) {
+// watchView is a copy of what the watcher saw.
+type watchView struct {
+	servers                       []osServer // in the order first seen
+	maxLive, maxListed, maxActive map[string]int
+	polls, pollErrors             int
+	lastErr                       error
+}
+
+func (cw *cloudWatch) view() watchView {
 	cw.mu.Lock()
 	defer cw.mu.Unlock()
-	for _, s := range cw.servers {
-		list = append(list, *s)
+	v := watchView{
+		maxLive: maps.Clone(cw.maxLive), maxListed: maps.Clone(cw.maxListed), maxActive: maps.Clone(cw.maxActive),
+		polls: cw.polls, pollErrors: cw.pollErrors, lastErr: cw.lastErr,
 	}
-	slices.SortFunc(list, func(a, b osServer) int { return a.firstSeen.Compare(b.firstSeen) })
-	return list, maps.Clone(cw.maxLive), maps.Clone(cw.maxListed), cw.polls, cw.pollErrors, cw.lastErr
+	for _, s := range cw.servers {
+		v.servers = append(v.servers, *s)
+	}
+	slices.SortFunc(v.servers, func(a, b osServer) int { return a.firstSeen.Compare(b.firstSeen) })
+	return v
 }
 
 // activeFor returns when the first server made for job was first seen ACTIVE.

@@ -86,37 +86,57 @@ type msgGetResponse struct {
 	} `json:"error"`
 }
 
-// latest reads a key's last value and revision from the stream leader.
+// latest reads a key's last value and revision from the stream leader. While the
+// bucket has no leader (an election after a node died: "temporarily unavailable", no
+// responders, a timeout) it retries for a few seconds, within ctx.
 func (b *bucket) latest(ctx context.Context, key string) ([]byte, uint64, error) {
-	bucketName := b.Bucket()
-	req, _ := json.Marshal(map[string]string{"last_by_subj": "$KV." + bucketName + "." + key})
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+		ctx, cancel = context.WithTimeout(ctx, 15*time.Second)
 		defer cancel()
 	}
-	msg, err := b.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+bucketName, req)
+	wait := 50 * time.Millisecond
+	for {
+		data, rev, transient, err := b.latestOnce(ctx, key)
+		if !transient {
+			return data, rev, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, 0, err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Second)
+	}
+}
+
+func (b *bucket) latestOnce(ctx context.Context, key string) (data []byte, rev uint64, transient bool, err error) {
+	bucketName := b.Bucket()
+	req, _ := json.Marshal(map[string]string{"last_by_subj": "$KV." + bucketName + "." + key})
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	msg, err := b.nc.RequestWithContext(rctx, "$JS.API.STREAM.MSG.GET.KV_"+bucketName, req)
 	if err != nil {
-		return nil, 0, fmt.Errorf("read %s/%s: %w", bucketName, key, err)
+		return nil, 0, ctx.Err() == nil, fmt.Errorf("read %s/%s: %w", bucketName, key, err)
 	}
 	var resp msgGetResponse
 	if err := json.Unmarshal(msg.Data, &resp); err != nil {
-		return nil, 0, fmt.Errorf("read %s/%s: %w", bucketName, key, err)
+		return nil, 0, false, fmt.Errorf("read %s/%s: %w", bucketName, key, err)
 	}
 	if resp.Error != nil {
 		if resp.Error.Code == 404 {
-			return nil, 0, ErrNoRecord
+			return nil, 0, false, ErrNoRecord
 		}
-		return nil, 0, fmt.Errorf("read %s/%s: %s (%d)", bucketName, key, resp.Error.Description, resp.Error.ErrCode)
+		return nil, 0, resp.Error.Code >= 500, fmt.Errorf("read %s/%s: %s (%d)", bucketName, key, resp.Error.Description, resp.Error.ErrCode)
 	}
 	if resp.Message == nil {
-		return nil, 0, ErrNoRecord
+		return nil, 0, false, ErrNoRecord
 	}
 	// A delete or purge marker: the key is gone.
 	if h := string(resp.Message.Hdrs); strings.Contains(h, "KV-Operation: DEL") || strings.Contains(h, "KV-Operation: PURGE") {
-		return nil, 0, ErrNoRecord
+		return nil, 0, false, ErrNoRecord
 	}
-	return resp.Message.Data, resp.Message.Seq, nil
+	return resp.Message.Data, resp.Message.Seq, false, nil
 }
 
 // State opens the buckets (Ensure must have created them).

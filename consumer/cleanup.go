@@ -70,6 +70,9 @@ func (c *Consumer) deleteFinished(ctx context.Context, name string) {
 	if err := c.opts.State.ReleaseSlot(ctx, rec.Flavor, name); err != nil {
 		logger.Warn("capacity slot not released; the janitor will", logkey.Error, err)
 	}
+	if rec.Spare {
+		_ = c.opts.State.RemoveSpare(ctx, rec.Flavor, name)
+	}
 	c.metrics.deleted.WithLabelValues(rec.Flavor).Inc()
 	logger.Info("runner finished; instance deleted", "job", rec.TookJob, "exit_code", exitCode(rec))
 	if rec.TookJob == 0 && !rec.Spare && rec.BusyAt.IsZero() && rec.ForJob != 0 {

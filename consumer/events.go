@@ -139,8 +139,10 @@ func (c *Consumer) onCompleted(ctx context.Context, ev *queue.JobEvent, logger *
 // that job lost its runner and asks for another.
 func (c *Consumer) runnerTookJob(ctx context.Context, name string, jobID int64, finished bool, logger *slog.Logger) error {
 	now := c.opts.Now().UTC()
+	wasSpare := false
 	rec, err := c.opts.State.UpdateRunner(ctx, name, func(r *queue.RunnerRecord) error {
 		changed := false
+		wasSpare = r.Spare
 		if r.TookJob == 0 {
 			r.TookJob = jobID
 			r.Spare = false
@@ -168,8 +170,10 @@ func (c *Consumer) runnerTookJob(ctx context.Context, name string, jobID int64, 
 	if err != nil {
 		return err
 	}
-	if err := c.opts.State.MarkSlot(ctx, rec.Flavor, name, jobID, false); err != nil {
-		logger.Debug("slot not updated", logkey.Error, err)
+	if wasSpare {
+		if err := c.opts.State.RemoveSpare(ctx, rec.Flavor, name); err != nil {
+			logger.Debug("spare index not updated", logkey.Error, err)
+		}
 	}
 	if rec.ForJob != 0 && rec.ForJob != jobID {
 		// A job of ours took it: an exchange within the fleet (that job's own runner
@@ -200,7 +204,9 @@ func (c *Consumer) makeSpare(ctx context.Context, name string, jobID int64, logg
 	if err != nil {
 		return
 	}
-	_ = c.opts.State.MarkSlot(ctx, rec.Flavor, name, jobID, true)
+	if err := c.opts.State.AddSpare(ctx, rec.Flavor, name, jobID); err != nil {
+		logger.Warn("spare not indexed: the next job spawns instead of adopting it", logkey.Runner, name, logkey.Error, err)
+	}
 	logger.Info("runner is spare: its job no longer needs it", logkey.Runner, name)
 }
 

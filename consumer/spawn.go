@@ -506,14 +506,11 @@ func (c *Consumer) backoff(attempt int) time.Duration {
 // adoptSpare gives the job an untaken runner of the flavor whose own job no longer
 // needs it.
 func (c *Consumer) adoptSpare(ctx context.Context, f *Flavor, job *queue.JobRecord, counted bool, logger *slog.Logger) (string, bool) {
-	capRec, err := c.opts.State.Capacity(ctx, f.Name)
-	if err != nil {
+	spares, err := c.opts.State.Spares(ctx, f.Name)
+	if err != nil || len(spares) == 0 {
 		return "", false
 	}
-	for name, slot := range capRec.Slots {
-		if !slot.Spare {
-			continue
-		}
+	for name := range spares {
 		var prev int64
 		_, err := c.opts.State.UpdateRunner(ctx, name, func(r *queue.RunnerRecord) error {
 			if !r.Spare || !r.Untaken() {
@@ -523,10 +520,11 @@ func (c *Consumer) adoptSpare(ctx context.Context, f *Flavor, job *queue.JobReco
 			r.ForJob, r.Spare = job.ID, false
 			return nil
 		})
+		// Adopted, or not spare any more (taken, gone): either way out of the index.
+		_ = c.opts.State.RemoveSpare(ctx, f.Name, name)
 		if err != nil {
 			continue
 		}
-		_ = c.opts.State.MarkSlot(ctx, f.Name, name, job.ID, false)
 		_, _ = c.opts.State.UpdateJob(ctx, job.ID, func(j *queue.JobRecord) error {
 			if slices.Contains(j.Runners, name) {
 				return queue.ErrSkip

@@ -137,6 +137,10 @@ func (j *Janitor) reap(ctx context.Context, f *Flavor, name string, hasRecord bo
 	if err := j.opts.State.ReleaseSlot(wctx, f.Name, name); err != nil {
 		logger.Warn("instance deleted but its capacity slot not released; the next pass will", logkey.Error, err)
 	}
+	if before != nil && before.Spare {
+		// Out of the spare index, so no job tries to adopt it.
+		_ = j.opts.State.RemoveSpare(wctx, f.Name, name)
+	}
 	if rm.gone {
 		j.metrics.released.WithLabelValues(f.Name).Inc()
 		logger.Info("janitor settled a runner whose instance is gone", "state", stateOf(before))

@@ -190,11 +190,19 @@ func (r *RunnerRecord) Untaken() bool {
 	return r.State.Live() && r.State != RunnerBusy && r.TookJob == 0
 }
 
-// Slot is one held unit of a flavor's capacity.
+// Slot is one held unit of a flavor's capacity. It is kept small: a burst of a
+// thousand jobs rewrites the record holding every slot twice per job.
 type Slot struct {
 	Job   int64     `json:"job"`
 	Since time.Time `json:"since"`
-	Spare bool      `json:"spare,omitempty"`
+}
+
+// SparesRecord indexes a flavor's spare runners (runner name → the job it was meant
+// for), so a new job finds one without reading every runner record (KV bucket
+// spawner_capacity, key "spares.<flavor>"). The runner records stay the truth: an
+// entry whose runner is no longer spare is dropped when found.
+type SparesRecord struct {
+	Runners map[string]int64 `json:"runners"`
 }
 
 // CapacityRecord holds a flavor's capacity slots (KV bucket spawner_capacity, key the

@@ -360,20 +360,57 @@ func (s *State) ReleaseSlot(ctx context.Context, flavor, name string) error {
 	return nil
 }
 
-// MarkSlot updates the job and spare flag of a held slot (an index for adoption;
-// the runner record stays the truth). A slot not held is left alone.
-func (s *State) MarkSlot(ctx context.Context, flavor, name string, job int64, spare bool) error {
-	err := s.updateCapacity(ctx, flavor, func(rec *CapacityRecord) error {
-		sl, held := rec.Slots[name]
-		if !held || (sl.Job == job && sl.Spare == spare) {
+// sparesKey is where a flavor's spare index lives (flavor names have no dots, so it
+// never meets a flavor's capacity key).
+func sparesKey(flavor string) string { return "spares." + flavor }
+
+// Spares returns a flavor's spare index.
+func (s *State) Spares(ctx context.Context, flavor string) (map[string]int64, error) {
+	rec := &SparesRecord{}
+	if _, err := get(ctx, s.capacity, sparesKey(flavor), rec); err != nil && !errors.Is(err, ErrNoRecord) {
+		return nil, fmt.Errorf("spares %s: %w", flavor, err)
+	}
+	if rec.Runners == nil {
+		rec.Runners = map[string]int64{}
+	}
+	return rec.Runners, nil
+}
+
+// AddSpare records runner name (meant for job) as spare.
+func (s *State) AddSpare(ctx context.Context, flavor, name string, job int64) error {
+	return s.updateSpares(ctx, flavor, func(m map[string]int64) bool {
+		if j, ok := m[name]; ok && j == job {
+			return false
+		}
+		m[name] = job
+		return true
+	})
+}
+
+// RemoveSpare drops runner name from the spare index (idempotent).
+func (s *State) RemoveSpare(ctx context.Context, flavor, name string) error {
+	return s.updateSpares(ctx, flavor, func(m map[string]int64) bool {
+		if _, ok := m[name]; !ok {
+			return false
+		}
+		delete(m, name)
+		return true
+	})
+}
+
+func (s *State) updateSpares(ctx context.Context, flavor string, fn func(map[string]int64) bool) error {
+	err := update(ctx, s.capacity, sparesKey(flavor), func() any { return &SparesRecord{} }, true, func(v any) error {
+		rec := v.(*SparesRecord)
+		if rec.Runners == nil {
+			rec.Runners = map[string]int64{}
+		}
+		if !fn(rec.Runners) {
 			return ErrSkip
 		}
-		sl.Job, sl.Spare = job, spare
-		rec.Slots[name] = sl
 		return nil
 	})
 	if err != nil && !errors.Is(err, ErrSkip) {
-		return err
+		return fmt.Errorf("spares %s: %w", flavor, err)
 	}
 	return nil
 }

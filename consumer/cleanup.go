@@ -37,6 +37,10 @@ func (c *Consumer) cleanupLoop(ctx context.Context) {
 // releasing only after the delete keeps instances, not just runners, within
 // max_runners.
 func (c *Consumer) deleteFinished(ctx context.Context, name string) {
+	if _, busy := c.deleting.LoadOrStore(name, true); busy {
+		return
+	}
+	defer c.deleting.Delete(name)
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	logger := c.logger.With(logkey.Runner, name)

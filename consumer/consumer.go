@@ -131,6 +131,9 @@ type Consumer struct {
 	metrics *metrics
 	cleanup chan string
 	freed   map[string]*notifier // per flavor: a capacity slot changed
+	// deleting holds the runners whose instance this process is deleting now: the
+	// job_finished callback and the completed event both ask for it.
+	deleting sync.Map
 }
 
 // New builds a Consumer; it panics on a wiring mistake (a nil dependency).

@@ -230,8 +230,8 @@ func (c *Consumer) needsRunner(ctx context.Context, jobID int64, reason string, 
 		Labels: job.Labels, Flavor: job.Flavor, Replacement: len(job.Runners), ReplacementReason: reason,
 	}
 	if _, err := c.opts.Conn.PublishJobEvent(ctx, ev); err != nil {
-		logger.Warn("replacement request not stored; the janitor will notice the job", logkey.JobID, jobID, logkey.Error, err)
+		logger.Warn("replacement request not stored; the janitor will notice the job", "for_job", jobID, logkey.Error, err)
 		return
 	}
-	logger.Info("replacement runner requested", logkey.JobID, jobID, "replacement", ev.Replacement, "reason", reason)
+	logger.Info("replacement runner requested", "for_job", jobID, "replacement", ev.Replacement, "reason", reason)
 }

@@ -453,11 +453,16 @@ func (c *Consumer) createFailed(ctx context.Context, f *Flavor, name string, job
 	st := c.opts.State
 	octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	attempts++
 	permanent := errors.Is(cerr, backends.ErrBadSpec)
-	giveUp := permanent || attempts >= c.opts.MaxAttempts
-	delay := c.backoff(attempts)
-	if errors.Is(cerr, backends.ErrQuota) {
+	// A full quota is like a full flavor: the job waits for room, however long,
+	// without using up its attempts (which are for failures that may not pass).
+	quota := errors.Is(cerr, backends.ErrQuota)
+	if !quota {
+		attempts++
+	}
+	giveUp := permanent || (!quota && attempts >= c.opts.MaxAttempts)
+	delay := c.backoff(max(attempts, 1))
+	if quota {
 		delay = max(delay, c.opts.CapacityRetry)
 	}
 	_, err := st.UpdateRunner(octx, name, func(r *queue.RunnerRecord) error {

@@ -155,6 +155,10 @@ type Budget struct {
 	Reset     time.Time `json:"reset,omitzero"`
 }
 
+// deletedGrace is how long an instance whose delete was accepted may still be listed
+// before the janitor deletes it again.
+const deletedGrace = 2 * time.Minute
+
 type instance struct {
 	backends.Instance
 	flavor *Flavor
@@ -264,6 +268,10 @@ func (p *pass) instance(in *instance, rec *queue.RunnerRecord, ghByID map[int64]
 		if p.marked("orphan/" + name) {
 			p.reap(f, name, false, removal{reason: reasonOrphan})
 		}
+	case rec.State.Terminal() && rec.InstanceDeleted && p.now.Sub(rec.UpdatedAt) < deletedGrace:
+		// Its delete was accepted moments ago; the cloud still lists it while it goes
+		// (a Nova server in task_state deleting). Only a server still there after the
+		// grace is deleted again.
 	case rec.State.Terminal():
 		p.reap(f, name, true, removal{reason: reasonFinished, still: func(r *queue.RunnerRecord) bool { return r.State.Terminal() }})
 	case rec.State == queue.RunnerBooting && p.now.Sub(bootStart(rec)) > f.BootTimeout:

@@ -59,6 +59,8 @@ stop_all() {
 }
 
 status_all() {
+  if mysqladmin ping >/dev/null 2>&1; then echo "mariadb running"; else echo "mariadb stopped"; fi
+  if rabbitmqctl -q status >/dev/null 2>&1; then echo "rabbitmq running"; else echo "rabbitmq stopped"; fi
   for s in $SVCS; do
     if alive "$s"; then echo "$s running pid $(cat /run/osdev-$s.pid)"; else echo "$s stopped"; fi
   done
@@ -409,7 +411,10 @@ if alive nova-api && ! grep -qx 'threads = 1' /etc/osdev/nova-api-uwsgi.ini 2>/d
   for i in $(seq 1 20); do alive nova-api || break; sleep 0.5; done
   rm -f /run/osdev-nova-api.pid
 fi
-if all_alive && apis_answer; then
+# The APIs open connections even when their database is gone (Keystone then answers
+# 500 to everything): the fast path also needs MariaDB and RabbitMQ alive.
+backing_alive() { mysqladmin ping >/dev/null 2>&1 && rabbitmqctl -q status >/dev/null 2>&1; }
+if all_alive && apis_answer && backing_alive; then
   log "services already up ($(( $(date +%s) - T0 ))s)"
 else
   bring_up

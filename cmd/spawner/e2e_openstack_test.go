@@ -303,7 +303,8 @@ func TestOpenStackQuotaEndToEnd(t *testing.T) {
 		}
 		return err
 	})
-	r := startOSRun(t, admin, osQuotaCloud, true, []osFlavor{{"os-quota", 3}}, ", max_attempts: 60", nil)
+	// The default max_attempts (5): quota refusals do not use up a job's attempts.
+	r := startOSRun(t, admin, osQuotaCloud, true, []osFlavor{{"os-quota", 3}}, "", nil)
 	start := time.Now()
 	want := r.createJobs(3)
 	r.waitJobs(t, 3*time.Minute)

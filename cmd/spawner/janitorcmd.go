@@ -90,7 +90,7 @@ func (a *app) janitorOptions(conn *queue.Conn, st *queue.State, gh *github.Clien
 		FlushWait: jc.FlushWait, FlushWaitAttempts: jc.FlushWaitAttempts, ProtectedRunners: jc.ProtectedRunners,
 		SweepInterval: jc.SweepInterval, SweepLookback: jc.SweepLookback,
 		PollRepos: jc.PollRepos, PollInterval: jc.PollInterval,
-		Logger: a.logger.With(logkey.Component, "janitor"), Registerer: a.reg,
+		Logger: a.logger, Registerer: a.reg, // the janitor adds its own component key
 	}
 	for _, f := range a.cfg.Flavors {
 		opts.Flavors = append(opts.Flavors, janitor.Flavor{

@@ -124,12 +124,12 @@ func (a *app) backends(ctx context.Context) (*backendSet, error) {
 		}
 		set.byFlavor[f.Name] = set.simCloud.Backend(opts)
 	}
-	lxdSet, err := newLXDBackends(a.cfg, a.logger.With(logkey.Backend, "lxd"))
+	lxdSet, err := newLXDBackends(a.cfg, a.logger)
 	if err != nil {
 		set.Close()
 		return nil, err
 	}
-	osSet, err := newOpenStackBackends(ctx, a.cfg, a.logger.With(logkey.Backend, "openstack"))
+	osSet, err := newOpenStackBackends(ctx, a.cfg, a.logger)
 	if err != nil {
 		set.Close()
 		return nil, err

@@ -266,6 +266,11 @@ func (p *pass) instance(in *instance, rec *queue.RunnerRecord, ghByID map[int64]
 		// Marked above; acted on at the next pass if still in error.
 	case rec == nil:
 		if p.marked("orphan/" + name) {
+			// Confirm with the leader: a lagging scan must not make a live runner's
+			// instance look like an orphan.
+			if _, err := j.opts.State.Runner(p.ctx, name); !errors.Is(err, queue.ErrNoRecord) {
+				return
+			}
 			p.reap(f, name, false, removal{reason: reasonOrphan})
 		}
 	case rec.State.Terminal() && rec.InstanceDeleted && p.now.Sub(rec.UpdatedAt) < deletedGrace:
@@ -501,6 +506,11 @@ func (p *pass) slots(f *Flavor, instances map[string]*instance, records map[stri
 		switch {
 		case rec == nil:
 			if p.now.Sub(slot.Since) < slotGrace || !p.marked("slot/"+f.Name+"/"+name) {
+				continue
+			}
+			// The records came from a scan, which a replica catching up may serve a
+			// moment behind: ask the leader before freeing the slot of a live runner.
+			if _, err := j.opts.State.Runner(p.ctx, name); !errors.Is(err, queue.ErrNoRecord) {
 				continue
 			}
 		case rec.State.Terminal() && (rec.InstanceDeleted || !hasInstance):

@@ -65,6 +65,8 @@ type Stats struct {
 	Deleted int
 	// MaxLive is, per flavor, the most instances that existed at the same moment.
 	MaxLive map[string]int
+	// PeakNames are, per flavor, the instances that existed when MaxLive was reached.
+	PeakNames map[string][]string
 	// CreateCalls counts every Create, with the time it arrived (for latency
 	// measurements), by runner name.
 	CreateCalls map[string]time.Time
@@ -98,7 +100,7 @@ func NewCloud(opts CloudOptions) *Cloud {
 		opts: opts, logger: opts.Logger, ctx: ctx, stop: stop,
 		instances: map[string]*instance{},
 		live:      map[string]int{},
-		stats:     Stats{MaxLive: map[string]int{}, CreateCalls: map[string]time.Time{}, RunnerStarted: map[string]time.Time{}},
+		stats:     Stats{MaxLive: map[string]int{}, PeakNames: map[string][]string{}, CreateCalls: map[string]time.Time{}, RunnerStarted: map[string]time.Time{}},
 	}
 }
 
@@ -122,6 +124,7 @@ func (c *Cloud) Stats() Stats {
 	defer c.mu.Unlock()
 	s := c.stats
 	s.MaxLive = maps.Clone(c.stats.MaxLive)
+	s.PeakNames = maps.Clone(c.stats.PeakNames)
 	s.CreateCalls = maps.Clone(c.stats.CreateCalls)
 	s.RunnerStarted = maps.Clone(c.stats.RunnerStarted)
 	return s
@@ -194,7 +197,17 @@ func (c *Cloud) create(deployment string, bootTime time.Duration, spec backends.
 	c.instances[spec.Name] = in
 	c.stats.Created++
 	c.live[spec.Flavor]++
-	c.stats.MaxLive[spec.Flavor] = max(c.stats.MaxLive[spec.Flavor], c.live[spec.Flavor])
+	if c.live[spec.Flavor] > c.stats.MaxLive[spec.Flavor] {
+		c.stats.MaxLive[spec.Flavor] = c.live[spec.Flavor]
+		var names []string
+		for _, in := range c.instances {
+			if in.Flavor == spec.Flavor && in.deployment != "" {
+				names = append(names, in.Name)
+			}
+		}
+		slices.Sort(names)
+		c.stats.PeakNames[spec.Flavor] = names
+	}
 	env := maps.Clone(spec.Env)
 	c.wg.Go(func() {
 		defer close(in.done)

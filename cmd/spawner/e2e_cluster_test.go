@@ -175,7 +175,7 @@ flavors:
 	stats := w.cloud.Stats()
 	for _, f := range flavors {
 		if stats.MaxLive[f.name] > f.max {
-			t.Errorf("flavor %s: %d instances at once, max_runners %d", f.name, stats.MaxLive[f.name], f.max)
+			t.Errorf("flavor %s: %d instances at once, max_runners %d: %v", f.name, stats.MaxLive[f.name], f.max, stats.PeakNames[f.name])
 		}
 	}
 	eventually(t, time.Minute, func() error {

@@ -121,8 +121,9 @@ func TestBenchConsumerBurst(t *testing.T) {
 // webhooks/s accepted and webhook 2xx → create call p50/p99.
 func TestBenchClusterSustained(t *testing.T) {
 	requireBench(t)
-	for _, consumers := range []int{1, 3} {
-		t.Run(fmt.Sprintf("consumers=%d", consumers), func(t *testing.T) {
+	for _, run := range []struct{ consumers, rate int }{{1, 30}, {3, 30}, {1, 100}, {3, 100}} {
+		consumers, rate := run.consumers, run.rate
+		t.Run(fmt.Sprintf("consumers=%d/rate=%d", consumers, rate), func(t *testing.T) {
 			cluster := queuetest.StartCluster(t, 3)
 			w := newE2EWorld(t, githubtest.Options{JobDuration: 20 * time.Millisecond, Webhooks: githubtest.WebhookOptions{Workers: 32}})
 			webLB, webURL := newBalancer(t)
@@ -155,11 +156,11 @@ flavors:
 			w.gh.SetWebhookTarget(webURL+"/webhook", e2eSecret)
 			time.Sleep(2 * time.Second)
 
-			const rate, seconds = 100, 15
+			const seconds = 15
 			jobs := map[int64]string{}
 			start := time.Now()
 			for i := range rate * seconds {
-				due := start.Add(time.Duration(i) * time.Second / rate)
+				due := start.Add(time.Duration(i) * time.Second / time.Duration(rate))
 				time.Sleep(time.Until(due))
 				j := w.gh.CreateJob(githubtest.JobSpec{Labels: []string{"self-hosted", "small"}})
 				jobs[j.ID] = "small"

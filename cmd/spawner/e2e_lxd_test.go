@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -254,8 +255,8 @@ func TestLXDLaunchLatency(t *testing.T) {
 	})}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	var rawStart, rawInside []time.Duration
-	for i := range 20 {
+	var rawStart, rawInside, spawned []time.Duration
+	rawLaunch := func(i int) {
 		name := fmt.Sprintf("raw-%s-%d", randomHex(2), i)
 		script := fmt.Sprintf("#!/bin/sh\nwhile ! wget -q -O /dev/null http://%s/; do sleep 0.05; done\n", ln.Addr())
 		t0 := time.Now()
@@ -279,10 +280,13 @@ func TestLXDLaunchLatency(t *testing.T) {
 		_ = client.DeleteInstance(context.Background(), name)
 	}
 
-	// (b) spawner: webhook 2xx → the job running in its container, one at a time.
+	// (b) spawner: webhook 2xx → the job running in its container, one at a time,
+	// alternating with raw launches so both see the same machine.
 	e := startLXDE2E(t, []e2eFlavor{{"small", "small", 4}}, 200*time.Millisecond)
-	var spawned []time.Duration
-	for range n {
+	for i := range n {
+		if i%2 == 0 {
+			rawLaunch(i)
+		}
 		j := e.gh.CreateJob(githubtest.JobSpec{Labels: []string{"self-hosted", "small"}})
 		var ok time.Time
 		eventually(t, time.Minute, func() error {
@@ -299,14 +303,41 @@ func TestLXDLaunchLatency(t *testing.T) {
 			spawned = append(spawned, got.StartedAt.Sub(ok))
 			return nil
 		})
+		time.Sleep(300 * time.Millisecond) // let its container go before the next launch
 	}
 	e.noContainersLeft(t, time.Minute)
+	// Where b goes, from the runner records: create call → instance started → booted
+	// (script's first call) → config handed out (runner starting).
+	if out, _, code := runCmdSplit(t, nil, "runners", "list", "--json", "--config", e.cfg); code == 0 {
+		var rs []struct {
+			CreatedAt time.Time `json:"created_at"`
+			BootingAt time.Time `json:"booting_at"`
+			BootedAt  time.Time `json:"booted_at"`
+			IdleAt    time.Time `json:"idle_at"`
+			BusyAt    time.Time `json:"busy_at"`
+		}
+		if json.Unmarshal([]byte(out), &rs) == nil {
+			var create, boot, config, busy []time.Duration
+			for _, r := range rs {
+				if r.BootingAt.IsZero() || r.BootedAt.IsZero() || r.IdleAt.IsZero() || r.BusyAt.IsZero() {
+					continue
+				}
+				create = append(create, r.BootingAt.Sub(r.CreatedAt))
+				boot = append(boot, r.BootedAt.Sub(r.BootingAt))
+				config = append(config, r.IdleAt.Sub(r.BootedAt))
+				busy = append(busy, r.BusyAt.Sub(r.IdleAt))
+			}
+			q := func(d []time.Duration) time.Duration { return latencies(d).p(.5) }
+			t.Logf("breakdown p50 over %d runners: record→create+start returned %s; → script's first call (booted) %s; → config handed out %s; → job started (runner up, connected, pre-job hook) %s",
+				len(create), q(create), q(boot), q(config), q(busy))
+		}
+	}
 	p := func(d []time.Duration, q float64) time.Duration {
 		slices.Sort(d)
 		return d[min(len(d)-1, int(q*float64(len(d))))]
 	}
 	a1, a2, b := p(rawStart, .5), p(rawInside, .5), p(spawned, .5)
-	t.Logf("(a) raw LXD create+start of tiny (REST, 20 launches): p50 %s p99 %s", a1.Round(time.Millisecond), p(rawStart, .99).Round(time.Millisecond))
+	t.Logf("(a) raw LXD create+start of tiny (REST, %d launches, alternating with the jobs): p50 %s p99 %s", len(rawStart), a1.Round(time.Millisecond), p(rawStart, .99).Round(time.Millisecond))
 	t.Logf("(a') raw create+start until a process inside runs (user-data calls back): p50 %s p99 %s", a2.Round(time.Millisecond), p(rawInside, .99).Round(time.Millisecond))
 	t.Logf("(b) webhook 2xx → runner running the job in its container (%d jobs, one at a time): p50 %s p99 %s", n, b.Round(time.Millisecond), p(spawned, .99).Round(time.Millisecond))
 	t.Logf("ratio b/a p50 = %.2f; b/a' p50 = %.2f", float64(b)/float64(a1), float64(b)/float64(a2))

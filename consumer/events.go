@@ -53,10 +53,7 @@ func (c *Consumer) ours(name string) bool {
 
 func (c *Consumer) onInProgress(ctx context.Context, ev *queue.JobEvent, logger *slog.Logger) error {
 	now := c.opts.Now().UTC()
-	job, err := c.opts.State.UpdateJob(ctx, ev.JobID, func(j *queue.JobRecord) error {
-		if j.Flavor == "" {
-			initJob(j, ev)
-		}
+	return c.onRunning(ctx, ev, false, logger, func(j *queue.JobRecord) bool {
 		changed := j.State.Advance(queue.JobInProgress)
 		if ev.RunnerName != "" && j.TakenBy != ev.RunnerName {
 			j.TakenBy = ev.RunnerName
@@ -66,37 +63,13 @@ func (c *Consumer) onInProgress(ctx context.Context, ev *queue.JobEvent, logger 
 			j.StartedAt = now
 			changed = true
 		}
-		if !changed {
-			return queue.ErrSkip
-		}
-		return nil
+		return changed
 	})
-	if err != nil && !errors.Is(err, queue.ErrSkip) {
-		return err
-	}
-	// Runners spawned for this job that did not take it are spare now; mark them
-	// before asking for replacements below, so a replacement can adopt one.
-	if job != nil {
-		for _, name := range job.Runners {
-			if name != ev.RunnerName {
-				c.makeSpare(ctx, name, ev.JobID, logger)
-			}
-		}
-	}
-	if c.ours(ev.RunnerName) {
-		if err := c.runnerTookJob(ctx, ev.RunnerName, ev.JobID, false, logger); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 func (c *Consumer) onCompleted(ctx context.Context, ev *queue.JobEvent, logger *slog.Logger) error {
 	now := c.opts.Now().UTC()
-	job, err := c.opts.State.UpdateJob(ctx, ev.JobID, func(j *queue.JobRecord) error {
-		if j.Flavor == "" {
-			initJob(j, ev)
-		}
+	return c.onRunning(ctx, ev, true, logger, func(j *queue.JobRecord) bool {
 		changed := j.State.Advance(queue.JobCompleted)
 		if ev.Conclusion != "" && j.Conclusion != ev.Conclusion {
 			j.Conclusion = ev.Conclusion
@@ -110,7 +83,20 @@ func (c *Consumer) onCompleted(ctx context.Context, ev *queue.JobEvent, logger *
 			j.CompletedAt = now
 			changed = true
 		}
-		if !changed {
+		return changed
+	})
+}
+
+// onRunning applies an in_progress or completed event: the job record (edit says
+// whether it changed), then the job's other runners, now spare (a job taken by
+// another runner, or cancelled, no longer needs them; marked before any replacement
+// is asked for below, so a replacement can adopt one), then the runner that took it.
+func (c *Consumer) onRunning(ctx context.Context, ev *queue.JobEvent, finished bool, logger *slog.Logger, edit func(*queue.JobRecord) bool) error {
+	job, err := c.opts.State.UpdateJob(ctx, ev.JobID, func(j *queue.JobRecord) error {
+		if j.Flavor == "" {
+			initJob(j, ev)
+		}
+		if !edit(j) {
 			return queue.ErrSkip
 		}
 		return nil
@@ -118,7 +104,6 @@ func (c *Consumer) onCompleted(ctx context.Context, ev *queue.JobEvent, logger *
 	if err != nil && !errors.Is(err, queue.ErrSkip) {
 		return err
 	}
-	// A job cancelled (or run elsewhere) leaves its untaken runners spare.
 	if job != nil {
 		for _, name := range job.Runners {
 			if name != ev.RunnerName {
@@ -127,9 +112,7 @@ func (c *Consumer) onCompleted(ctx context.Context, ev *queue.JobEvent, logger *
 		}
 	}
 	if c.ours(ev.RunnerName) {
-		if err := c.runnerTookJob(ctx, ev.RunnerName, ev.JobID, true, logger); err != nil {
-			return err
-		}
+		return c.runnerTookJob(ctx, ev.RunnerName, ev.JobID, finished, logger)
 	}
 	return nil
 }

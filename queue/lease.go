@@ -147,24 +147,7 @@ func (s *State) LeaseHolder(ctx context.Context, name string) (string, error) {
 // ends. A lease that expires is not seen here (the bucket's TTL removes it silently),
 // so standbys also try now and then.
 func (s *State) WatchLease(ctx context.Context, name string, changed func()) error {
-	w, err := s.leases.Watch(ctx, name, jetstream.UpdatesOnly())
-	if err != nil {
-		return fmt.Errorf("watch lease %s: %w", name, err)
-	}
-	defer w.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case e, ok := <-w.Updates():
-			if !ok {
-				return fmt.Errorf("watch lease %s: closed", name)
-			}
-			if e != nil {
-				changed()
-			}
-		}
-	}
+	return watchKey(ctx, s.leases, name, "lease", changed)
 }
 
 // isRevisionConflict reports a compare-and-set refusal (single server or replicated).

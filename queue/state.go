@@ -527,9 +527,14 @@ func scan(ctx context.Context, kv *bucket, fn func([]byte) error) error {
 // until ctx ends. Consumers waiting for a free slot use it to try again at once
 // instead of after a fixed delay.
 func (s *State) WatchCapacity(ctx context.Context, flavor string, changed func()) error {
-	w, err := s.capacity.Watch(ctx, flavor, jetstream.UpdatesOnly())
+	return watchKey(ctx, s.capacity, flavor, "capacity", changed)
+}
+
+// watchKey calls changed after every update of key, until ctx ends.
+func watchKey(ctx context.Context, kv *bucket, key, what string, changed func()) error {
+	w, err := kv.Watch(ctx, key, jetstream.UpdatesOnly())
 	if err != nil {
-		return fmt.Errorf("watch capacity %s: %w", flavor, err)
+		return fmt.Errorf("watch %s %s: %w", what, key, err)
 	}
 	defer w.Stop()
 	for {
@@ -538,7 +543,7 @@ func (s *State) WatchCapacity(ctx context.Context, flavor string, changed func()
 			return ctx.Err()
 		case e, ok := <-w.Updates():
 			if !ok {
-				return fmt.Errorf("watch capacity %s: closed", flavor)
+				return fmt.Errorf("watch %s %s: closed", what, key)
 			}
 			if e != nil {
 				changed()

@@ -20,49 +20,10 @@ import (
 )
 
 func janitorCommand(g *globalFlags) *cobra.Command {
-	var rf roleFlags
-	cmd := &cobra.Command{
-		Use:   "janitor",
-		Short: "Run a janitor: reconcile, flush on command, recover lost webhooks (one is active; others stand by)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			a, err := loadApp(g, cmd.ErrOrStderr())
-			if err != nil {
-				return err
-			}
-			rf.apply(a)
-			ctx := cmd.Context()
-			conn, err := a.connect(ctx, "janitor", nil, 2*time.Minute)
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
-			parts, closeParts, err := a.janitorParts(ctx, conn)
-			if err != nil {
-				return err
-			}
-			defer closeParts()
-			if a.cfg.Metrics.Listen != "" {
-				ops, err := a.opsServer(conn)
-				if err != nil {
-					return err
-				}
-				parts = append(parts, ops.Run)
-			}
-			admin, err := a.adminServer(conn)
-			if err != nil {
-				return err
-			}
-			if admin != nil {
-				parts = append(parts, admin.Run)
-			}
-			err = runAll(ctx, parts...)
-			a.logger.Info("janitor stopped", logkey.Error, err)
-			return err
-		},
-	}
-	rf.register(cmd)
-	return cmd
+	return roleCommand(g, "janitor", "Run a janitor: reconcile, flush on command, recover lost webhooks (one is active; others stand by)",
+		func(ctx context.Context, a *app, conn *queue.Conn) ([]runFunc, func(), error) {
+			return a.janitorParts(ctx, conn)
+		})
 }
 
 // janitorParts builds this process's janitor over every flavor.

@@ -125,13 +125,6 @@ func (a *app) serve(ctx context.Context, roles map[string]bool) error {
 		defer closeJ()
 		parts = append(parts, jparts...)
 	}
-	admin, err := a.adminServer(conn)
-	if err != nil {
-		return err
-	}
-	if admin != nil {
-		parts = append(parts, admin.Run)
-	}
 	webhookAddr := "off"
 	if roles["webhook"] {
 		srv, err := a.webhookServer(conn)
@@ -140,13 +133,13 @@ func (a *app) serve(ctx context.Context, roles map[string]bool) error {
 		}
 		webhookAddr = srv.Addr() + a.cfg.Webhook.Path
 		parts = append(parts, srv.Run)
-	} else if a.cfg.Metrics.Listen != "" {
-		ops, err := a.opsServer(conn)
-		if err != nil {
-			return err
-		}
-		parts = append(parts, ops.Run)
 	}
+	// The receiver serves /metrics itself; without it, metrics.listen does.
+	extra, err := a.opsParts(conn, !roles["webhook"] && a.cfg.Metrics.Listen != "")
+	if err != nil {
+		return err
+	}
+	parts = append(parts, extra...)
 	if len(parts) == 0 {
 		parts = append(parts, func(ctx context.Context) error { <-ctx.Done(); return nil })
 	}

@@ -48,10 +48,24 @@ func (r *roleFlags) apply(a *app) {
 }
 
 func consumerCommand(g *globalFlags) *cobra.Command {
+	return roleCommand(g, "consumer", "Run consumer workers and the bootstrap endpoint (run as many replicas as you like)",
+		func(ctx context.Context, a *app, conn *queue.Conn) ([]runFunc, func(), error) {
+			parts, closeParts, err := a.consumerParts(ctx, conn)
+			if err == nil {
+				a.logger.Info("consumer running", "flavors", flavorNames(a.servedFlavors()), "workers", a.cfg.Consumer.Workers, "bootstrap", a.cfg.Bootstrap.Listen)
+			}
+			return parts, closeParts, err
+		})
+}
+
+// roleCommand is a role that connects to an existing NATS (consumer, janitor): it
+// builds the role's parts, adds the metrics listener and the admin endpoint when
+// configured, and runs them until a signal.
+func roleCommand(g *globalFlags, name, short string, build func(ctx context.Context, a *app, conn *queue.Conn) ([]runFunc, func(), error)) *cobra.Command {
 	var rf roleFlags
 	cmd := &cobra.Command{
-		Use:   "consumer",
-		Short: "Run consumer workers and the bootstrap endpoint (run as many replicas as you like)",
+		Use:   name,
+		Short: short,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			a, err := loadApp(g, cmd.ErrOrStderr())
@@ -60,31 +74,48 @@ func consumerCommand(g *globalFlags) *cobra.Command {
 			}
 			rf.apply(a)
 			ctx := cmd.Context()
-			conn, err := a.connect(ctx, "consumer", nil, 2*time.Minute)
+			conn, err := a.connect(ctx, name, nil, 2*time.Minute)
 			if err != nil {
 				return err
 			}
 			defer conn.Close()
-			parts, closeParts, err := a.consumerParts(ctx, conn)
+			parts, closeParts, err := build(ctx, a, conn)
 			if err != nil {
 				return err
 			}
 			defer closeParts()
-			if a.cfg.Metrics.Listen != "" {
-				ops, err := a.opsServer(conn)
-				if err != nil {
-					return err
-				}
-				parts = append(parts, ops.Run)
+			extra, err := a.opsParts(conn, a.cfg.Metrics.Listen != "")
+			if err != nil {
+				return err
 			}
-			a.logger.Info("consumer running", "flavors", flavorNames(a.servedFlavors()), "workers", a.cfg.Consumer.Workers, "bootstrap", a.cfg.Bootstrap.Listen)
-			err = runAll(ctx, parts...)
-			a.logger.Info("consumer stopped", logkey.Error, err)
+			err = runAll(ctx, append(parts, extra...)...)
+			a.logger.Info(name+" stopped", logkey.Error, err)
 			return err
 		},
 	}
 	rf.register(cmd)
 	return cmd
+}
+
+// opsParts are the metrics listener (when wanted) and the admin endpoint (when
+// admin.listen is set).
+func (a *app) opsParts(conn *queue.Conn, metrics bool) ([]runFunc, error) {
+	var parts []runFunc
+	if metrics {
+		ops, err := a.opsServer(conn)
+		if err != nil {
+			return nil, err
+		}
+		parts = append(parts, ops.Run)
+	}
+	admin, err := a.adminServer(conn)
+	if err != nil {
+		return nil, err
+	}
+	if admin != nil {
+		parts = append(parts, admin.Run)
+	}
+	return parts, nil
 }
 
 // consumerParts builds the bootstrap endpoint and the consumer of this process.

@@ -31,6 +31,9 @@ type event struct {
 // realService names the tests that need LXD or OpenStack.
 var realService = regexp.MustCompile(`LXD|Lxd|OpenStack|Openstack|Real`)
 
+// sourceLine finds "file.go:123: " where a test's log line starts.
+var sourceLine = regexp.MustCompile(`[A-Za-z0-9_]+\.go:\d+: `)
+
 // summaryLine picks the lines end-to-end tests log as their results.
 var summaryLine = regexp.MustCompile(`\b(jobs? (in|on)|p50|p99|ratio|GitHub calls|burst bound|requests for)\b`)
 
@@ -129,8 +132,8 @@ func skipReason(b *strings.Builder) string {
 		return "(no reason given)"
 	}
 	for _, l := range strings.Split(b.String(), "\n") {
-		if i := strings.Index(l, "_test.go:"); i >= 0 {
-			return strings.TrimSpace(l[i:])
+		if m := sourceLine.FindStringIndex(l); m != nil {
+			return strings.TrimSpace(l[m[0]:])
 		}
 	}
 	return "(no reason given)"

@@ -197,24 +197,11 @@ func (c *Consumer) makeSpare(ctx context.Context, name string, jobID int64, logg
 // another job, by publishing a replacement event: the spawn path then adopts a spare
 // or spawns, within the job's replacement limit.
 func (c *Consumer) needsRunner(ctx context.Context, jobID int64, reason string, logger *slog.Logger) {
-	job, err := c.opts.State.Job(ctx, jobID)
-	if err != nil || job.State != queue.JobQueued || job.Gone || job.DeadLettered {
-		return
-	}
-	for _, name := range job.Runners {
-		r, err := c.opts.State.Runner(ctx, name)
-		if err == nil && r.ForJob == jobID && r.Untaken() && !r.Spare {
-			return // it still has one
-		}
-	}
-	ev := &queue.JobEvent{
-		ReceivedAt: c.opts.Now().UTC(), Source: queue.SourceReplacement, Action: queue.ActionQueued,
-		JobID: job.ID, RunID: job.RunID, RunAttempt: job.RunAttempt, Repo: job.Repo,
-		Labels: job.Labels, Flavor: job.Flavor, Replacement: len(job.Runners), ReplacementReason: reason,
-	}
-	if _, err := c.opts.Conn.PublishJobEvent(ctx, ev); err != nil {
+	ev, _, err := c.opts.Conn.RequestReplacement(ctx, c.opts.State, jobID, reason, c.opts.Now())
+	switch {
+	case err != nil:
 		logger.Warn("replacement request not stored; the janitor will notice the job", "for_job", jobID, logkey.Error, err)
-		return
+	case ev != nil:
+		logger.Info("replacement runner requested", "for_job", jobID, "replacement", ev.Replacement, "reason", reason)
 	}
-	logger.Info("replacement runner requested", "for_job", jobID, "replacement", ev.Replacement, "reason", reason)
 }

@@ -179,24 +179,12 @@ func stateOf(r *queue.RunnerRecord) string {
 // same loss are stored once.
 func (j *Janitor) requestRunner(ctx context.Context, flavor string, jobID int64, reason string) bool {
 	logger := j.logger.With(logkey.JobID, jobID, logkey.Flavor, flavor)
-	job, err := j.opts.State.Job(ctx, jobID)
-	if err != nil || job.State != queue.JobQueued || job.Gone || job.DeadLettered {
-		return false
-	}
-	for _, name := range job.Runners {
-		r, err := j.opts.State.Runner(ctx, name)
-		if err == nil && r.ForJob == jobID && r.Untaken() && !r.Spare {
-			return false // it still has one
-		}
-	}
-	ev := &queue.JobEvent{
-		ReceivedAt: j.opts.Now().UTC(), Source: queue.SourceReplacement, Action: queue.ActionQueued,
-		JobID: job.ID, RunID: job.RunID, RunAttempt: job.RunAttempt, Repo: job.Repo,
-		Labels: job.Labels, Flavor: job.Flavor, Replacement: len(job.Runners), ReplacementReason: reason,
-	}
-	res, err := j.opts.Conn.PublishJobEvent(ctx, ev)
+	ev, res, err := j.opts.Conn.RequestReplacement(ctx, j.opts.State, jobID, reason, j.opts.Now())
 	if err != nil {
 		logger.Warn("replacement request not stored", logkey.Error, err)
+		return false
+	}
+	if ev == nil {
 		return false
 	}
 	if !res.Duplicate {

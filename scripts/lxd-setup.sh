@@ -125,6 +125,13 @@ if [ -n "$missing" ]; then
 fi
 
 # ---------------------------------------------------------------- daemons
+# A previous lxcfs killed without unmounting (a session or CI job torn down, a crash) leaves
+# a dead FUSE mount: every stat on it fails with "Transport endpoint is not connected",
+# and lxd would hand that dead /proc view to containers. Detach it before starting anew.
+if grep -qs ' /var/lib/lxcfs fuse' /proc/mounts && ! stat /var/lib/lxcfs >/dev/null 2>&1; then
+  log "detaching a dead lxcfs mount on /var/lib/lxcfs"
+  umount -l /var/lib/lxcfs 2>/dev/null || fusermount -uz /var/lib/lxcfs 2>/dev/null || true
+fi
 mkdir -p /var/log/lxd /var/lib/lxcfs
 if systemd_pid1; then
   systemctl start lxcfs.service lxd.socket lxd.service

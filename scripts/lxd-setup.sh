@@ -54,7 +54,17 @@ PKGS="lxd lxd-client lxcfs dnsmasq-base nftables iptables busybox-static squashf
 
 log() { printf '[lxd-setup %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 pidfile() { echo "/run/spawner-lxd-$1.pid"; }
-alive() { local f; f=$(pidfile "$1"); [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null; }
+# A pid file holds "PID STARTTIME": /run outlives the processes on a machine whose session was
+# torn down, and a bare PID may by now name some other daemon (it did: a stale pid file made
+# the OpenStack script skip nova-conductor because glance had been given its old PID).
+starttime() { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $20}'; }
+record() { echo "$2 $(starttime "$2")" >"$(pidfile "$1")"; }
+pid_of() { awk '{print $1}' "$(pidfile "$1")" 2>/dev/null; }
+alive() {
+  local f pid st; f=$(pidfile "$1"); [ -f "$f" ] || return 1
+  read -r pid st <"$f" || true
+  [ -n "$pid" ] && [ -n "$st" ] && [ "$(starttime "$pid")" = "$st" ]
+}
 systemd_pid1() { [ "$(cat /proc/1/comm 2>/dev/null)" = systemd ]; }
 lxd_up() { [ -S "$SOCK" ] && curl -s --max-time 5 --unix-socket "$SOCK" -o /dev/null -f http://lxd/1.0; }
 have_image() { lxc image info "$1" >/dev/null 2>&1; }
@@ -64,14 +74,14 @@ stop_all() {
     systemctl stop lxd.service lxd.socket 2>/dev/null || true
   fi
   if alive lxd; then
-    log "stopping lxd ($(cat "$(pidfile lxd)"))"
-    lxd shutdown --timeout 60 2>/dev/null || kill "$(cat "$(pidfile lxd)")" || true
+    log "stopping lxd ($(pid_of lxd))"
+    lxd shutdown --timeout 60 2>/dev/null || kill "$(pid_of lxd)" || true
     for _ in $(seq 1 60); do alive lxd || break; sleep 0.5; done
   fi
   rm -f "$(pidfile lxd)"
   if alive lxcfs; then
-    log "stopping lxcfs ($(cat "$(pidfile lxcfs)"))"
-    kill "$(cat "$(pidfile lxcfs)")" || true
+    log "stopping lxcfs ($(pid_of lxcfs))"
+    kill "$(pid_of lxcfs)" || true
     for _ in $(seq 1 20); do alive lxcfs || break; sleep 0.25; done
     umount /var/lib/lxcfs 2>/dev/null || true
   fi
@@ -82,7 +92,7 @@ case "$ACTION" in
   stop) stop_all; exit 0 ;;
   status)
     for s in lxcfs lxd; do
-      if alive $s; then echo "$s running, pid $(cat "$(pidfile $s)")"; else echo "$s: not started by this script"; fi
+      if alive $s; then echo "$s running, pid $(pid_of $s)"; else echo "$s: not started by this script"; fi
     done
     if lxd_up; then lxc image list; lxc list; else echo "lxd not answering on $SOCK"; fi
     exit 0 ;;
@@ -140,15 +150,15 @@ else
   # but it must be mounted before lxd starts for lxd to use it.
   if ! mountpoint -q /var/lib/lxcfs; then
     setsid nohup lxcfs /var/lib/lxcfs >/var/log/lxd/lxcfs.log 2>&1 </dev/null &
-    echo $! >"$(pidfile lxcfs)"
+    record lxcfs $!
     for _ in $(seq 1 40); do mountpoint -q /var/lib/lxcfs && break; sleep 0.25; done
-    log "lxcfs pid $(cat "$(pidfile lxcfs)")"
+    log "lxcfs pid $(pid_of lxcfs)"
   fi
   if ! lxd_up; then
     ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
     setsid nohup lxd --group lxd --logfile /var/log/lxd/lxd.log >/var/log/lxd/lxd.out 2>&1 </dev/null &
-    echo $! >"$(pidfile lxd)"
-    log "lxd pid $(cat "$(pidfile lxd)")"
+    record lxd $!
+    log "lxd pid $(pid_of lxd)"
   fi
 fi
 lxd waitready --timeout=120

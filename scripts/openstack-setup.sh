@@ -45,7 +45,18 @@ PKGS="mariadb-server rabbitmq-server keystone placement-api glance-api neutron-s
 nova-api nova-conductor nova-scheduler python3-pymysql python3-openstackclient uwsgi-plugin-python3 curl"
 
 log() { printf '[osdev %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
-alive() { local f=/run/osdev-$1.pid; [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null; }
+# A pid file holds "PID STARTTIME", and a service is ours only while both match: /run outlives
+# the processes when a machine's session is torn down, and a bare PID may by then belong to
+# another daemon (it did: glance got nova-conductor's old PID, so conductor was never started
+# and every boot stayed in BUILD).
+starttime() { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $20}'; }
+record() { echo "$2 $(starttime "$2")" > "/run/osdev-$1.pid"; }
+pid_of() { awk '{print $1}' "/run/osdev-$1.pid" 2>/dev/null; }
+alive() {
+  local f=/run/osdev-$1.pid pid st; [ -f "$f" ] || return 1
+  read -r pid st <"$f" || true
+  [ -n "$pid" ] && [ -n "$st" ] && [ "$(starttime "$pid")" = "$st" ]
+}
 wait_http() { # url seconds
   local i; for i in $(seq 1 $(( $2 * 2 ))); do
     curl -s -o /dev/null --max-time 5 "$1" && return 0; sleep 0.5; done
@@ -53,7 +64,7 @@ wait_http() { # url seconds
 
 stop_all() {
   for s in nova-compute nova-scheduler nova-conductor nova-api neutron glance placement keystone; do
-    if alive "$s"; then log "stopping $s ($(cat /run/osdev-$s.pid))"; kill "$(cat /run/osdev-$s.pid)" || true; fi
+    if alive "$s"; then log "stopping $s ($(pid_of $s))"; kill "$(pid_of $s)" || true; fi
     rm -f "/run/osdev-$s.pid"
   done
 }
@@ -62,7 +73,7 @@ status_all() {
   if mysqladmin ping >/dev/null 2>&1; then echo "mariadb running"; else echo "mariadb stopped"; fi
   if rabbitmqctl -q status >/dev/null 2>&1; then echo "rabbitmq running"; else echo "rabbitmq stopped"; fi
   for s in $SVCS; do
-    if alive "$s"; then echo "$s running pid $(cat /run/osdev-$s.pid)"; else echo "$s stopped"; fi
+    if alive "$s"; then echo "$s running pid $(pid_of $s)"; else echo "$s stopped"; fi
   done
 }
 
@@ -294,7 +305,7 @@ gid = $4
 logto = $5
 EOF
   setsid nohup uwsgi_python3 --ini /etc/osdev/$1-uwsgi.ini >/dev/null 2>&1 < /dev/null &
-  echo $! > /run/osdev-$1.pid
+  record "$1" $!
   log "started $1 (uwsgi, pid $!, port $2)"
 }
 start_daemon() { # name user logfile argv...   (setpriv execs in place: the pid file holds the daemon's pid)
@@ -302,7 +313,7 @@ start_daemon() { # name user logfile argv...   (setpriv execs in place: the pid 
   alive "$name" && return 0
   touch "$logf"; chown "$user" "$logf"
   HOME=/var/lib/$user setsid setpriv --reuid="$user" --regid="$user" --init-groups "$@" >>"$logf" 2>&1 < /dev/null &
-  echo $! > /run/osdev-$name.pid
+  record "$name" $!
   log "started $name (pid $!)"
 }
 
@@ -407,7 +418,7 @@ log "all services up ($(( $(date +%s) - T0 ))s)"
 # restart it (it is ours: its PID file is this script's) so bring_up starts it anew.
 if alive nova-api && ! grep -qx 'threads = 1' /etc/osdev/nova-api-uwsgi.ini 2>/dev/null; then
   log "restarting nova-api with processes instead of threads"
-  kill "$(cat /run/osdev-nova-api.pid)" || true
+  kill "$(pid_of nova-api)" || true
   for i in $(seq 1 20); do alive nova-api || break; sleep 0.5; done
   rm -f /run/osdev-nova-api.pid
 fi
@@ -522,5 +533,22 @@ with open(tmp, "w") as f:
 os.chmod(tmp, 0o644)
 os.replace(tmp, path)
 EOF
+# Every API answering is not enough: a boot needs conductor, scheduler and compute reporting
+# in over RabbitMQ. Without this check a missing conductor shows up only as tests whose
+# servers stay in BUILD for minutes.
+nova_ok=""
+for i in $(seq 1 45); do
+  svc=$(OS_CLOUD=osdev-admin openstack compute service list -f value -c Binary -c State 2>/dev/null || true)
+  nova_ok=1
+  for b in nova-conductor nova-scheduler nova-compute; do
+    grep -qx "$b up" <<<"$svc" || { nova_ok=""; break; }
+  done
+  [ -n "$nova_ok" ] && break
+  sleep 2
+done
+if [ -z "$nova_ok" ]; then
+  log "FAIL: nova services not all up after 90 s:"; echo "$svc" >&2
+  log "see /var/log/nova/nova-{conductor,scheduler,compute}.log"; exit 1
+fi
 log "ready in $(( $(date +%s) - T0 ))s: $CLOUDS (clouds osdev-admin, osdev-appcred, osdev-quota)"
 status_all

@@ -139,13 +139,33 @@ func skipReason(b *strings.Builder) string {
 	return "(no reason given)"
 }
 
+// testMessage matches a line a test itself logged ("    file_test.go:12: ..."), as opposed
+// to the process output a test prints indented below its message.
+var testMessage = regexp.MustCompile(`^ {4}[A-Za-z0-9_]+\.go:\d+: `)
+
+// tail keeps the last lines of a failed test's output, and every line the test itself
+// logged wherever it is: the failure reason must survive however much process output
+// follows it.
 func tail(b *strings.Builder, lines int) string {
 	if b == nil {
 		return ""
 	}
 	ls := strings.Split(b.String(), "\n")
-	if len(ls) > lines {
-		ls = append([]string{fmt.Sprintf("… %d lines cut …", len(ls)-lines)}, ls[len(ls)-lines:]...)
+	if len(ls) <= lines {
+		return strings.Join(ls, "\n")
 	}
-	return strings.Join(ls, "\n")
+	var out []string
+	cut := 0
+	for i, l := range ls {
+		if i >= len(ls)-lines || testMessage.MatchString(l) || strings.HasPrefix(l, "=== ") || strings.HasPrefix(l, "--- ") {
+			if cut > 0 {
+				out = append(out, fmt.Sprintf("… %d lines cut …", cut))
+				cut = 0
+			}
+			out = append(out, l)
+			continue
+		}
+		cut++
+	}
+	return strings.Join(out, "\n")
 }

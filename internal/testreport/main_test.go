@@ -34,3 +34,33 @@ func TestFailureShowsOutput(t *testing.T) {
 		t.Errorf("exit %d\n%s", code, out.String())
 	}
 }
+
+// A failure message followed by hundreds of lines of process output is still shown:
+// CI once printed only "… 41 lines cut …" and the process logs, not why the test failed.
+func TestFailureMessageSurvivesLongOutput(t *testing.T) {
+	var in strings.Builder
+	line := func(s string) {
+		in.WriteString(`{"Action":"output","Package":"p","Test":"TestX","Output":"` + s + `\n"}` + "\n")
+	}
+	line("=== RUN   TestX")
+	line("    x_test.go:3: the reason it failed")
+	line("    main_test.go:91: spawner serve output:")
+	for i := 0; i < 500; i++ {
+		line("        time=... level=INFO msg=noise")
+	}
+	in.WriteString(`{"Action":"fail","Package":"p","Test":"TestX"}` + "\n")
+	in.WriteString(`{"Action":"fail","Package":"p","Elapsed":1}` + "\n")
+	var out strings.Builder
+	if code := run(strings.NewReader(in.String()), &out, func(string) string { return "" }); code != 1 {
+		t.Fatalf("exit %d", code)
+	}
+	got := out.String()
+	for _, want := range []string{"the reason it failed", "spawner serve output:", "lines cut"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	if n := strings.Count(got, "msg=noise"); n > 200 {
+		t.Errorf("%d noise lines kept, want at most 200", n)
+	}
+}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -163,29 +162,7 @@ func TestConsumersEndToEnd(t *testing.T) {
 		}
 		return nil
 	})
-	out, errOut, code := runCmdSplit(t, nil, "status", "--config", cfg, "--json")
-	if code != 0 {
-		t.Fatalf("status: %s%s", out, errOut)
-	}
-	var st struct {
-		Flavors []struct {
-			Name       string
-			Queued     int
-			SlotsInUse int `json:"slots_in_use"`
-		}
-		DeadLetters int `json:"dead_letters"`
-	}
-	if err := json.Unmarshal([]byte(out), &st); err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range st.Flavors {
-		if f.Queued != 0 || f.SlotsInUse != 0 {
-			t.Errorf("flavor %s at the end: %d queued, %d slots in use", f.Name, f.Queued, f.SlotsInUse)
-		}
-	}
-	if st.DeadLetters != 0 {
-		t.Errorf("%d dead letters", st.DeadLetters)
-	}
+	out := waitSettled(t, cfg, 15*time.Second)
 	t.Logf("status: %s", oneLine(out))
 	_ = serve
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"maps"
 	"net/http"
@@ -202,22 +201,7 @@ func (r *osRun) check(t *testing.T, want map[int64]string, okFault func(string) 
 			t.Errorf("server %s: the user-data's token used again got %d, want 410 or 401", s.name, s.reuse)
 		}
 	}
-	out, errOut, code := runCmdSplit(t, nil, "status", "--config", r.cfg, "--json")
-	if code != 0 {
-		t.Fatalf("status: %s%s", out, errOut)
-	}
-	var st statusReport
-	if err := json.Unmarshal([]byte(out), &st); err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range st.Flavors {
-		if f.Queued != 0 || f.SlotsInUse != 0 {
-			t.Errorf("flavor %s at the end: %d queued, %d slots in use", f.Name, f.Queued, f.SlotsInUse)
-		}
-	}
-	if st.DeadLetters != 0 {
-		t.Errorf("%d dead letters", st.DeadLetters)
-	}
+	waitSettled(t, r.cfg, 30*time.Second)
 	return v.servers
 }
 

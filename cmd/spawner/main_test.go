@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -168,6 +169,36 @@ func eventually(t *testing.T, timeout time.Duration, f func() error) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// waitSettled waits until `spawner status` shows nothing queued, no capacity slot held
+// and no dead letter, and returns the last status printed. The janitor deletes an
+// instance before it releases the instance's slot, so the status settles a moment after
+// the last instance is gone; a leaked slot still fails here.
+func waitSettled(t *testing.T, cfg string, timeout time.Duration) string {
+	t.Helper()
+	var out string
+	eventually(t, timeout, func() error {
+		stdout, errOut, code := runCmdSplit(t, nil, "status", "--config", cfg, "--json")
+		if code != 0 {
+			return fmt.Errorf("status exit %d: %s%s", code, stdout, errOut)
+		}
+		out = stdout
+		var st statusReport
+		if err := json.Unmarshal([]byte(out), &st); err != nil {
+			return fmt.Errorf("status --json: %w: %s", err, out)
+		}
+		for _, f := range st.Flavors {
+			if f.Queued != 0 || f.SlotsInUse != 0 {
+				return fmt.Errorf("flavor %s: %d queued, %d slots in use; status %s", f.Name, f.Queued, f.SlotsInUse, oneLine(out))
+			}
+		}
+		if st.DeadLetters != 0 {
+			return fmt.Errorf("%d dead letters", st.DeadLetters)
+		}
+		return nil
+	})
+	return out
 }
 
 var (

@@ -407,7 +407,20 @@ func TestReconcileIsBounded(t *testing.T) {
 		o.Logger = slog.New(&log)
 	})
 	gone(t, s, orphans...)
-	log.mu.Lock()
+	// A pass logs its summary after its deletes: the last one may still be writing it.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		log.mu.Lock()
+		total := 0
+		for _, n := range log.deleted {
+			total += int(n)
+		}
+		if total >= len(orphans) || time.Now().After(deadline) {
+			break // holding the lock for the checks below
+		}
+		log.mu.Unlock()
+		time.Sleep(20 * time.Millisecond)
+	}
 	defer log.mu.Unlock()
 	busy := 0
 	for _, n := range log.deleted {

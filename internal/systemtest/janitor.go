@@ -116,9 +116,10 @@ type errNotActive string
 
 func (e errNotActive) Error() string { return "janitor " + string(e) + " is not active" }
 
-// testLogger logs errors (everything with SYSTEMTEST_DEBUG set) to the test log.
+// testLogger logs warnings and errors (everything with SYSTEMTEST_DEBUG set) to the test
+// log, which shows them only when the test fails.
 func testLogger(t testing.TB) *slog.Logger {
-	level := slog.LevelError
+	level := slog.LevelWarn
 	if os.Getenv("SYSTEMTEST_DEBUG") != "" {
 		level = slog.LevelDebug
 	}

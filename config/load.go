@@ -17,19 +17,31 @@ import (
 )
 
 // Load reads the config file at path, applies defaults and secrets from getenv (nil:
-// no environment) and validates it. On a validation problem it returns the decoded
-// File together with the errors (every FieldError joined), so callers can still print
-// what was read; on a file or syntax problem the File is nil.
+// no environment) and validates all of it. On a validation problem it returns the
+// decoded File together with the errors (every FieldError joined), so callers can
+// still print what was read; on a file or syntax problem the File is nil.
 func Load(path string, getenv func(string) string) (*File, error) {
+	return LoadFor(path, getenv, PartAll)
+}
+
+// LoadFor is Load for a process that uses only the given parts of the file: a problem
+// in another part (a missing GitHub key file for a webhook receiver, say) is not
+// reported. Unknown keys and mistyped values are reported wherever they are.
+func LoadFor(path string, getenv func(string) string, parts Part) (*File, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	return Parse(data, getenv)
+	return ParseFor(data, getenv, parts)
 }
 
 // Parse is Load on bytes already read.
 func Parse(data []byte, getenv func(string) string) (*File, error) {
+	return ParseFor(data, getenv, PartAll)
+}
+
+// ParseFor is LoadFor on bytes already read.
+func ParseFor(data []byte, getenv func(string) string, parts Part) (*File, error) {
 	if getenv == nil {
 		getenv = func(string) string { return "" }
 	}
@@ -55,11 +67,18 @@ func Parse(data []byte, getenv func(string) string) (*File, error) {
 	for i := range f.Flavors {
 		applyFlavorDefaults(&f.Flavors[i])
 	}
-	resolveSecrets(f, getenv, &p)
+	// Secrets and values are checked only in the parts this process uses.
+	var used problems
+	resolveSecrets(f, getenv, &used)
 	// Validate even when keys were unknown or mistyped, so one run of
 	// `config check` lists every problem.
 	if err := f.Validate(); err != nil {
-		p.errs = append(p.errs, err.(interface{ Unwrap() []error }).Unwrap()...)
+		used.errs = append(used.errs, err.(interface{ Unwrap() []error }).Unwrap()...)
+	}
+	for _, err := range used.errs {
+		if parts&partOf(fieldKey(err)) != 0 {
+			p.errs = append(p.errs, err)
+		}
 	}
 	return f, p.err()
 }

@@ -84,7 +84,7 @@ func composeServices(t *testing.T, p *types.Project) map[string]*composeService 
 				env[k] = *v
 			}
 		}
-		cs.cfg = parseConfig(t, fmt.Sprintf("%s (service %s)", src, name), readRepoFile(t, src), env)
+		cs.cfg = parseConfig(t, fmt.Sprintf("%s (service %s)", src, name), readRepoFile(t, src), env, inv)
 		applyRoleFlags(cs.cfg, inv)
 	}
 	return out

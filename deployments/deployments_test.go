@@ -180,9 +180,33 @@ func checkSpawnerArgs(args []string) (spawnerInvocation, error) {
 // parseConfig is `spawner config check` on data, with env as the environment. Files
 // the config names on its target machine (*_file keys) don't exist here: "cannot read"
 // problems of such keys are the only ones tolerated.
-func parseConfig(t *testing.T, name string, data []byte, env map[string]string) *config.File {
+// configParts is what the binary checks of its config when run as inv.
+func configParts(t *testing.T, inv spawnerInvocation) config.Part {
 	t.Helper()
-	f, err := config.Parse(data, func(k string) string { return env[k] })
+	var roles []string
+	switch inv.command {
+	case "webhook", "consumer", "janitor":
+		roles = []string{inv.command}
+	case "serve":
+		roles = config.Roles
+		if r, ok := inv.flags["roles"]; ok {
+			roles = strings.Split(r, ",")
+		}
+	case "config check":
+		return config.PartAll
+	}
+	parts, err := config.PartsFor(roles...)
+	if err != nil {
+		t.Fatalf("spawner %s: %v", inv.command, err)
+	}
+	return parts
+}
+
+// parseConfig parses a deployment's config as the process run as inv reads it: only
+// the parts that role uses must be complete.
+func parseConfig(t *testing.T, name string, data []byte, env map[string]string, inv spawnerInvocation) *config.File {
+	t.Helper()
+	f, err := config.ParseFor(data, func(k string) string { return env[k] }, configParts(t, inv))
 	if f == nil {
 		t.Fatalf("%s: %v", name, err)
 	}

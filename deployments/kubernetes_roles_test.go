@@ -135,17 +135,21 @@ func checkSpawnerContainer(t *testing.T, o *k8sObjects, w workload, c *corev1.Co
 		return s
 	}
 	env := containerEnv(w.pod, c, w.name)
-	s.cfg = parseConfig(t, fmt.Sprintf("%s (%s)", cfgPath, where), data, env)
+	s.cfg = parseConfig(t, fmt.Sprintf("%s (%s)", cfgPath, where), data, env, inv)
+	parts := configParts(t, inv)
 	applyRoleFlags(s.cfg, inv)
 	s.ls = spawnerListeners(t, inv.command, s.cfg)
 
-	// The files the config names are mounted.
+	// The files the config names are mounted where the role uses them (and only there:
+	// a receiver gets no GitHub or cloud credentials).
 	for key, file := range map[string]string{
 		"openstack.clouds_file": s.cfg.OpenStack.CloudsFile, "openstack.ca_file": s.cfg.OpenStack.CAFile,
 		"github.app.private_key_file": s.cfg.GitHub.App.PrivateKeyFile, "nats.creds_file": s.cfg.NATS.CredsFile,
 		"nats.tls.ca_file": s.cfg.NATS.TLS.CAFile, "lxd.client_cert_file": s.cfg.LXD.ClientCertFile,
 	} {
-		if file == "" || (key == "openstack.clouds_file" && !s.cfg.UsesBackend(config.BackendOpenStack)) {
+		cloud := strings.HasPrefix(key, "openstack.") || strings.HasPrefix(key, "lxd.")
+		if file == "" || (key == "openstack.clouds_file" && !s.cfg.UsesBackend(config.BackendOpenStack)) ||
+			(cloud && parts&config.PartCloud == 0) || (strings.HasPrefix(key, "github.") && parts&config.PartGitHub == 0) {
 			continue
 		}
 		if _, ok := mountedFile(o, w.pod, c, file); !ok {

@@ -275,7 +275,7 @@ func TestSystemdUnits(t *testing.T) {
 			if inv.command == "serve" {
 				sample = "deployments/examples/spawner.yaml"
 			}
-			cfg := parseConfig(t, fmt.Sprintf("%s (as %s)", sample, name), readRepoFile(t, sample), secrets)
+			cfg := parseConfig(t, fmt.Sprintf("%s (as %s)", sample, name), readRepoFile(t, sample), secrets, inv)
 			applyRoleFlags(cfg, inv)
 			if inv.command != "serve" && cfg.NATS.URL == "" {
 				t.Errorf("%s: %s has no nats.url: the split roles need the NATS cluster", where, sample)

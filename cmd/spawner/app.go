@@ -32,21 +32,23 @@ type app struct {
 
 // loadApp reads and validates the config. Problems are printed one per line with
 // their key, and the command fails with exit code 2.
-func loadApp(g *globalFlags, stderr io.Writer) (*app, error) {
-	return loadAppLevel(g, stderr, "")
+func loadApp(g *globalFlags, stderr io.Writer, parts config.Part) (*app, error) {
+	return loadAppLevel(g, stderr, "", parts)
 }
 
 // loadCLI is loadApp for the operator commands (status, flush, …): their log goes to
 // stderr at warn level unless the config asks for debug, so output stays readable.
 func loadCLI(g *globalFlags, stderr io.Writer) (*app, error) {
-	return loadAppLevel(g, stderr, "warn")
+	return loadAppLevel(g, stderr, "warn", config.PartNone)
 }
 
-func loadAppLevel(g *globalFlags, stderr io.Writer, minLevel string) (*app, error) {
+// loadAppLevel loads the config, checking only the parts this process uses (a webhook
+// receiver needs no GitHub credentials, an operator command no cloud settings).
+func loadAppLevel(g *globalFlags, stderr io.Writer, minLevel string, parts config.Part) (*app, error) {
 	if g.configPath == "" {
 		return nil, &exitError{code: 2, err: fmt.Errorf("--config FILE is required (see docs/configuration.md)")}
 	}
-	cfg, err := config.Load(g.configPath, os.Getenv)
+	cfg, err := config.LoadFor(g.configPath, os.Getenv, parts)
 	if err != nil {
 		printConfigErrors(stderr, g.configPath, err)
 		return nil, &exitError{code: 2, err: fmt.Errorf("config %s is not valid", g.configPath)}

@@ -11,15 +11,29 @@ import (
 
 func configCommand(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{Use: "config", Short: "Inspect the config file"}
-	cmd.AddCommand(&cobra.Command{
+	var roles []string
+	check := &cobra.Command{
 		Use:   "check",
 		Short: "Validate the config file and print every problem with its key",
-		Args:  cobra.NoArgs,
+		Long: `Validate the config file and print every problem with its key.
+
+By default every part of the file is checked, as "serve" with every role needs it.
+With --roles, only what processes of those roles use is checked: a webhook receiver
+needs no GitHub credentials and no cloud settings, a consumer no webhook secret.
+Unknown keys and mistyped values are reported whatever the roles.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if g.configPath == "" {
 				return &exitError{code: 2, err: fmt.Errorf("--config FILE is required")}
 			}
-			cfg, err := config.Load(g.configPath, os.Getenv)
+			parts := config.PartAll
+			if cmd.Flags().Changed("roles") {
+				var err error
+				if parts, err = config.PartsFor(roles...); err != nil {
+					return &exitError{code: 2, err: fmt.Errorf("--roles: %w", err)}
+				}
+			}
+			cfg, err := config.LoadFor(g.configPath, os.Getenv, parts)
 			if err != nil {
 				printConfigErrors(cmd.OutOrStdout(), g.configPath, err)
 				return &exitError{code: 1, err: fmt.Errorf("")}
@@ -27,7 +41,9 @@ func configCommand(g *globalFlags) *cobra.Command {
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d flavors: %v; nats: %s)\n", g.configPath, len(cfg.Flavors), cfg.FlavorNames(), natsMode(cfg))
 			return nil
 		},
-	})
+	}
+	check.Flags().StringSliceVar(&roles, "roles", nil, "check only what these roles use (webhook, consumer, janitor); default: everything")
+	cmd.AddCommand(check)
 	return cmd
 }
 

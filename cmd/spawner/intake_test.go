@@ -18,19 +18,19 @@ const intakeSecret = "intake-test-secret-0123456789"
 
 func intakeConfig(t *testing.T, dir string) (cfgPath, webhookURL, natsAddr string) {
 	t.Helper()
-	web, nats, boot := freeAddr(t), freeAddr(t), freeAddr(t)
+	web, nats := freeAddr(t), freeAddr(t)
+	// No github and no bootstrap section: the receiver and the operator commands do
+	// not use them, and a config for them alone need not carry credentials.
 	cfg := fmt.Sprintf(`
 state_dir: %s
 log: {level: debug, format: text}
-github: {path: octo-org, token: ghp_unused, url: "http://127.0.0.1:1/"}
-bootstrap: {listen: %s}
 nats: {listen: %s}
 webhook: {listen: %s}
 routing: {default_flavor: k8s}
 flavors:
   - {name: ubuntu, labels: [ubuntu-latest], max_runners: 2}
   - {name: k8s, labels: [k8s], max_runners: 2}
-`, filepath.Join(dir, "state"), boot, nats, web)
+`, filepath.Join(dir, "state"), nats, web)
 	return writeFile(t, dir, "spawner.yaml", cfg), "http://" + web, nats
 }
 
@@ -128,9 +128,23 @@ flavors:
 		t.Errorf("serve started on a bad config (exit %d):\n%s", code, out)
 	}
 
+	// A receiver's config: fine for the webhook role, short of what consumers need.
 	good, _, _ := intakeConfig(t, dir)
-	out, code = runCmd(t, []string{"SPAWNER_WEBHOOK_SECRETS=" + intakeSecret}, "config", "check", "--config", good)
+	env := []string{"SPAWNER_WEBHOOK_SECRETS=" + intakeSecret}
+	out, code = runCmd(t, env, "config", "check", "--config", good, "--roles", "webhook")
 	if code != 0 {
-		t.Errorf("config check rejected a good file (exit %d):\n%s", code, out)
+		t.Errorf("config check --roles webhook rejected a receiver's file (exit %d):\n%s", code, out)
+	}
+	out, code = runCmd(t, env, "config", "check", "--config", good)
+	if code == 0 || !strings.Contains(out, "github.path:") {
+		t.Errorf("config check (every role) of a file without github: exit %d, want github.path named:\n%s", code, out)
+	}
+	out, code = runCmd(t, env, "consumer", "--config", good)
+	if code != 2 || !strings.Contains(out, "github.path:") {
+		t.Errorf("consumer started without GitHub credentials (exit %d):\n%s", code, out)
+	}
+	out, code = runCmd(t, env, "config", "check", "--config", good, "--roles", "webhook,scheduler")
+	if code != 2 || !strings.Contains(out, `"scheduler"`) {
+		t.Errorf("config check --roles scheduler: exit %d:\n%s", code, out)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/runner-spawner/runner-spawner/config"
 	"github.com/runner-spawner/runner-spawner/internal/httpserve"
 	"github.com/runner-spawner/runner-spawner/internal/logkey"
 	"github.com/runner-spawner/runner-spawner/queue"
@@ -33,16 +34,17 @@ func serveCommand(g *globalFlags) *cobra.Command {
 			if sf.enabled {
 				return runSandbox(cmd.Context(), &sf, cmd.OutOrStdout(), cmd.ErrOrStderr())
 			}
-			a, err := loadApp(g, cmd.ErrOrStderr())
+			parts, err := config.PartsFor(roles...)
+			if err != nil {
+				return &exitError{code: 2, err: fmt.Errorf("--roles: %w", err)}
+			}
+			a, err := loadApp(g, cmd.ErrOrStderr(), parts)
 			if err != nil {
 				return err
 			}
 			rf.apply(a)
 			want := map[string]bool{}
 			for _, r := range roles {
-				if r != "webhook" && r != "consumer" && r != "janitor" {
-					return &exitError{code: 2, err: fmt.Errorf("--roles: unknown role %q (webhook, consumer, janitor)", r)}
-				}
 				want[r] = true
 			}
 			return a.serve(cmd.Context(), want)
@@ -61,7 +63,7 @@ func webhookCommand(g *globalFlags) *cobra.Command {
 		Short: "Run the webhook receiver alone (stateless; run as many as you like)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			a, err := loadApp(g, cmd.ErrOrStderr())
+			a, err := loadApp(g, cmd.ErrOrStderr(), config.PartWebhook|config.PartNone)
 			if err != nil {
 				return err
 			}

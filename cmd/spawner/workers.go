@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/runner-spawner/runner-spawner/bootstrap"
+	"github.com/runner-spawner/runner-spawner/config"
 	"github.com/runner-spawner/runner-spawner/consumer"
 	"github.com/runner-spawner/runner-spawner/internal/httpserve"
 	"github.com/runner-spawner/runner-spawner/internal/logkey"
@@ -68,7 +69,11 @@ func roleCommand(g *globalFlags, name, short string, build func(ctx context.Cont
 		Short: short,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			a, err := loadApp(g, cmd.ErrOrStderr())
+			need, err := config.PartsFor(name)
+			if err != nil {
+				return err
+			}
+			a, err := loadApp(g, cmd.ErrOrStderr(), need)
 			if err != nil {
 				return err
 			}

@@ -34,7 +34,8 @@ type AdminOptions struct {
 const AdminPathPrefix = "/admin/v1"
 
 // AdminHandler serves the admin endpoint: POST /admin/v1/flush ({"mode","flavor"}: the
-// same as `spawner flush`) and GET /admin/v1/status. Every request needs the bearer
+// same as `spawner flush`), POST /admin/v1/reconcile (`spawner reconcile`) and GET
+// /admin/v1/status. Every request needs the bearer
 // token; without a token configured the endpoint is not built (an open admin API
 // could flush every runner).
 func AdminHandler(opts AdminOptions) (http.Handler, error) {
@@ -53,6 +54,7 @@ func AdminHandler(opts AdminOptions) (http.Handler, error) {
 	a := &admin{opts: opts, logger: opts.Logger.With(logkey.Component, "admin"), want: sha256.Sum256([]byte(opts.Token.Reveal()))}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+AdminPathPrefix+"/flush", a.flush)
+	mux.HandleFunc("POST "+AdminPathPrefix+"/reconcile", a.reconcile)
 	mux.HandleFunc("GET "+AdminPathPrefix+"/status", a.status)
 	return a.auth(mux), nil
 }
@@ -105,6 +107,22 @@ func (a *admin) flush(w http.ResponseWriter, r *http.Request) {
 		a.logger.Warn("admin flush failed", logkey.Error, err)
 		res.Error = "flush not carried out"
 		writeJSON(w, http.StatusServiceUnavailable, res)
+	}
+}
+
+func (a *admin) reconcile(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Minute)
+	defer cancel()
+	a.logger.Info("reconcile requested over the admin endpoint", "remote", r.RemoteAddr)
+	sum, err := RequestReconcile(ctx, a.opts.Conn)
+	switch {
+	case err == nil:
+		writeJSON(w, http.StatusOK, sum)
+	case errors.Is(err, ErrNoJanitor), errors.Is(err, context.DeadlineExceeded):
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+	default:
+		a.logger.Warn("admin reconcile failed", logkey.Error, err)
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "reconcile not carried out"})
 	}
 }
 

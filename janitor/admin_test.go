@@ -68,9 +68,12 @@ func TestAdminHandler(t *testing.T) {
 		{"bad mode", "POST", "/admin/v1/flush", bearer, `{"mode":"FLUSH_EVERYTHING"}`, false, 400, "error"},
 		{"bad body", "POST", "/admin/v1/flush", bearer, `{`, false, 400, "error"},
 		{"flush with no janitor", "POST", "/admin/v1/flush", bearer, `{"mode":"flush-idle"}`, false, 503, "error"},
+		{"reconcile with no janitor", "POST", "/admin/v1/reconcile", bearer, "", false, 503, "error"},
+		{"reconcile without a token", "POST", "/admin/v1/reconcile", "", "", false, 401, "error"},
 		{"flush", "POST", "/admin/v1/flush", bearer, `{"mode":"flush-idle","flavor":"small"}`, true, 200, "removed"},
 		{"unknown flavor", "POST", "/admin/v1/flush", bearer, `{"mode":"FLUSH_BUSY","flavor":"huge"}`, true, 502, "error"},
 		{"status with a janitor", "GET", "/admin/v1/status", bearer, "", true, 200, "janitor"},
+		{"reconcile", "POST", "/admin/v1/reconcile", bearer, "", true, 200, "instances"},
 	}
 	started := false
 	for _, tc := range tests {

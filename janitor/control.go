@@ -104,37 +104,81 @@ func RequestFlush(ctx context.Context, conn *queue.Conn, req FlushRequest) (Flus
 	return res, nil
 }
 
-// control is the active janitor's subscription to commands.
-type control struct {
-	sub *nats.Subscription
-	ch  chan *nats.Msg
+// RequestReconcile asks the active janitor for a reconcile pass now and returns the
+// pass's summary. It returns ErrNoJanitor when no janitor is active and ctx's error on
+// timeout. A suspect (an orphan instance, say) is acted on only once two passes at
+// least half janitor.interval apart have seen it, so a pass on demand right after
+// another marks new suspects rather than deleting them.
+func RequestReconcile(ctx context.Context, conn *queue.Conn) (PassSummary, error) {
+	msg, err := conn.NATS().RequestWithContext(ctx, queue.SubjectReconcile, nil)
+	if errors.Is(err, nats.ErrNoResponders) {
+		return PassSummary{}, fmt.Errorf("reconcile: %w", ErrNoJanitor)
+	}
+	if err != nil {
+		return PassSummary{}, fmt.Errorf("reconcile: %w", err)
+	}
+	var res reconcileResult
+	if err := json.Unmarshal(msg.Data, &res); err != nil {
+		return PassSummary{}, fmt.Errorf("reconcile: decode answer: %w", err)
+	}
+	if res.Error != "" {
+		return PassSummary{}, fmt.Errorf("reconcile: %s", res.Error)
+	}
+	return res.PassSummary, nil
 }
 
-// subscribeControl subscribes and waits until the server has the subscription, so
-// that a command sent right after this janitor became active finds it.
+// reconcileResult is the answer on SubjectReconcile: a summary, or why there is none.
+type reconcileResult struct {
+	PassSummary
+	Error string `json:"error,omitempty"`
+}
+
+// control is the active janitor's subscription to commands.
+type control struct {
+	subs []*nats.Subscription
+	ch   chan *nats.Msg
+}
+
+// subscribeControl subscribes and waits until the server has the subscriptions, so
+// that a command sent right after this janitor became active finds them.
 func (j *Janitor) subscribeControl() (*control, error) {
 	nc := j.opts.Conn.NATS()
-	ch := make(chan *nats.Msg, 64)
-	sub, err := nc.ChanQueueSubscribe(queue.SubjectFlush, queue.ControlQueueGroup, ch)
-	if err != nil {
-		return nil, fmt.Errorf("subscribe %s: %w", queue.SubjectFlush, err)
+	c := &control{ch: make(chan *nats.Msg, 64)}
+	for _, subject := range []string{queue.SubjectFlush, queue.SubjectReconcile} {
+		sub, err := nc.ChanQueueSubscribe(subject, queue.ControlQueueGroup, c.ch)
+		if err != nil {
+			c.unsubscribe()
+			return nil, fmt.Errorf("subscribe %s: %w", subject, err)
+		}
+		c.subs = append(c.subs, sub)
 	}
 	if err := nc.FlushTimeout(renewTimeout); err != nil {
-		_ = sub.Unsubscribe()
-		return nil, fmt.Errorf("subscribe %s: %w", queue.SubjectFlush, err)
+		c.unsubscribe()
+		return nil, fmt.Errorf("subscribe to control subjects: %w", err)
 	}
-	return &control{sub: sub, ch: ch}, nil
+	return c, nil
+}
+
+func (c *control) unsubscribe() {
+	for _, s := range c.subs {
+		_ = s.Unsubscribe()
+	}
 }
 
 // serveControl carries out commands one at a time until ctx ends, then answers what
 // is still queued with an error so no sender waits for its timeout.
 func (j *Janitor) serveControl(ctx context.Context, c *control) {
 	defer func() {
-		_ = c.sub.Unsubscribe()
+		c.unsubscribe()
 		for {
 			select {
 			case m := <-c.ch:
-				j.respond(m, FlushResult{Error: "the janitor stopped before carrying out the flush"})
+				const stopped = "the janitor stopped before carrying out the command"
+				if m.Subject == queue.SubjectReconcile {
+					j.respond(m, reconcileResult{Error: stopped})
+				} else {
+					j.respond(m, FlushResult{Error: stopped})
+				}
 			default:
 				return
 			}
@@ -145,6 +189,16 @@ func (j *Janitor) serveControl(ctx context.Context, c *control) {
 		case <-ctx.Done():
 			return
 		case m := <-c.ch:
+			if m.Subject == queue.SubjectReconcile {
+				j.logger.Info("reconcile pass requested")
+				sum := j.reconcile(ctx)
+				if ctx.Err() != nil {
+					j.respond(m, reconcileResult{Error: "the janitor stopped during the pass"})
+					continue
+				}
+				j.respond(m, reconcileResult{PassSummary: *sum})
+				continue
+			}
 			var req FlushRequest
 			if err := json.Unmarshal(m.Data, &req); err != nil {
 				j.respond(m, FlushResult{Error: "bad flush request"})
@@ -155,12 +209,12 @@ func (j *Janitor) serveControl(ctx context.Context, c *control) {
 	}
 }
 
-func (j *Janitor) respond(m *nats.Msg, res FlushResult) {
+func (j *Janitor) respond(m *nats.Msg, res any) {
 	data, err := json.Marshal(res)
 	if err == nil {
 		err = m.Respond(data)
 	}
 	if err != nil {
-		j.logger.Warn("flush answer not sent", logkey.Mode, res.Mode, logkey.Error, err)
+		j.logger.Warn("control answer not sent", "subject", m.Subject, logkey.Error, err)
 	}
 }

@@ -43,9 +43,15 @@ type Janitor struct {
 	// workMu keeps a reconcile pass and a flush's removals from interleaving.
 	workMu sync.Mutex
 	// marks remembers suspects (orphans and the like) from earlier passes of this
-	// term: key → pass that first saw it. Guarded by workMu.
-	marks map[string]int
+	// term: key → the pass that first saw it and when. Guarded by workMu.
+	marks map[string]mark
 	pass  int
+}
+
+// mark is when a suspect was first seen.
+type mark struct {
+	pass int
+	at   time.Time
 }
 
 // New builds a Janitor. It panics on a wiring mistake (nil Conn, State or GitHub) and
@@ -65,7 +71,7 @@ func New(opts Options) (*Janitor, error) {
 		flavors:   map[string]*Flavor{},
 		protected: map[string]bool{},
 		metrics:   newMetrics(opts.Registerer),
-		marks:     map[string]int{},
+		marks:     map[string]mark{},
 	}
 	for i := range j.opts.Flavors {
 		f := &j.opts.Flavors[i]
@@ -154,7 +160,7 @@ func (j *Janitor) lead(ctx context.Context, lease *queue.Lease) {
 	}
 	j.metrics.lease.WithLabelValues("acquired").Inc()
 	j.workMu.Lock()
-	j.marks = map[string]int{} // a new term judges from its own passes
+	j.marks = map[string]mark{} // a new term judges from its own passes
 	j.workMu.Unlock()
 	j.active.Store(true)
 	j.metrics.active.Set(1)

@@ -96,7 +96,7 @@ type pass struct {
 	sum     *PassSummary
 	deletes int // left in this pass
 	calls   int // GitHub calls left in this pass
-	next    map[string]int
+	next    map[string]mark
 	jobs    map[int64]*queue.JobRecord
 }
 
@@ -111,7 +111,7 @@ func (j *Janitor) reconcile(ctx context.Context) *PassSummary {
 		j: j, ctx: ctx, now: start,
 		sum:     &PassSummary{Janitor: j.opts.ID, StartedAt: start.UTC(), Deleted: map[string]int{}, Kept: map[string]int{}},
 		deletes: j.opts.MaxDeletesPerPass, calls: j.opts.MaxGitHubCallsPerPass,
-		next: map[string]int{}, jobs: map[int64]*queue.JobRecord{},
+		next: map[string]mark{}, jobs: map[int64]*queue.JobRecord{},
 	}
 	result := "ok"
 	if err := p.run(); err != nil {
@@ -556,16 +556,19 @@ func (p *pass) reap(f *Flavor, name string, hasRecord bool, rm removal) {
 	}
 }
 
-// marked reports whether key was already suspect in an earlier pass of this term,
-// and keeps it for the next pass.
+// marked reports whether key was already suspect in an earlier pass of this term, at
+// least half an interval ago, and keeps it for the next pass. Periodic passes are an
+// interval apart anyway; the age matters for a pass run on demand (`spawner
+// reconcile`) right after a periodic one, which must not take an instance whose
+// create is still being recorded for an orphan.
 func (p *pass) marked(key string) bool {
 	first, ok := p.j.marks[key]
 	if !ok {
-		first = p.j.pass
+		first = mark{pass: p.j.pass, at: p.now}
 		p.sum.Marked++
 	}
 	p.next[key] = first
-	return first < p.j.pass
+	return first.pass < p.j.pass && p.now.Sub(first.at) >= p.j.opts.Interval/2
 }
 
 func (p *pass) canDelete() bool {

@@ -8,6 +8,10 @@ package queue
 // Only the active janitor subscribes, in the ControlQueueGroup.
 const SubjectFlush = controlPrefix + ".flush"
 
+// SubjectReconcile asks for a reconcile pass now (an empty request, answered with the
+// pass's summary as JSON, the same document as the last_reconcile meta record).
+const SubjectReconcile = controlPrefix + ".reconcile"
+
 // ControlQueueGroup is the queue group of control subscribers: should two janitors
 // ever overlap for a moment, a command is still carried out once.
 const ControlQueueGroup = "janitor"

@@ -60,6 +60,7 @@ func newRootCommand() *cobra.Command {
 		consumerCommand(g),
 		janitorCommand(g),
 		flushCommand(g),
+		reconcileCommand(g),
 		runnersCommand(g),
 		jobsCommand(g),
 		deadLettersCommand(g),

@@ -11,8 +11,9 @@ import (
 )
 
 // TestOperatorCommands runs the operator commands against a serve the way an operator
-// does: flush with --json (the contract keys), runners/jobs list, dead-letters list,
-// status with the janitor; and flush with no janitor answering exits non-zero.
+// does: flush and reconcile with --json (the contract keys), runners/jobs list,
+// dead-letters list, status with the janitor; and flush and reconcile with no janitor
+// answering exit non-zero.
 func TestOperatorCommands(t *testing.T) {
 	w := newE2EWorld(t, githubtest.Options{JobDuration: 100 * time.Millisecond})
 	dir := t.TempDir()
@@ -65,6 +66,24 @@ func TestOperatorCommands(t *testing.T) {
 		t.Errorf("a bad mode exited %d, want 2", code)
 	}
 
+	// reconcile runs a pass now and prints its summary.
+	out, errOut, code = runCmdSplit(t, nil, "reconcile", "--config", cfg, "--json")
+	if code != 0 {
+		t.Fatalf("reconcile exited %d: %s%s", code, out, errOut)
+	}
+	var pass map[string]any
+	if err := json.Unmarshal([]byte(out), &pass); err != nil {
+		t.Fatalf("reconcile --json: %v\n%s", err, out)
+	}
+	for _, k := range []string{"janitor", "started_at", "instances", "github_runners", "records", "marked", "deferred", "errors"} {
+		if _, ok := pass[k]; !ok {
+			t.Errorf("reconcile --json lacks %q: %s", k, out)
+		}
+	}
+	if out, errOut, code := runCmdSplit(t, nil, "reconcile", "--config", cfg); code != 0 || !strings.Contains(out, "reconcile by ") {
+		t.Errorf("reconcile exited %d: %s%s", code, out, errOut)
+	}
+
 	for _, args := range [][]string{
 		{"runners", "list", "--json"}, {"jobs", "list", "--json"}, {"dead-letters", "list", "--json"},
 		{"runners", "list"}, {"jobs", "list", "--state", "completed"},
@@ -88,6 +107,10 @@ func TestOperatorCommands(t *testing.T) {
 	out, errOut, code = runCmdSplit(t, nil, "flush", "--config", cfg2, "--mode", "FLUSH_IDLE", "--timeout", "10s")
 	if code == 0 || !strings.Contains(out+errOut, "no active janitor") {
 		t.Errorf("flush with no janitor: exit %d\n%s%s", code, out, errOut)
+	}
+	out, errOut, code = runCmdSplit(t, nil, "reconcile", "--config", cfg2, "--timeout", "10s")
+	if code == 0 || !strings.Contains(out+errOut, "no active janitor") {
+		t.Errorf("reconcile with no janitor: exit %d\n%s%s", code, out, errOut)
 	}
 }
 

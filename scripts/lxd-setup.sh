@@ -35,6 +35,8 @@
 #         SPAWNER_LXD_BTRFS_SIZE (8GiB)            SPAWNER_LXD_DEBIAN (0|1; 0)
 #         SPAWNER_LXD_IMAGE_DIR (/var/cache/spawner-lxd: built tarballs, reused if present)
 #         SPAWNER_LXD_MIRROR (http://deb.debian.org/debian)
+#         SPAWNER_LXD_HTTPS_ADDRESS (127.0.0.1:8443: core.https_address when unset, so the
+#         remote-server tests can reach this daemon over HTTPS with a client certificate)
 # Needs:  root, Debian 12 amd64, an apt mirror. No systemd needed: PIDs are kept in
 #         /run/spawner-lxd-*.pid, logs in /var/log/lxd/. Unprivileged containers work.
 set -euo pipefail
@@ -45,6 +47,7 @@ BTRFS_SIZE=${SPAWNER_LXD_BTRFS_SIZE:-8GiB}
 WANT_DEBIAN=${SPAWNER_LXD_DEBIAN:-0}
 IMG_DIR=${SPAWNER_LXD_IMAGE_DIR:-/var/cache/spawner-lxd}
 MIRROR=${SPAWNER_LXD_MIRROR:-http://deb.debian.org/debian}
+HTTPS_ADDR=${SPAWNER_LXD_HTTPS_ADDRESS:-127.0.0.1:8443}
 SOCK=/var/lib/lxd/unix.socket
 # Bump when build_tiny changes: an imported tiny with another recipe number is rebuilt.
 TINY_RECIPE=4
@@ -175,6 +178,11 @@ if ! lxc storage show default >/dev/null 2>&1; then
 fi
 if ! lxc network show lxdbr0 >/dev/null 2>&1; then
   lxc network create lxdbr0 ipv4.address="$BRIDGE_CIDR" ipv4.nat=true ipv6.address=none
+fi
+# HTTPS on loopback only, for the tests of the remote-server path (client certificate,
+# pinned server certificate) against this real daemon. Nothing off the host reaches it.
+if [ -z "$(lxc config get core.https_address)" ]; then
+  lxc config set core.https_address "$HTTPS_ADDR"
 fi
 devs=$(lxc profile device list default)   # (no "cmd | grep -q": SIGPIPE under pipefail)
 case " $(echo $devs) " in *" root "*) ;; *) lxc profile device add default root disk path=/ pool=default ;; esac
@@ -319,4 +327,4 @@ import_image() { # alias builder [recipe]
 import_image tiny build_tiny "$TINY_RECIPE"
 [ "$WANT_DEBIAN" = 1 ] && import_image deb12 build_deb12
 
-log "ready in $(( $(date +%s) - T0 ))s: socket $SOCK, bridge $BRIDGE_CIDR, images: $(lxc image list --format csv -c l | tr '\n' ' ')"
+log "ready in $(( $(date +%s) - T0 ))s: socket $SOCK, https $(lxc config get core.https_address), bridge $BRIDGE_CIDR, images: $(lxc image list --format csv -c l | tr '\n' ' ')"

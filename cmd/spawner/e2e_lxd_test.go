@@ -2,8 +2,17 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -92,6 +101,72 @@ type lxdE2E struct {
 
 func startLXDE2E(t *testing.T, flavors []e2eFlavor, jobDuration time.Duration) *lxdE2E {
 	t.Helper()
+	return startLXDE2EWith(t, flavors, jobDuration, false)
+}
+
+// lxdOverHTTPS is the config's lxd section for reaching the local daemon the way a
+// remote one is reached: HTTPS (the loopback address scripts/lxd-setup.sh sets), a
+// client certificate the daemon trusts until the test ends, and the daemon's own
+// certificate pinned.
+func lxdOverHTTPS(t *testing.T, dir string, unavailable func(string, ...any)) string {
+	t.Helper()
+	out, err := exec.Command("lxc", "config", "get", "core.https_address").Output()
+	addr := strings.TrimSpace(string(out))
+	if err != nil || addr == "" {
+		unavailable("LXD does not listen on HTTPS (core.https_address: %q, %v); run scripts/lxd-setup.sh", addr, err)
+	}
+	const serverCert = "/var/lib/lxd/server.crt" // Debian's package keeps it there
+	if _, err := os.Stat(serverCert); err != nil {
+		unavailable("no LXD server certificate: %v", err)
+	}
+	certPEM, keyPEM, fingerprint := clientCertificate(t)
+	certFile := writeFile(t, dir, "lxd-client.crt", string(certPEM))
+	keyFile := writeFile(t, dir, "lxd-client.key", string(keyPEM))
+	if out, err := exec.Command("lxc", "config", "trust", "add", certFile).CombinedOutput(); err != nil {
+		t.Fatalf("lxc config trust add: %v\n%s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("lxc", "config", "trust", "remove", fingerprint).CombinedOutput(); err != nil {
+			t.Errorf("lxc config trust remove: %v\n%s", err, out)
+		}
+	})
+	return fmt.Sprintf("lxd: {url: %q, client_cert_file: %s, client_key_file: %s, server_cert_file: %s}\n",
+		"https://"+addr, certFile, keyFile, serverCert)
+}
+
+// clientCertificate makes a self-signed ECDSA client certificate, as `lxc` makes its
+// own, and returns it with its key (PEM) and its SHA-256 fingerprint.
+func clientCertificate(t *testing.T) (certPEM, keyPEM []byte, fingerprint string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: "spawner-e2e"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(der)
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), hex.EncodeToString(sum[:])
+}
+
+// startLXDE2EWith starts the spawner binary on real LXD; with overHTTPS it reaches the
+// daemon as a remote server (the test's own checks still use the socket).
+func startLXDE2EWith(t *testing.T, flavors []e2eFlavor, jobDuration time.Duration, overHTTPS bool) *lxdE2E {
+	t.Helper()
 	client, bridge := requireLXD(t)
 	profile := lxdRunnerProfile(t)
 	gh := githubtest.NewServer(githubtest.Options{
@@ -108,6 +183,16 @@ func startLXDE2E(t *testing.T, flavors []e2eFlavor, jobDuration time.Duration) *
 	}
 	boot := bootLn.Addr().String()
 	bootLn.Close()
+	lxdSection := ""
+	if overHTTPS {
+		lxdSection = lxdOverHTTPS(t, dir, func(format string, args ...any) {
+			msg := fmt.Sprintf(format, args...)
+			if os.Getenv("SPAWNER_REQUIRE_LXD") == "1" {
+				t.Fatalf("SPAWNER_REQUIRE_LXD=1 but %s", msg)
+			}
+			t.Skipf("skipping real-LXD test: %s", msg)
+		})
+	}
 	var fl strings.Builder
 	for _, f := range flavors {
 		fmt.Fprintf(&fl, `  - name: %s
@@ -127,8 +212,8 @@ webhook: {listen: %s, secrets: [%q]}
 bootstrap: {listen: %s}
 janitor: {interval: 2s}
 routing: {default_flavor: %s}
-flavors:
-%s`, filepath.Join(dir, "state"), deployment, gh.URL(), nats, web, e2eSecret, boot, flavors[0].name, fl.String()))
+%sflavors:
+%s`, filepath.Join(dir, "state"), deployment, gh.URL(), nats, web, e2eSecret, boot, flavors[0].name, lxdSection, fl.String()))
 	e := &lxdE2E{gh: gh, cfg: cfg, webhook: "http://" + web + "/webhook", flavors: flavors, backends: map[string]backends.Backend{}, maxLive: map[string]int{}}
 	for _, f := range flavors {
 		b, err := lxd.New(client, lxd.Options{DeploymentID: deployment, Flavor: f.name, Image: "tiny"})
@@ -228,6 +313,32 @@ func TestLXDEndToEnd(t *testing.T) {
 		}
 	}
 	t.Logf("20 jobs on real LXD containers in %s; most containers at once %v; none left", elapsed.Round(time.Millisecond), e.maxLive)
+}
+
+// TestLXDEndToEndOverHTTPS runs jobs with the spawner reaching LXD the way it reaches
+// a remote server: lxd.url over HTTPS, lxd.client_cert_file and client_key_file (a
+// certificate the daemon trusts), lxd.server_cert_file pinned.
+func TestLXDEndToEndOverHTTPS(t *testing.T) {
+	e := startLXDE2EWith(t, []e2eFlavor{{"small", "small", 2}}, 500*time.Millisecond, true)
+	for range 4 {
+		e.gh.CreateJob(githubtest.JobSpec{Labels: []string{"self-hosted", "linux", "small"}})
+	}
+	start := time.Now()
+	eventually(t, 2*time.Minute, func() error {
+		for _, j := range e.gh.Jobs() {
+			if j.Status != "completed" {
+				return fmt.Errorf("job %d %s", j.ID, j.Status)
+			}
+		}
+		return nil
+	})
+	for _, j := range e.gh.Jobs() {
+		if j.Conclusion != "success" || !strings.Contains(j.RunnerName, "-small-") {
+			t.Errorf("job %d: %s on %q", j.ID, j.Conclusion, j.RunnerName)
+		}
+	}
+	e.noContainersLeft(t, time.Minute)
+	t.Logf("4 jobs on real LXD over HTTPS with a client certificate in %s; none left", time.Since(start).Round(time.Millisecond))
 }
 
 // TestLXDLaunchLatency is issue 5's benchmark (run with SPAWNER_BENCH=1): (a) raw LXD

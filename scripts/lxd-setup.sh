@@ -182,7 +182,14 @@ fi
 # HTTPS on loopback only, for the tests of the remote-server path (client certificate,
 # pinned server certificate) against this real daemon. Nothing off the host reaches it.
 if [ -z "$(lxc config get core.https_address)" ]; then
-  lxc config set core.https_address "$HTTPS_ADDR"
+  if ! lxc config set core.https_address "$HTTPS_ADDR" 2>/dev/null; then
+    # The port is taken by something else: any free loopback port does, the tests read
+    # the address back from LXD.
+    for port in $(shuf -i 20000-60000 -n 20); do
+      lxc config set core.https_address "127.0.0.1:$port" 2>/dev/null && break
+    done
+    log "cannot listen on $HTTPS_ADDR; LXD's HTTPS address: $(lxc config get core.https_address)"
+  fi
 fi
 devs=$(lxc profile device list default)   # (no "cmd | grep -q": SIGPIPE under pipefail)
 case " $(echo $devs) " in *" root "*) ;; *) lxc profile device add default root disk path=/ pool=default ;; esac

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/runner-spawner/runner-spawner/backends/sim"
+	"github.com/runner-spawner/runner-spawner/github/githubtest/fakerunner"
 	"github.com/runner-spawner/runner-spawner/internal/httpserve"
 )
 
@@ -27,7 +28,7 @@ func devSimCloudCommand() *cobra.Command {
 				level = slog.LevelDebug
 			}
 			logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-			cloud := sim.NewCloud(sim.CloudOptions{Runner: simRunner(logger), Logger: logger})
+			cloud := sim.NewCloud(sim.CloudOptions{Runner: fakerunner.SimRunner(logger), Logger: logger})
 			defer cloud.Close()
 			mux := http.NewServeMux()
 			mux.Handle("/", cloud.Handler())

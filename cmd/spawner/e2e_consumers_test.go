@@ -13,7 +13,7 @@ import (
 	"github.com/runner-spawner/runner-spawner/backends/sim"
 	"github.com/runner-spawner/runner-spawner/config"
 	"github.com/runner-spawner/runner-spawner/github/githubtest"
-	"github.com/runner-spawner/runner-spawner/internal/systemtest"
+	"github.com/runner-spawner/runner-spawner/github/githubtest/fakerunner"
 	"github.com/runner-spawner/runner-spawner/queue"
 )
 
@@ -41,7 +41,7 @@ func newE2EWorld(t *testing.T, ghOpts githubtest.Options) *e2eWorld {
 	}
 	gh := githubtest.NewServer(ghOpts)
 	t.Cleanup(gh.Close)
-	cloud := sim.NewCloud(sim.CloudOptions{Runner: systemtest.FakeRunner(logger)})
+	cloud := sim.NewCloud(sim.CloudOptions{Runner: fakerunner.SimRunner(logger)})
 	t.Cleanup(cloud.Close)
 	cs := httptest.NewServer(cloud.Handler())
 	t.Cleanup(cs.Close)

@@ -29,7 +29,7 @@ import (
 	"github.com/runner-spawner/runner-spawner/backends"
 	"github.com/runner-spawner/runner-spawner/backends/sim"
 	"github.com/runner-spawner/runner-spawner/bootstrap"
-	"github.com/runner-spawner/runner-spawner/internal/systemtest"
+	"github.com/runner-spawner/runner-spawner/github/githubtest/fakerunner"
 )
 
 // The real cloud is the one scripts/openstack-setup.sh brings up (as in
@@ -200,7 +200,7 @@ func watchCloud(t *testing.T, compute *gophercloud.ServiceClient, deployment str
 	ctx, cancel := context.WithCancel(context.Background())
 	cw := &cloudWatch{
 		compute: compute, deployment: deployment, allTenants: allTenants, hold: hold, secrets: secrets,
-		runner:  systemtest.FakeRunner(slog.New(slog.DiscardHandler)),
+		runner:  fakerunner.SimRunner(slog.New(slog.DiscardHandler)),
 		servers: map[string]*osServer{}, maxLive: map[string]int{}, maxListed: map[string]int{}, maxActive: map[string]int{},
 		cancel: cancel,
 	}

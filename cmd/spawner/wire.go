@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"slices"
@@ -120,7 +118,7 @@ func (a *app) backends(ctx context.Context) (*backendSet, error) {
 			continue
 		}
 		if set.simCloud == nil {
-			set.simCloud = sim.NewCloud(sim.CloudOptions{Runner: simRunner(a.logger), Logger: a.logger.With(logkey.Component, "sim")})
+			set.simCloud = sim.NewCloud(sim.CloudOptions{Runner: fakerunner.SimRunner(a.logger), Logger: a.logger.With(logkey.Component, "sim")})
 		}
 		set.byFlavor[f.Name] = set.simCloud.Backend(opts)
 	}
@@ -140,22 +138,6 @@ func (a *app) backends(ctx context.Context) (*backendSet, error) {
 		}
 	}
 	return set, nil
-}
-
-// simRunner plays the runner in simulated instances: the fake runner program against
-// the fake GitHub whose JIT config the instance got. With a real GitHub, the config
-// is not the fake's and the simulated runner ends at once, running nothing.
-func simRunner(logger *slog.Logger) sim.RunnerFunc {
-	return func(ctx context.Context, jit string, hooks sim.Hooks) (int, error) {
-		err := fakerunner.Run(ctx, fakerunner.Options{JITConfig: jit, Logger: logger, OnJobStarted: hooks.JobStarted})
-		switch {
-		case err == nil:
-			return 0, nil
-		case errors.Is(err, fakerunner.ErrJobFailed), errors.Is(err, fakerunner.ErrJobCancelled):
-			return 1, nil
-		}
-		return 2, err
-	}
 }
 
 // runnerLabels are the labels a flavor's runners register with: the ignored labels

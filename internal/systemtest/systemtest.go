@@ -9,7 +9,6 @@ package systemtest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -117,7 +116,7 @@ func Start(t testing.TB, opts Options) *System {
 		t.Fatal(err)
 	}
 
-	s.Cloud = sim.NewCloud(sim.CloudOptions{Runner: FakeRunner(logger), Logger: logger})
+	s.Cloud = sim.NewCloud(sim.CloudOptions{Runner: fakerunner.SimRunner(logger), Logger: logger})
 
 	var flavors []consumer.Flavor
 	var rows []webhook.FlavorLabels
@@ -194,29 +193,6 @@ func (s *System) Stop(t testing.TB) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Errorf("consumer did not stop within 30s")
-	}
-}
-
-// FakeRunner is a sim.RunnerFunc that plays the Actions runner against the fake
-// GitHub, reporting the pre-job phase through the bootstrap hooks.
-func FakeRunner(logger *slog.Logger) sim.RunnerFunc {
-	return func(ctx context.Context, jit string, hooks sim.Hooks) (int, error) {
-		err := fakerunner.Run(ctx, fakerunner.Options{
-			JITConfig: jit, Logger: logger,
-			OnJobStarted: func(ctx context.Context) error {
-				if hooks.JobStarted == nil {
-					return nil
-				}
-				return hooks.JobStarted(ctx)
-			},
-		})
-		switch {
-		case err == nil:
-			return 0, nil
-		case errors.Is(err, fakerunner.ErrJobFailed), errors.Is(err, fakerunner.ErrJobCancelled):
-			return 1, nil
-		}
-		return 2, err
 	}
 }
 

@@ -13,17 +13,7 @@ import (
 // pollLoop polls right away and then every PollInterval (four times that while the
 // GitHub budget runs low), until ctx ends.
 func (j *Janitor) pollLoop(ctx context.Context) {
-	t := time.NewTimer(0)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		j.poll(ctx)
-		t.Reset(j.pollInterval())
-	}
+	repeat(ctx, func() time.Duration { j.poll(ctx); return j.pollInterval() })
 }
 
 // pollInterval slows the poller down while less than a fifth of the GitHub budget

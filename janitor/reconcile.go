@@ -75,6 +75,12 @@ const (
 
 // reconcileLoop runs a pass right away and then every Interval, until ctx ends.
 func (j *Janitor) reconcileLoop(ctx context.Context) {
+	repeat(ctx, func() time.Duration { j.reconcile(ctx); return j.opts.Interval })
+}
+
+// repeat runs work right away and again after the pause it returns each time (counted
+// from the end of a run, so slow runs never pile up), until ctx ends.
+func repeat(ctx context.Context, work func() (pause time.Duration)) {
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
@@ -83,8 +89,7 @@ func (j *Janitor) reconcileLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		j.reconcile(ctx)
-		t.Reset(j.opts.Interval)
+		t.Reset(work())
 	}
 }
 

@@ -18,17 +18,7 @@ const maxRedeliveries = 3
 
 // sweepLoop sweeps right away and then every SweepInterval, until ctx ends.
 func (j *Janitor) sweepLoop(ctx context.Context) {
-	t := time.NewTimer(0)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		j.sweep(ctx)
-		t.Reset(j.opts.SweepInterval)
-	}
+	repeat(ctx, func() time.Duration { j.sweep(ctx); return j.opts.SweepInterval })
 }
 
 // sweep redelivers the workflow_job deliveries of the lookback window whose attempts

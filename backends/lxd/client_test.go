@@ -2,17 +2,11 @@ package lxd
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"io"
 	"log"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -23,6 +17,7 @@ import (
 	"time"
 
 	"github.com/runner-spawner/runner-spawner/backends"
+	"github.com/runner-spawner/runner-spawner/internal/testcert"
 )
 
 func TestErrorMapping(t *testing.T) {
@@ -299,8 +294,8 @@ func TestRemoteTLS(t *testing.T) {
 	srv.StartTLS()
 	defer srv.Close()
 	serverPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
-	clientCert, clientKey := selfSigned(t, "spawner")
-	otherCert, _ := selfSigned(t, "impostor")
+	clientCert, clientKey := testcert.SelfSigned(t, "spawner")
+	otherCert, _ := testcert.SelfSigned(t, "impostor")
 
 	tests := []struct {
 		name    string
@@ -338,7 +333,7 @@ func TestRemoteTLS(t *testing.T) {
 }
 
 func TestClientOptionsValidate(t *testing.T) {
-	cert, key := selfSigned(t, "x")
+	cert, key := testcert.SelfSigned(t, "x")
 	tests := []struct {
 		name string
 		opts ClientOptions
@@ -365,31 +360,4 @@ func TestClientOptionsValidate(t *testing.T) {
 			}
 		})
 	}
-}
-
-// selfSigned returns a PEM certificate and key, as `lxc remote add` makes them.
-func selfSigned(t *testing.T, cn string) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
 }

@@ -2,9 +2,7 @@ package lxd
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -13,6 +11,7 @@ import (
 	"time"
 
 	"github.com/runner-spawner/runner-spawner/backends"
+	"github.com/runner-spawner/runner-spawner/internal/testcert"
 )
 
 // httpsServer is how the local daemon is reached over HTTPS: the address
@@ -45,8 +44,7 @@ func httpsServer(t *testing.T, c *Client) (url string, serverCert []byte) {
 func trust(t *testing.T, c *Client, certPEM []byte) {
 	t.Helper()
 	block, _ := pem.Decode(certPEM)
-	sum := sha256.Sum256(block.Bytes)
-	fingerprint := hex.EncodeToString(sum[:])
+	fingerprint := testcert.Fingerprint(t, certPEM)
 	body := map[string]any{"type": "client", "name": "spawner-test-" + fingerprint[:12], "certificate": base64.StdEncoding.EncodeToString(block.Bytes)}
 	if _, err := c.do(t.Context(), request{method: http.MethodPost, path: "/1.0/certificates", body: body}); err != nil {
 		t.Fatalf("trust the test client certificate: %v", err)
@@ -68,7 +66,7 @@ func trust(t *testing.T, c *Client, certPEM []byte) {
 func TestRemoteHTTPSOnRealLXD(t *testing.T) {
 	local := realClient(t)
 	url, serverCert := httpsServer(t, local)
-	clientCert, clientKey := selfSigned(t, "spawner-https-test")
+	clientCert, clientKey := testcert.SelfSigned(t, "spawner-https-test")
 	trust(t, local, clientCert)
 
 	c, err := NewClient(ClientOptions{URL: url, ClientCert: clientCert, ClientKey: clientKey, ServerCert: serverCert})
@@ -112,7 +110,7 @@ func TestRemoteHTTPSOnRealLXD(t *testing.T) {
 	}
 
 	t.Run("untrusted certificate", func(t *testing.T) {
-		cert, key := selfSigned(t, "spawner-not-trusted")
+		cert, key := testcert.SelfSigned(t, "spawner-not-trusted")
 		c, err := NewClient(ClientOptions{URL: url, ClientCert: cert, ClientKey: key, ServerCert: serverCert})
 		if err != nil {
 			t.Fatal(err)
@@ -127,7 +125,7 @@ func TestRemoteHTTPSOnRealLXD(t *testing.T) {
 		}
 	})
 	t.Run("another server certificate pinned", func(t *testing.T) {
-		other, _ := selfSigned(t, "not-the-server")
+		other, _ := testcert.SelfSigned(t, "not-the-server")
 		c, err := NewClient(ClientOptions{URL: url, ClientCert: clientCert, ClientKey: clientKey, ServerCert: other})
 		if err != nil {
 			t.Fatal(err)

@@ -2,17 +2,8 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/sha256"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -27,6 +18,7 @@ import (
 	"github.com/runner-spawner/runner-spawner/backends"
 	"github.com/runner-spawner/runner-spawner/backends/lxd"
 	"github.com/runner-spawner/runner-spawner/github/githubtest"
+	"github.com/runner-spawner/runner-spawner/internal/testcert"
 )
 
 // requireLXD returns a client of the local LXD daemon, or skips (fails when
@@ -119,7 +111,8 @@ func lxdOverHTTPS(t *testing.T, dir string, unavailable func(string, ...any)) st
 	if _, err := os.Stat(serverCert); err != nil {
 		unavailable("no LXD server certificate: %v", err)
 	}
-	certPEM, keyPEM, fingerprint := clientCertificate(t)
+	certPEM, keyPEM := testcert.SelfSigned(t, "spawner-e2e")
+	fingerprint := testcert.Fingerprint(t, certPEM)
 	certFile := writeFile(t, dir, "lxd-client.crt", string(certPEM))
 	keyFile := writeFile(t, dir, "lxd-client.key", string(keyPEM))
 	if out, err := exec.Command("lxc", "config", "trust", "add", certFile).CombinedOutput(); err != nil {
@@ -132,35 +125,6 @@ func lxdOverHTTPS(t *testing.T, dir string, unavailable func(string, ...any)) st
 	})
 	return fmt.Sprintf("lxd: {url: %q, client_cert_file: %s, client_key_file: %s, server_cert_file: %s}\n",
 		"https://"+addr, certFile, keyFile, serverCert)
-}
-
-// clientCertificate makes a self-signed ECDSA client certificate, as `lxc` makes its
-// own, and returns it with its key (PEM) and its SHA-256 fingerprint.
-func clientCertificate(t *testing.T) (certPEM, keyPEM []byte, fingerprint string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: "spawner-e2e"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(der)
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), hex.EncodeToString(sum[:])
 }
 
 // startLXDE2EWith starts the spawner binary on real LXD; with overHTTPS it reaches the

@@ -25,31 +25,35 @@ import (
 // SPAWNER_REQUIRE_LXD=1, as in CI) with the reason.
 func requireLXD(t *testing.T) (*lxd.Client, string) {
 	t.Helper()
-	unavailable := func(format string, args ...any) {
-		msg := fmt.Sprintf(format, args...)
-		if os.Getenv("SPAWNER_REQUIRE_LXD") == "1" {
-			t.Fatalf("SPAWNER_REQUIRE_LXD=1 but %s", msg)
-		}
-		t.Skipf("skipping real-LXD test: %s (scripts/lxd-setup.sh sets LXD up)", msg)
-	}
 	c, err := lxd.NewClient(lxd.ClientOptions{})
 	if err != nil {
-		unavailable("no LXD client: %v", err)
+		lxdUnavailable(t, "no LXD client: %v", err)
 	}
 	t.Cleanup(c.Close)
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
 	if _, err := c.Server(ctx); err != nil {
-		unavailable("no LXD daemon answers at %s: %v", c.Endpoint(), err)
+		lxdUnavailable(t, "no LXD daemon answers at %s: %v", c.Endpoint(), err)
 	}
 	if ok, err := c.HasImage(ctx, "tiny"); !ok || err != nil {
-		unavailable("LXD has no image tiny (%v)", err)
+		lxdUnavailable(t, "LXD has no image tiny (%v)", err)
 	}
 	bridge, err := bridgeAddress("lxdbr0")
 	if err != nil {
-		unavailable("%v", err)
+		lxdUnavailable(t, "%v", err)
 	}
 	return c, bridge
+}
+
+// lxdUnavailable skips the test saying why LXD cannot serve it, or fails it when
+// SPAWNER_REQUIRE_LXD=1 (CI), so a broken setup never passes as a skip.
+func lxdUnavailable(t *testing.T, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if os.Getenv("SPAWNER_REQUIRE_LXD") == "1" {
+		t.Fatalf("SPAWNER_REQUIRE_LXD=1 but %s", msg)
+	}
+	t.Skipf("skipping real-LXD test: %s (scripts/lxd-setup.sh sets LXD up)", msg)
 }
 
 // lxdRunnerProfile makes a profile that mounts the spawner binary read-only at
@@ -100,16 +104,16 @@ func startLXDE2E(t *testing.T, flavors []e2eFlavor, jobDuration time.Duration) *
 // remote one is reached: HTTPS (the loopback address scripts/lxd-setup.sh sets), a
 // client certificate the daemon trusts until the test ends, and the daemon's own
 // certificate pinned.
-func lxdOverHTTPS(t *testing.T, dir string, unavailable func(string, ...any)) string {
+func lxdOverHTTPS(t *testing.T, dir string) string {
 	t.Helper()
 	out, err := exec.Command("lxc", "config", "get", "core.https_address").Output()
 	addr := strings.TrimSpace(string(out))
 	if err != nil || addr == "" {
-		unavailable("LXD does not listen on HTTPS (core.https_address: %q, %v); run scripts/lxd-setup.sh", addr, err)
+		lxdUnavailable(t, "LXD does not listen on HTTPS (core.https_address: %q, %v); run scripts/lxd-setup.sh", addr, err)
 	}
 	const serverCert = "/var/lib/lxd/server.crt" // Debian's package keeps it there
 	if _, err := os.Stat(serverCert); err != nil {
-		unavailable("no LXD server certificate: %v", err)
+		lxdUnavailable(t, "no LXD server certificate: %v", err)
 	}
 	certPEM, keyPEM := testcert.SelfSigned(t, "spawner-e2e")
 	fingerprint := testcert.Fingerprint(t, certPEM)
@@ -149,13 +153,7 @@ func startLXDE2EWith(t *testing.T, flavors []e2eFlavor, jobDuration time.Duratio
 	bootLn.Close()
 	lxdSection := ""
 	if overHTTPS {
-		lxdSection = lxdOverHTTPS(t, dir, func(format string, args ...any) {
-			msg := fmt.Sprintf(format, args...)
-			if os.Getenv("SPAWNER_REQUIRE_LXD") == "1" {
-				t.Fatalf("SPAWNER_REQUIRE_LXD=1 but %s", msg)
-			}
-			t.Skipf("skipping real-LXD test: %s", msg)
-		})
+		lxdSection = lxdOverHTTPS(t, dir)
 	}
 	var fl strings.Builder
 	for _, f := range flavors {

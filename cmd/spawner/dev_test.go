@@ -1,38 +1,20 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/runner-spawner/runner-spawner/github/githubtest"
+	"github.com/runner-spawner/runner-spawner/internal/syncbuf"
 )
 
-type devBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (d *devBuffer) Write(p []byte) (int, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.b.Write(p)
-}
-
-func (d *devBuffer) String() string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.b.String()
-}
-
-func devRun(ctx context.Context, out *devBuffer, args ...string) error {
+func devRun(ctx context.Context, out *syncbuf.Buffer, args ...string) error {
 	cmd := devCommand()
 	cmd.SetArgs(args)
 	cmd.SetOut(out)
@@ -61,7 +43,7 @@ func devMint(t *testing.T, base, name string) string {
 
 // "dev github" queues jobs, "dev runner" runs them, and the fake prints a summary.
 func TestDevGitHubAndRunner(t *testing.T) {
-	var out devBuffer
+	var out syncbuf.Buffer
 	done := make(chan error, 1)
 	go func() {
 		done <- devRun(t.Context(), &out, "github", "--listen", "127.0.0.1:0", "--jobs", "2", "--labels", "self-hosted,linux", "--exit-when-done")
@@ -79,7 +61,7 @@ func TestDevGitHubAndRunner(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"r1", "r2"} {
-		var rout devBuffer
+		var rout syncbuf.Buffer
 		if err := devRun(t.Context(), &rout, "runner", "--jitconfig", devMint(t, base, name)); err != nil {
 			t.Fatalf("dev runner %s: %v\n%s", name, err, rout.String())
 		}
@@ -127,7 +109,7 @@ func TestDevRunnerExitCodes(t *testing.T) {
 			} else {
 				jit = devMint(t, srv.URL(), "exit-"+string(rune('a'+i)))
 			}
-			var out devBuffer
+			var out syncbuf.Buffer
 			err := devRun(t.Context(), &out, "runner", "--jitconfig", jit)
 			code := 0
 			var ee *exitError

@@ -1,7 +1,6 @@
 package fakerunner_test
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -9,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +15,7 @@ import (
 
 	"github.com/runner-spawner/runner-spawner/github/githubtest"
 	"github.com/runner-spawner/runner-spawner/github/githubtest/fakerunner"
+	"github.com/runner-spawner/runner-spawner/internal/syncbuf"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -44,24 +43,6 @@ func TestDecodeJITConfig(t *testing.T) {
 			}
 		})
 	}
-}
-
-// syncBuffer is a goroutine-safe output sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestHooks(t *testing.T) {
@@ -99,7 +80,7 @@ func TestHooks(t *testing.T) {
 			t.Cleanup(srv.Close)
 			job := srv.CreateJob(githubtest.JobSpec{Labels: []string{"self-hosted"}})
 			cfg := mint(t, srv, "r1")
-			var out syncBuffer
+			var out syncbuf.Buffer
 			env := func(k string) string {
 				if k == "PATH" {
 					return os.Getenv("PATH")

@@ -80,6 +80,16 @@ func (c *Client) Instances(ctx context.Context, filter string) ([]InstanceInfo, 
 	return list, err
 }
 
+// InstanceLog returns one of an instance's log files (lxc.log for a container,
+// qemu.log for a VM), as GET /1.0/instances/{name}/logs/{file} sends it.
+func (c *Client) InstanceLog(ctx context.Context, name, file string) (string, error) {
+	r, err := c.do(ctx, request{method: http.MethodGet, path: instancePath(name) + "/logs/" + url.PathEscape(file), file: true})
+	if err != nil {
+		return "", err
+	}
+	return string(r.file), nil
+}
+
 // InstanceSource is where a new instance's root file system comes from.
 type InstanceSource struct {
 	Type        string `json:"type"` // "image"

@@ -171,6 +171,8 @@ type Backend struct {
 	c      *Client
 	o      Options
 	logger *slog.Logger
+	// startPause is the wait before the one retry of a failed start.
+	startPause time.Duration
 }
 
 var _ backends.Backend = (*Backend)(nil)
@@ -200,7 +202,10 @@ func New(c *Client, opts Options) (*Backend, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Backend{c: c, o: opts, logger: logger.With(logkey.Backend, BackendName, logkey.Flavor, opts.Flavor)}, nil
+	return &Backend{
+		c: c, o: opts, startPause: startRetryPause,
+		logger: logger.With(logkey.Backend, BackendName, logkey.Flavor, opts.Flavor),
+	}, nil
 }
 
 // Create makes and starts the instance for spec; see backends.Backend.
@@ -267,11 +272,8 @@ func (b *Backend) boot(ctx context.Context, spec backends.InstanceSpec, log *slo
 		b.cleanup(ctx, spec.Name, log)
 		return backends.Instance{}, fmt.Errorf("%s %s: %w", step, spec.Name, permanent(err))
 	}
-	if err := b.c.SetInstanceState(ctx, spec.Name, InstanceStatePut{Action: "start", Timeout: -1}); err != nil {
-		// A concurrent Create of the same name may have started it first.
-		if in, gerr := b.c.Instance(ctx, spec.Name); gerr != nil || in.Status != "Running" {
-			return fail("start instance", err)
-		}
+	if err := b.start(ctx, spec.Name, log); err != nil {
+		return fail("start instance", err)
 	}
 	if b.o.Bootstrap == BootstrapExec {
 		if err := b.execBootstrap(ctx, spec); err != nil {
@@ -288,6 +290,75 @@ func (b *Backend) boot(ctx context.Context, spec backends.InstanceSpec, log *slo
 		}, nil
 	}
 	return b.instance(in), nil
+}
+
+// startRetryPause is how long boot waits before it retries a failed start.
+const startRetryPause = 2 * time.Second
+
+// start starts the created instance. A start that fails for a reason that may pass
+// is retried once: under a burst of concurrent starts LXD now and then fails one
+// because the lxc hooks calling back into the daemon time out (seen on LXD 5.0 on a
+// loaded host), and starting the stopped instance again costs far less than
+// deleting it and creating it anew. A failure that stays carries the errors of the
+// instance's log, which LXD's own message only points to.
+func (b *Backend) start(ctx context.Context, name string, log *slog.Logger) error {
+	for attempt := 1; ; attempt++ {
+		err := b.c.SetInstanceState(ctx, name, InstanceStatePut{Action: "start", Timeout: -1})
+		if err == nil {
+			return nil
+		}
+		// A concurrent Create of the same name may have started it first.
+		in, gerr := b.c.Instance(ctx, name)
+		if gerr == nil && in.Status == "Running" {
+			return nil
+		}
+		retry := attempt == 1 && gerr == nil && in.Status == "Stopped" && ctx.Err() == nil &&
+			!errors.Is(permanent(err), backends.ErrBadSpec) && !errors.Is(err, ErrQuota)
+		why := b.logErrors(ctx, name)
+		if !retry {
+			if why != "" {
+				return fmt.Errorf("%w (instance log: %s)", err, why)
+			}
+			return err
+		}
+		log.Warn("start failed; retrying once", logkey.Error, err, "instance_log", why)
+		select {
+		case <-time.After(b.startPause):
+		case <-ctx.Done():
+			return err
+		}
+	}
+}
+
+// logErrors returns the first errors in the instance's log (lxc.log: containers
+// only; a VM's qemu.log has no such lines), or "" when there are none or the log
+// cannot be read.
+func (b *Backend) logErrors(ctx context.Context, name string) string {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	text, err := b.c.InstanceLog(ctx, name, "lxc.log")
+	if err != nil {
+		return ""
+	}
+	return lxcLogErrors(text, 3)
+}
+
+// lxcLogErrors picks the messages of the first max ERROR lines of an lxc.log, whose
+// lines read "lxc NAME TIME ERROR    conf - ../src/lxc/conf.c:run_buffer:322 - text".
+func lxcLogErrors(text string, max int) string {
+	var out []string
+	for line := range strings.Lines(text) {
+		_, rest, ok := strings.Cut(line, " ERROR ")
+		if !ok {
+			continue
+		}
+		parts := strings.SplitN(strings.TrimSpace(rest), " - ", 3)
+		out = append(out, strings.TrimSpace(parts[len(parts)-1]))
+		if len(out) == max {
+			break
+		}
+	}
+	return strings.Join(out, "; ")
 }
 
 // permanent marks the failures a retry cannot fix (a missing image, profile, pool or

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -22,6 +23,7 @@ func fakeBackend(t *testing.T, f *fakeLXD, edit func(*Options)) *Backend {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
+	b.startPause = time.Millisecond
 	return b
 }
 
@@ -266,6 +268,89 @@ func TestCreateFailureCleansUpAndClassifies(t *testing.T) {
 				t.Error("a failed Create left its instance behind")
 			}
 		})
+	}
+}
+
+// hookTimeout is the lxc.log of a start that failed on a real LXD 5.0 under a burst
+// of concurrent starts (CI, 2026-11-27).
+const hookTimeout = `lxc r1 20261127091258.743 ERROR    conf - ../src/lxc/conf.c:run_buffer:322 - Script exited with status 1
+lxc r1 20261127091258.743 ERROR    start - ../src/lxc/start.c:lxc_init:844 - Failed to run lxc.hook.pre-start for container "r1"
+lxc r1 20261127091258.743 WARN     cgfsng - ../src/lxc/cgroups/cgfsng.c:fchowmodat:1619 - No such file or directory - Failed to fchownat(34, memory.oom.group)
+lxc r1 20261127091258.743 ERROR    start - ../src/lxc/start.c:__lxc_start:2027 - Failed to initialize container "r1"
+lxc r1 20261127091357.937 ERROR    lxccontainer - ../src/lxc/lxccontainer.c:wait_on_daemonized_start:870 - No such file or directory - Failed to receive the container state
+`
+
+func TestStartRetriesOnce(t *testing.T) {
+	const forkstart = "Failed to run: /usr/bin/lxd forkstart r1 /var/lib/lxd/containers /var/log/lxd/r1/lxc.conf: exit status 1"
+	tests := []struct {
+		name       string
+		failures   int // starts that fail before one succeeds
+		msg        string
+		wantStarts int
+		wantErr    bool
+		wantInErr  string
+	}{
+		{"fails once, then starts", 1, forkstart, 2, false, ""},
+		{"fails twice", 2, forkstart, 2, true, `Failed to run lxc.hook.pre-start for container "r1"`},
+		{"missing network is not retried", 5, `Failed to start device "eth0": Failed to load network "x": Network not found`, 1, true, "Network not found"},
+		{"full storage is not retried", 5, "Failed to mount: no space left on device", 1, true, "no space left"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFakeLXD(t)
+			starts := 0
+			f.fault = func(action, name string) string {
+				if action != "start" {
+					return ""
+				}
+				starts++
+				if starts <= tt.failures {
+					f.logs[name] = hookTimeout // fault runs under f.mu
+					return tt.msg
+				}
+				return ""
+			}
+			b := fakeBackend(t, f, nil)
+			_, err := b.Create(t.Context(), testSpec("r1"))
+			if starts != tt.wantStarts {
+				t.Errorf("%d starts, want %d", starts, tt.wantStarts)
+			}
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("Create = %v, want error %v", err, tt.wantErr)
+			}
+			if !tt.wantErr {
+				if !f.has("r1") {
+					t.Error("the instance is gone after a start that succeeded on its retry")
+				}
+				return
+			}
+			if !strings.Contains(err.Error(), tt.wantInErr) {
+				t.Errorf("Create = %v, want it to say %q", err, tt.wantInErr)
+			}
+			if f.has("r1") {
+				t.Error("a failed Create left its instance behind")
+			}
+		})
+	}
+}
+
+func TestLXCLogErrors(t *testing.T) {
+	tests := []struct {
+		log  string
+		max  int
+		want string
+	}{
+		{hookTimeout, 3, `Script exited with status 1; Failed to run lxc.hook.pre-start for container "r1"; Failed to initialize container "r1"`},
+		{hookTimeout, 1, "Script exited with status 1"},
+		{hookTimeout, 9, `Script exited with status 1; Failed to run lxc.hook.pre-start for container "r1"; Failed to initialize container "r1"; No such file or directory - Failed to receive the container state`},
+		{"lxc r1 20261127091258.743 WARN     cgfsng - x.c:1 - only a warning\n", 3, ""},
+		{"", 3, ""},
+		{"lxc r1 1 ERROR odd line without separators", 3, "odd line without separators"},
+	}
+	for _, tt := range tests {
+		if got := lxcLogErrors(tt.log, tt.max); got != tt.want {
+			t.Errorf("lxcLogErrors(max %d) = %q, want %q", tt.max, got, tt.want)
+		}
 	}
 }
 

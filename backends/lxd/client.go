@@ -216,6 +216,9 @@ type response struct {
 	ErrorCode  int             `json:"error_code"`
 	Error      string          `json:"error"`
 	Metadata   json.RawMessage `json:"metadata"`
+	// file is the body of a successful file answer (rq.file): LXD sends files
+	// (instance logs) as they are, without the envelope.
+	file []byte
 }
 
 // request is one call to LXD.
@@ -228,6 +231,8 @@ type request struct {
 	header http.Header
 	// timeout overrides the client's request timeout (the /wait calls wait longer).
 	timeout time.Duration
+	// file: a successful answer is a file, not an envelope (errors still are).
+	file bool
 }
 
 func (r request) call() string { return r.method + " " + r.path }
@@ -294,6 +299,9 @@ func (c *Client) do(ctx context.Context, rq request) (*response, error) {
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
 	if err != nil {
 		return nil, &Error{Call: rq.call(), Code: resp.StatusCode, kind: ErrUnreachable, err: err, Message: "read answer: " + err.Error()}
+	}
+	if rq.file && resp.StatusCode < 300 {
+		return &response{Type: "sync", file: data}, nil
 	}
 	var r response
 	if err := json.Unmarshal(data, &r); err != nil || r.Type == "" {

@@ -31,6 +31,7 @@ type fakeLXD struct {
 	creates   []InstancesPost
 	execs     []execPost
 	files     map[string]fakeFile // instance + path
+	logs      map[string]string   // instance → its lxc.log
 	inflight  int
 	peak      int
 	// fault returns the error message an operation ("create", "start", "stop",
@@ -63,6 +64,7 @@ func newFakeLXD(t *testing.T) *fakeLXD {
 		profiles:  map[string]bool{"default": true},
 		ops:       map[string]*fakeOp{},
 		files:     map[string]fakeFile{},
+		logs:      map[string]string{},
 	}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.srv.Close)
@@ -169,6 +171,18 @@ func (f *fakeLXD) serve(w http.ResponseWriter, r *http.Request) {
 			}
 			return ""
 		})
+	case len(parts) == 4 && parts[0] == "instances" && parts[2] == "logs" && r.Method == http.MethodGet:
+		f.mu.Lock()
+		_, ok := f.instances[parts[1]]
+		text := f.logs[parts[1]]
+		f.mu.Unlock()
+		if !ok || parts[3] != "lxc.log" {
+			lxdError(w, 404, "Instance not found")
+			return
+		}
+		// Like LXD: the file as it is, no envelope.
+		w.Header().Set("Content-Type", "application/octet-stream")
+		io.WriteString(w, text)
 	case len(parts) == 3 && parts[0] == "instances" && parts[2] == "files":
 		body, _ := io.ReadAll(r.Body)
 		f.mu.Lock()

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/runner-spawner/runner-spawner/backends"
 	"github.com/runner-spawner/runner-spawner/backends/backendtest"
+	"github.com/runner-spawner/runner-spawner/internal/syncbuf"
 )
 
 // The tests in this file run against the real LXD daemon that scripts/lxd-setup.sh
@@ -314,4 +316,37 @@ func TestBootstrapCloudConfigOnRealLXD(t *testing.T) {
 		t.Errorf("callback token = %q, want %q", got, token)
 	}
 	waitState(t, b, spec.Name, backends.StateStopped, 60*time.Second)
+}
+
+// TestFailedStartOnRealLXD: a start LXD cannot do (a pre-start hook that fails, as
+// the hooks that time out under a burst do) is retried once, then the instance is
+// removed and the error carries the errors of its lxc.log.
+func TestFailedStartOnRealLXD(t *testing.T) {
+	c := realClient(t)
+	t.Parallel() // about a minute of waiting in LXD: two starts of 30 s each
+	var logs syncbuf.Buffer
+	b := realBackend(t, c, Options{
+		DeploymentID: testDeployment(), Flavor: "hookfail",
+		Config: map[string]string{"raw.lxc": "lxc.hook.pre-start = /bin/false"},
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+	})
+	spec := backends.InstanceSpec{Name: "hf-" + randHex(3), Flavor: "hookfail", JobID: 10, UserData: "#!/bin/sh\ntrue\n"}
+	t.Cleanup(func() { rawDelete(c, spec.Name) })
+	_, err := b.Create(t.Context(), spec)
+	if err == nil {
+		t.Fatal("Create succeeded with a pre-start hook that fails")
+	}
+	t.Logf("Create: %v", err)
+	if errors.Is(err, backends.ErrBadSpec) || errors.Is(err, backends.ErrQuota) {
+		t.Errorf("Create = %v, want a transient error", err)
+	}
+	if !strings.Contains(err.Error(), "Failed to run lxc.hook.pre-start") {
+		t.Errorf("Create = %v, want the instance log's reason", err)
+	}
+	if _, err := c.Instance(t.Context(), spec.Name); !errors.Is(err, ErrNotFound) {
+		t.Errorf("the instance of a failed Create is still there (%v)", err)
+	}
+	if n := strings.Count(logs.String(), "start failed; retrying once"); n != 1 {
+		t.Errorf("%d retries of the start logged, want 1:\n%s", n, logs.String())
+	}
 }

@@ -313,7 +313,7 @@ func (c *Consumer) create(ctx context.Context, f *Flavor, ev *queue.JobEvent, jo
 	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	token, hash := bootstrap.NewToken()
-	lease := now.Add(createLease)
+	lease := now.Add(CreateLease)
 
 	rec := &queue.RunnerRecord{
 		Name: name, Flavor: f.Name, Backend: f.BackendName, State: queue.RunnerCreating, ForJob: job.ID,
@@ -335,7 +335,7 @@ func (c *Consumer) create(ctx context.Context, f *Flavor, ev *queue.JobEvent, jo
 		})
 		if errors.Is(err, queue.ErrSkip) {
 			// Someone else is creating it; come back after their lease in case they die.
-			return retryIn(createLease)
+			return retryIn(CreateLease)
 		}
 		rec.Attempts = attempts
 		resume = true
@@ -412,9 +412,11 @@ func (c *Consumer) create(ctx context.Context, f *Flavor, ev *queue.JobEvent, jo
 	return ack()
 }
 
-// createLease is how long a create may go without renewing its lease before another
-// worker takes it over (its creator presumably died). Renewed every third of it.
-const createLease = 30 * time.Second
+// CreateLease is how long a create may go without renewing its lease before another
+// worker takes it over (its creator presumably died). Renewed every third of it. A
+// create abandoned by a killed consumer is thus picked up (by a consumer, or by the
+// janitor two passes after the lease ran out) no sooner than this after the kill.
+const CreateLease = 30 * time.Second
 
 // renewCreateLease keeps the runner's create lease while the backend works (an LXD
 // VM or a cloud server can take minutes), until stop is called.
@@ -423,7 +425,7 @@ func (c *Consumer) renewCreateLease(ctx context.Context, name string, logger *sl
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
-		t := time.NewTicker(createLease / 3)
+		t := time.NewTicker(CreateLease / 3)
 		defer t.Stop()
 		for {
 			select {
@@ -435,7 +437,7 @@ func (c *Consumer) renewCreateLease(ctx context.Context, name string, logger *sl
 					if r.State != queue.RunnerCreating {
 						return queue.ErrSkip
 					}
-					r.CreatingUntil = c.opts.Now().Add(createLease)
+					r.CreatingUntil = c.opts.Now().Add(CreateLease)
 					return nil
 				})
 				cancel()

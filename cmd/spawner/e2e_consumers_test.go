@@ -12,6 +12,7 @@ import (
 
 	"github.com/runner-spawner/runner-spawner/backends/sim"
 	"github.com/runner-spawner/runner-spawner/config"
+	"github.com/runner-spawner/runner-spawner/consumer"
 	"github.com/runner-spawner/runner-spawner/github/githubtest"
 	"github.com/runner-spawner/runner-spawner/github/githubtest/fakerunner"
 	"github.com/runner-spawner/runner-spawner/queue"
@@ -162,7 +163,10 @@ func TestConsumersEndToEnd(t *testing.T) {
 		}
 		return nil
 	})
-	out := waitSettled(t, cfg, 15*time.Second)
+	// A consumer killed in the middle of a create leaves a record in `creating` that
+	// holds a slot until its create lease runs out and the janitor (two passes after
+	// that, at interval 1s) hands it back or removes it.
+	out := waitSettled(t, cfg, consumer.CreateLease+15*time.Second)
 	t.Logf("status: %s", oneLine(out))
 	_ = serve
 }

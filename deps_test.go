@@ -72,7 +72,7 @@ var forbidden = []struct {
 }
 
 // testTools may only be imported by tests and by cmd/spawner's dev commands.
-var testTools = []string{"/queue/queuetest", "/github/githubtest", "/backends/backendtest", "/internal/systemtest", "/internal/testcert"}
+var testTools = []string{"/queue/queuetest", "/github/githubtest", "/backends/backendtest", "/internal/systemtest", "/internal/testcert", "/internal/realservice"}
 
 func TestImportArrows(t *testing.T) {
 	for _, p := range listPackages(t) {

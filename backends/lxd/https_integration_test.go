@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/runner-spawner/runner-spawner/backends"
+	"github.com/runner-spawner/runner-spawner/internal/realservice"
 	"github.com/runner-spawner/runner-spawner/internal/testcert"
 )
 
@@ -34,7 +35,7 @@ func httpsServer(t *testing.T, c *Client) (url string, serverCert []byte) {
 	}
 	addr, _ := info.Config["core.https_address"].(string)
 	if addr == "" || info.Environment.Certificate == "" {
-		unavailable(t, "LXD does not listen on HTTPS (core.https_address unset); run scripts/lxd-setup.sh")
+		realservice.LXD.Unavailable(t, "LXD does not listen on HTTPS (core.https_address unset)")
 	}
 	return "https://" + addr, []byte(info.Environment.Certificate)
 }

@@ -10,13 +10,13 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/runner-spawner/runner-spawner/backends"
 	"github.com/runner-spawner/runner-spawner/backends/backendtest"
+	"github.com/runner-spawner/runner-spawner/internal/realservice"
 	"github.com/runner-spawner/runner-spawner/internal/syncbuf"
 )
 
@@ -42,21 +42,12 @@ func realClient(tb testing.TB) *Client {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if _, err := c.Server(ctx); err != nil {
-		unavailable(tb, "no LXD daemon answers at %s (%v); run scripts/lxd-setup.sh", c.Endpoint(), err)
+		realservice.LXD.Unavailable(tb, "no LXD daemon answers at %s (%v)", c.Endpoint(), err)
 	}
 	if ok, err := c.HasImage(ctx, testImage); !ok || err != nil {
-		unavailable(tb, "LXD has no image %q (%v); run scripts/lxd-setup.sh", testImage, err)
+		realservice.LXD.Unavailable(tb, "LXD has no image %q (%v)", testImage, err)
 	}
 	return c
-}
-
-func unavailable(tb testing.TB, format string, args ...any) {
-	tb.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if os.Getenv("SPAWNER_REQUIRE_LXD") == "1" {
-		tb.Fatalf("SPAWNER_REQUIRE_LXD=1 but %s", msg)
-	}
-	tb.Skipf("skipping real-LXD test: %s (set SPAWNER_REQUIRE_LXD=1 to make this a failure)", msg)
 }
 
 func randHex(n int) string {
@@ -152,11 +143,11 @@ func listenOnBridge(t *testing.T, c *Client) *callbacks {
 	t.Helper()
 	n, err := c.Network(t.Context(), testBridge)
 	if err != nil {
-		unavailable(t, "no bridge %s (%v); run scripts/lxd-setup.sh", testBridge, err)
+		realservice.LXD.Unavailable(t, "no bridge %s (%v)", testBridge, err)
 	}
 	ip, _, _ := strings.Cut(n.Config["ipv4.address"], "/")
 	if net.ParseIP(ip) == nil {
-		unavailable(t, "bridge %s has no IPv4 address (%q)", testBridge, n.Config["ipv4.address"])
+		realservice.LXD.Unavailable(t, "bridge %s has no IPv4 address (%q)", testBridge, n.Config["ipv4.address"])
 	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/runner-spawner/runner-spawner/backends"
 	"github.com/runner-spawner/runner-spawner/backends/backendtest"
+	"github.com/runner-spawner/runner-spawner/internal/realservice"
 )
 
 // The real cloud is the one scripts/openstack-setup.sh brings up: clouds osdev-admin
@@ -60,15 +61,8 @@ var realClouds = &realCloudPool{clouds: map[string]*Cloud{}, errs: map[string]er
 // silently skipped can never pass there.
 func realCloud(t testing.TB, name string) *Cloud {
 	t.Helper()
-	unavailable := func(format string, args ...any) {
-		t.Helper()
-		if os.Getenv("SPAWNER_REQUIRE_OPENSTACK") == "1" {
-			t.Fatalf("SPAWNER_REQUIRE_OPENSTACK=1 but "+format, args...)
-		}
-		t.Skipf("no OpenStack cloud (run scripts/openstack-setup.sh up): "+format, args...)
-	}
 	if _, err := os.Stat(realCloudsFile()); err != nil {
-		unavailable("%v", err)
+		realservice.OpenStack.Unavailable(t, "%v", err)
 	}
 	realClouds.mu.Lock()
 	defer realClouds.mu.Unlock()
@@ -76,7 +70,7 @@ func realCloud(t testing.TB, name string) *Cloud {
 		return c
 	}
 	if err, ok := realClouds.errs[name]; ok {
-		unavailable("cloud %s: %v", name, err)
+		realservice.OpenStack.Unavailable(t, "cloud %s: %v", name, err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -84,7 +78,7 @@ func realCloud(t testing.TB, name string) *Cloud {
 		MaxConcurrentRequests: 8, RequestsPerSecond: 20})
 	if err != nil {
 		realClouds.errs[name] = err
-		unavailable("cloud %s: %v", name, err)
+		realservice.OpenStack.Unavailable(t, "cloud %s: %v", name, err)
 	}
 	realClouds.clouds[name] = c
 	return c

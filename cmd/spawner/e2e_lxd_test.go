@@ -18,6 +18,7 @@ import (
 	"github.com/runner-spawner/runner-spawner/backends"
 	"github.com/runner-spawner/runner-spawner/backends/lxd"
 	"github.com/runner-spawner/runner-spawner/github/githubtest"
+	"github.com/runner-spawner/runner-spawner/internal/realservice"
 	"github.com/runner-spawner/runner-spawner/internal/testcert"
 )
 
@@ -27,33 +28,22 @@ func requireLXD(t *testing.T) (*lxd.Client, string) {
 	t.Helper()
 	c, err := lxd.NewClient(lxd.ClientOptions{})
 	if err != nil {
-		lxdUnavailable(t, "no LXD client: %v", err)
+		realservice.LXD.Unavailable(t, "no LXD client: %v", err)
 	}
 	t.Cleanup(c.Close)
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
 	if _, err := c.Server(ctx); err != nil {
-		lxdUnavailable(t, "no LXD daemon answers at %s: %v", c.Endpoint(), err)
+		realservice.LXD.Unavailable(t, "no LXD daemon answers at %s: %v", c.Endpoint(), err)
 	}
 	if ok, err := c.HasImage(ctx, "tiny"); !ok || err != nil {
-		lxdUnavailable(t, "LXD has no image tiny (%v)", err)
+		realservice.LXD.Unavailable(t, "LXD has no image tiny (%v)", err)
 	}
 	bridge, err := bridgeAddress("lxdbr0")
 	if err != nil {
-		lxdUnavailable(t, "%v", err)
+		realservice.LXD.Unavailable(t, "%v", err)
 	}
 	return c, bridge
-}
-
-// lxdUnavailable skips the test saying why LXD cannot serve it, or fails it when
-// SPAWNER_REQUIRE_LXD=1 (CI), so a broken setup never passes as a skip.
-func lxdUnavailable(t *testing.T, format string, args ...any) {
-	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if os.Getenv("SPAWNER_REQUIRE_LXD") == "1" {
-		t.Fatalf("SPAWNER_REQUIRE_LXD=1 but %s", msg)
-	}
-	t.Skipf("skipping real-LXD test: %s (scripts/lxd-setup.sh sets LXD up)", msg)
 }
 
 // lxdRunnerProfile makes a profile that mounts the spawner binary read-only at
@@ -109,11 +99,11 @@ func lxdOverHTTPS(t *testing.T, dir string) string {
 	out, err := exec.Command("lxc", "config", "get", "core.https_address").Output()
 	addr := strings.TrimSpace(string(out))
 	if err != nil || addr == "" {
-		lxdUnavailable(t, "LXD does not listen on HTTPS (core.https_address: %q, %v); run scripts/lxd-setup.sh", addr, err)
+		realservice.LXD.Unavailable(t, "LXD does not listen on HTTPS (core.https_address: %q, %v)", addr, err)
 	}
 	const serverCert = "/var/lib/lxd/server.crt" // Debian's package keeps it there
 	if _, err := os.Stat(serverCert); err != nil {
-		lxdUnavailable(t, "no LXD server certificate: %v", err)
+		realservice.LXD.Unavailable(t, "no LXD server certificate: %v", err)
 	}
 	certPEM, keyPEM := testcert.SelfSigned(t, "spawner-e2e")
 	fingerprint := testcert.Fingerprint(t, certPEM)

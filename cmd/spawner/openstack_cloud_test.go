@@ -30,6 +30,7 @@ import (
 	"github.com/runner-spawner/runner-spawner/backends/sim"
 	"github.com/runner-spawner/runner-spawner/bootstrap"
 	"github.com/runner-spawner/runner-spawner/github/githubtest/fakerunner"
+	"github.com/runner-spawner/runner-spawner/internal/realservice"
 )
 
 // The real cloud is the one scripts/openstack-setup.sh brings up (as in
@@ -68,36 +69,29 @@ func osCloudsFile() string {
 // real-cloud tests do.
 func osCompute(t testing.TB, cloud string) *gophercloud.ServiceClient {
 	t.Helper()
-	unavailable := func(format string, args ...any) {
-		t.Helper()
-		if os.Getenv("SPAWNER_REQUIRE_OPENSTACK") == "1" {
-			t.Fatalf("SPAWNER_REQUIRE_OPENSTACK=1 but "+format, args...)
-		}
-		t.Skipf("no OpenStack cloud (run scripts/openstack-setup.sh up): "+format, args...)
-	}
 	if _, err := os.Stat(osCloudsFile()); err != nil {
-		unavailable("%v", err)
+		realservice.OpenStack.Unavailable(t, "%v", err)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	ao, eo, tlsConfig, err := clouds.Parse(clouds.WithCloudName(cloud), clouds.WithLocations(osCloudsFile()))
 	if err != nil {
-		unavailable("cloud %s: %v", cloud, err)
+		realservice.OpenStack.Unavailable(t, "cloud %s: %v", cloud, err)
 	}
 	ao.AllowReauth = true
 	provider, err := gcopenstack.NewClient(ao.IdentityEndpoint)
 	if err != nil {
-		unavailable("cloud %s: %v", cloud, err)
+		realservice.OpenStack.Unavailable(t, "cloud %s: %v", cloud, err)
 	}
 	if tlsConfig != nil {
 		provider.HTTPClient = http.Client{Transport: &http.Transport{TLSClientConfig: tlsConfig}}
 	}
 	if err := gcopenstack.Authenticate(ctx, provider, ao); err != nil {
-		unavailable("cloud %s: %v", cloud, err)
+		realservice.OpenStack.Unavailable(t, "cloud %s: %v", cloud, err)
 	}
 	compute, err := gcopenstack.NewComputeV2(provider, eo)
 	if err != nil {
-		unavailable("cloud %s: %v", cloud, err)
+		realservice.OpenStack.Unavailable(t, "cloud %s: %v", cloud, err)
 	}
 	compute.Microversion = osMicroversion
 	return compute

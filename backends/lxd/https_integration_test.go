@@ -70,7 +70,7 @@ func TestRemoteHTTPSOnRealLXD(t *testing.T) {
 	clientCert, clientKey := testcert.SelfSigned(t, "spawner-https-test")
 	trust(t, local, clientCert)
 
-	c, err := NewClient(ClientOptions{URL: url, ClientCert: clientCert, ClientKey: clientKey, ServerCert: serverCert})
+	c, err := NewClient(ClientOptions{URL: url, ClientCert: clientCert, ClientKey: clientKey, ServerCert: serverCert, Timeout: stallTimeout})
 	if err != nil {
 		t.Fatalf("NewClient: %v", err)
 	}

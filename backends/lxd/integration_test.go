@@ -30,16 +30,25 @@ const (
 	testBridge = "lxdbr0"
 )
 
+// stallTimeout bounds each request of the real-LXD tests. Twice in CI-like runs (a
+// daemon just restarted after a kill, the host busy with OpenStack and the race
+// build) LXD 5.0.2 stopped answering for about 90 s as four containers started at
+// once: their lxc hooks timed out, and every other request waited meanwhile. The
+// backend gets through that (a failed start is retried once; the consumer retries
+// the rest); the tests wait it out rather than fail on the default 30 s.
+const stallTimeout = 3 * time.Minute
+
 // realClient returns a client of the local daemon once it has checked the daemon
 // answers and holds the test image.
 func realClient(tb testing.TB) *Client {
 	tb.Helper()
-	c, err := NewClient(ClientOptions{})
+	c, err := NewClient(ClientOptions{Timeout: stallTimeout})
 	if err != nil {
 		tb.Fatalf("NewClient: %v", err)
 	}
 	tb.Cleanup(c.Close)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// A daemon that is not there fails at once (no socket); only a stalled one waits.
+	ctx, cancel := context.WithTimeout(context.Background(), stallTimeout)
 	defer cancel()
 	if _, err := c.Server(ctx); err != nil {
 		realservice.LXD.Unavailable(tb, "no LXD daemon answers at %s (%v)", c.Endpoint(), err)

@@ -138,6 +138,19 @@ func (a *app) startEmbedded(ctx context.Context) (*queue.Embedded, error) {
 	return emb, nil
 }
 
+// operate runs an operator command's work on a fresh NATS connection (named name,
+// waiting up to wait for the streams), all within timeout.
+func (a *app) operate(ctx context.Context, name string, timeout, wait time.Duration, fn func(context.Context, *queue.Conn) error) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	conn, err := a.connect(ctx, name, nil, wait)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return fn(ctx, conn)
+}
+
 // connect dials NATS and, when wait is set, waits until the streams are usable.
 func (a *app) connect(ctx context.Context, name string, emb *queue.Embedded, wait time.Duration) (*queue.Conn, error) {
 	conn, err := queue.Connect(ctx, a.queueOptions(name, emb))

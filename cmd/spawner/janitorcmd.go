@@ -132,32 +132,27 @@ non-zero when no janitor answered or the flush could not be carried out.`,
 			if flavor != "" && a.cfg.Flavor(flavor) == nil {
 				return &exitError{code: 2, err: fmt.Errorf("--flavor %q names no flavor (%s)", flavor, strings.Join(a.cfg.FlavorNames(), ", "))}
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
-			defer cancel()
-			conn, err := a.connect(ctx, "flush", nil, 15*time.Second)
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
-			res, ferr := janitor.RequestFlush(ctx, conn, janitor.FlushRequest{Mode: string(m), Flavor: flavor})
-			if errors.Is(ferr, janitor.ErrNoJanitor) || (ferr != nil && !errors.Is(ferr, janitor.ErrFlushIncomplete)) {
-				return &exitError{code: 1, err: fmt.Errorf("flush %s: %w", m, ferr)}
-			}
-			if asJSON {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				if err := enc.Encode(res); err != nil {
-					return err
+			return a.operate(cmd.Context(), "flush", timeout, 15*time.Second, func(ctx context.Context, conn *queue.Conn) error {
+				res, ferr := janitor.RequestFlush(ctx, conn, janitor.FlushRequest{Mode: string(m), Flavor: flavor})
+				if errors.Is(ferr, janitor.ErrNoJanitor) || (ferr != nil && !errors.Is(ferr, janitor.ErrFlushIncomplete)) {
+					return &exitError{code: 1, err: fmt.Errorf("flush %s: %w", m, ferr)}
 				}
-			} else {
-				fmt.Fprintf(cmd.OutOrStdout(), "%s: removed %d, skipped busy %d, failed %d, waited %.0fs\n", res.Mode, res.Removed, res.SkippedBusy, res.Failed, res.WaitedSeconds)
-				if res.Error != "" {
-					fmt.Fprintf(cmd.OutOrStdout(), "error: %s\n", res.Error)
+				if asJSON {
+					enc := json.NewEncoder(cmd.OutOrStdout())
+					if err := enc.Encode(res); err != nil {
+						return err
+					}
+				} else {
+					fmt.Fprintf(cmd.OutOrStdout(), "%s: removed %d, skipped busy %d, failed %d, waited %.0fs\n", res.Mode, res.Removed, res.SkippedBusy, res.Failed, res.WaitedSeconds)
+					if res.Error != "" {
+						fmt.Fprintf(cmd.OutOrStdout(), "error: %s\n", res.Error)
+					}
 				}
-			}
-			if ferr != nil {
-				return &exitError{code: 1, err: fmt.Errorf("")}
-			}
-			return nil
+				if ferr != nil {
+					return &exitError{code: 1, err: fmt.Errorf("")}
+				}
+				return nil
+			})
 		},
 	}
 	cmd.Flags().StringVar(&mode, "mode", "", "flush mode (see above)")
@@ -189,16 +184,17 @@ non-zero when no janitor answered or the pass had errors.`,
 			if err != nil {
 				return err
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
-			defer cancel()
-			conn, err := a.connect(ctx, "reconcile", nil, 15*time.Second)
+			var sum janitor.PassSummary
+			err = a.operate(cmd.Context(), "reconcile", timeout, 15*time.Second, func(ctx context.Context, conn *queue.Conn) error {
+				s, err := janitor.RequestReconcile(ctx, conn)
+				if err != nil {
+					return &exitError{code: 1, err: err}
+				}
+				sum = s
+				return nil
+			})
 			if err != nil {
 				return err
-			}
-			defer conn.Close()
-			sum, err := janitor.RequestReconcile(ctx, conn)
-			if err != nil {
-				return &exitError{code: 1, err: err}
 			}
 			if asJSON {
 				if err := printJSON(cmd, sum); err != nil {
@@ -427,18 +423,13 @@ func withState(cmd *cobra.Command, g *globalFlags, fn func(ctx context.Context, 
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(cmd.Context(), time.Minute)
-	defer cancel()
-	conn, err := a.connect(ctx, cmd.CommandPath(), nil, 15*time.Second)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	st, err := conn.State(ctx)
-	if err != nil {
-		return err
-	}
-	return fn(ctx, a, conn, st)
+	return a.operate(cmd.Context(), cmd.CommandPath(), time.Minute, 15*time.Second, func(ctx context.Context, conn *queue.Conn) error {
+		st, err := conn.State(ctx)
+		if err != nil {
+			return err
+		}
+		return fn(ctx, a, conn, st)
+	})
 }
 
 func printJSON(cmd *cobra.Command, v any) error {

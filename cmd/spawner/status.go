@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -57,23 +56,16 @@ func statusCommand(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
-			defer cancel()
-			conn, err := a.connect(ctx, "status", nil, timeout)
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
-			rep, err := a.status(ctx, conn)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(rep)
-			}
-			return printStatus(cmd.OutOrStdout(), rep)
+			return a.operate(cmd.Context(), "status", timeout, timeout, func(ctx context.Context, conn *queue.Conn) error {
+				rep, err := a.status(ctx, conn)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return printJSON(cmd, rep)
+				}
+				return printStatus(cmd.OutOrStdout(), rep)
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")

@@ -40,6 +40,17 @@ func httpsServer(t *testing.T, c *Client) (url string, serverCert []byte) {
 	return "https://" + addr, []byte(info.Environment.Certificate)
 }
 
+// httpsClient is a client of the daemon at url over HTTPS, closed when the test ends.
+func httpsClient(t *testing.T, url string, cert, key, serverCert []byte) *Client {
+	t.Helper()
+	c, err := NewClient(ClientOptions{URL: url, ClientCert: cert, ClientKey: key, ServerCert: serverCert, Timeout: stallTimeout})
+	if err != nil {
+		t.Fatalf("NewClient: %v", err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
 // trust adds a client certificate to the daemon's trust store, as `lxc config trust
 // add` does, until the test ends.
 func trust(t *testing.T, c *Client, certPEM []byte) {
@@ -70,11 +81,7 @@ func TestRemoteHTTPSOnRealLXD(t *testing.T) {
 	clientCert, clientKey := testcert.SelfSigned(t, "spawner-https-test")
 	trust(t, local, clientCert)
 
-	c, err := NewClient(ClientOptions{URL: url, ClientCert: clientCert, ClientKey: clientKey, ServerCert: serverCert, Timeout: stallTimeout})
-	if err != nil {
-		t.Fatalf("NewClient: %v", err)
-	}
-	t.Cleanup(c.Close)
+	c := httpsClient(t, url, clientCert, clientKey, serverCert)
 	info, err := c.Server(t.Context())
 	if err != nil {
 		t.Fatalf("GET /1.0 over HTTPS: %v", err)
@@ -85,12 +92,7 @@ func TestRemoteHTTPSOnRealLXD(t *testing.T) {
 
 	cb := listenOnBridge(t, local)
 	b := realBackend(t, c, Options{DeploymentID: testDeployment(), Flavor: "tls", Bootstrap: BootstrapExec})
-	token := "tok-" + randHex(8)
-	spec := backends.InstanceSpec{
-		Name: "tls-" + randHex(3), Flavor: "tls", JobID: 9,
-		Script: "URL=$SPAWNER_BOOTSTRAP_URL TOKEN=$SPAWNER_BOOTSTRAP_TOKEN\nfor i in $(seq 1 100); do " + callHome,
-		Env:    map[string]string{"SPAWNER_BOOTSTRAP_URL": cb.url, "SPAWNER_BOOTSTRAP_TOKEN": token, "SPAWNER_RUNNER_NAME": "tls"},
-	}
+	spec, token := cb.execSpec("tls", 9)
 	t.Cleanup(func() { rawDelete(local, spec.Name) })
 	if _, err := b.Create(t.Context(), spec); err != nil {
 		t.Fatalf("Create over HTTPS: %v", err)
@@ -112,11 +114,7 @@ func TestRemoteHTTPSOnRealLXD(t *testing.T) {
 
 	t.Run("untrusted certificate", func(t *testing.T) {
 		cert, key := testcert.SelfSigned(t, "spawner-not-trusted")
-		c, err := NewClient(ClientOptions{URL: url, ClientCert: cert, ClientKey: key, ServerCert: serverCert})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c := httpsClient(t, url, cert, key, serverCert)
 		info, err := c.Server(t.Context())
 		if err != nil || info.Auth != "untrusted" {
 			t.Errorf("GET /1.0 with an untrusted certificate: auth %q, %v; want untrusted", info.Auth, err)
@@ -127,11 +125,7 @@ func TestRemoteHTTPSOnRealLXD(t *testing.T) {
 	})
 	t.Run("another server certificate pinned", func(t *testing.T) {
 		other, _ := testcert.SelfSigned(t, "not-the-server")
-		c, err := NewClient(ClientOptions{URL: url, ClientCert: clientCert, ClientKey: clientKey, ServerCert: other})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c := httpsClient(t, url, clientCert, clientKey, other)
 		if _, err := c.Server(t.Context()); !errors.Is(err, ErrUnreachable) {
 			t.Errorf("GET /1.0 with a wrong pin = %v, want ErrUnreachable", err)
 		}

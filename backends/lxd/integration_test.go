@@ -185,6 +185,22 @@ func (cb *callbacks) wait(t *testing.T, timeout time.Duration) string {
 	return ""
 }
 
+// execSpec is the spec of an exec-bootstrap instance of flavor that calls cb home
+// with a fresh token, which it returns too. The instance is named after the flavor.
+func (cb *callbacks) execSpec(flavor string, jobID int64) (backends.InstanceSpec, string) {
+	token := "tok-" + randHex(8)
+	return backends.InstanceSpec{
+		Name: flavor + "-" + randHex(3), Flavor: flavor, JobID: jobID,
+		// No shebang: the backend runs it with /bin/sh.
+		Script: "URL=$SPAWNER_BOOTSTRAP_URL TOKEN=$SPAWNER_BOOTSTRAP_TOKEN\nfor i in $(seq 1 100); do " + callHome,
+		Env: map[string]string{
+			"SPAWNER_BOOTSTRAP_URL":   cb.url,
+			"SPAWNER_BOOTSTRAP_TOKEN": token,
+			"SPAWNER_RUNNER_NAME":     flavor,
+		},
+	}, token
+}
+
 // callHome is a bootstrap that calls the URL with the token (retrying while DHCP
 // settles) and then powers the instance off, as a single-use runner does.
 const callHome = `timeout 5 wget -q -O /dev/null "$URL?token=$TOKEN" && break; sleep 0.2; done
@@ -217,17 +233,7 @@ func TestBootstrapExecOnRealLXD(t *testing.T) {
 	c := realClient(t)
 	cb := listenOnBridge(t, c)
 	b := realBackend(t, c, Options{DeploymentID: testDeployment(), Flavor: "ex", Bootstrap: BootstrapExec})
-	token := "tok-" + randHex(8)
-	spec := backends.InstanceSpec{
-		Name: "ex-" + randHex(3), Flavor: "ex", JobID: 8,
-		// No shebang: the backend runs it with /bin/sh.
-		Script: "URL=$SPAWNER_BOOTSTRAP_URL TOKEN=$SPAWNER_BOOTSTRAP_TOKEN\nfor i in $(seq 1 100); do " + callHome,
-		Env: map[string]string{
-			"SPAWNER_BOOTSTRAP_URL":   cb.url,
-			"SPAWNER_BOOTSTRAP_TOKEN": token,
-			"SPAWNER_RUNNER_NAME":     "ex",
-		},
-	}
+	spec, token := cb.execSpec("ex", 8)
 	t.Cleanup(func() { rawDelete(c, spec.Name) })
 	if _, err := b.Create(t.Context(), spec); err != nil {
 		t.Fatalf("Create: %v", err)

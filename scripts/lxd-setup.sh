@@ -3,15 +3,27 @@
 # and `spawner serve --sandbox`. Works offline: no image server is used; the test images
 # are built locally from Debian packages.
 #
-# Usage:  scripts/lxd-setup.sh [up|stop|status|purge]     (default: up; idempotent)
+# Usage:  scripts/lxd-setup.sh [up|image NAME|stop|status|purge]   (default: up; idempotent)
 #   up     install packages (apt), start lxcfs + lxd (by hand when PID 1 is not systemd),
 #          create what is missing (storage pool "default", bridge "lxdbr0", the default
 #          profile's root disk and eth0), build and import image alias "tiny" (busybox,
 #          ~1 MB, built in about a second) and, with SPAWNER_LXD_DEBIAN=1, alias "deb12"
 #          (debootstrap minbase + systemd + cloud-init, ~260 MB, ~2.5 min to build).
+#   image NAME
+#          build (when its cached tarballs are missing or from another recipe) and import
+#          (when LXD lacks it) one image, tiny or deb12; the daemon must be up. The tests
+#          need both: scripts/test.sh builds deb12 this way while OpenStack sets up.
 #   stop   stop the lxd and lxcfs this script started (by PID; lxd stops its containers)
 #   status print daemon PIDs, images and instances
-#   purge  stop, then delete /var/lib/lxd state (instances, images, pools); packages stay
+#   purge  remove everything this script made, leaving the installed packages: every
+#          instance and image, the daemons it started, the bridge and its firewall table,
+#          the mounts under /var/lib/lxd and /var/lib/lxcfs, /var/lib/lxd's state (pools,
+#          networks, profiles, certificates), the image cache, the pid files and the logs.
+#          What follows a purge starts as on a fresh machine with the packages installed.
+#
+# Images are rebuilt only when their recipe changes: the recipe is the text of the build
+# functions below (and the mirror), hashed. The hash is stored in the cached tarballs'
+# name file and in the imported image's properties, so an edit here rebuilds by itself.
 #
 # Result: socket /var/lib/lxd/unix.socket (group lxd, mode 0660; root always works).
 #   Instances get DHCP addresses on lxdbr0 ($SPAWNER_LXD_BRIDGE_CIDR, default
@@ -40,6 +52,8 @@
 # Needs:  root, Debian 12 amd64, an apt mirror. No systemd needed: PIDs are kept in
 #         /run/spawner-lxd-*.pid, logs in /var/log/lxd/. Unprivileged containers work.
 set -euo pipefail
+. "$(dirname "$0")/lib/root.sh"
+become_root "$@"
 ACTION=${1:-up}
 BRIDGE_CIDR=${SPAWNER_LXD_BRIDGE_CIDR:-10.77.0.1/24}
 POOL_DRIVER=${SPAWNER_LXD_POOL_DRIVER:-dir}
@@ -49,11 +63,10 @@ IMG_DIR=${SPAWNER_LXD_IMAGE_DIR:-/var/cache/spawner-lxd}
 MIRROR=${SPAWNER_LXD_MIRROR:-http://deb.debian.org/debian}
 HTTPS_ADDR=${SPAWNER_LXD_HTTPS_ADDRESS:-127.0.0.1:8443}
 SOCK=/var/lib/lxd/unix.socket
-# Bump when build_tiny changes: an imported tiny with another recipe number is rebuilt.
-TINY_RECIPE=4
-PKGS="lxd lxd-client lxcfs dnsmasq-base nftables iptables busybox-static squashfs-tools curl"
+# debootstrap is always installed, so that "image deb12" never needs apt while another
+# script (the OpenStack setup) holds its lock.
+PKGS="lxd lxd-client lxcfs dnsmasq-base nftables iptables busybox-static squashfs-tools curl debootstrap"
 [ "$POOL_DRIVER" = btrfs ] && PKGS="$PKGS btrfs-progs"
-[ "$WANT_DEBIAN" = 1 ] && PKGS="$PKGS debootstrap"
 
 log() { printf '[lxd-setup %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 pidfile() { echo "/run/spawner-lxd-$1.pid"; }
@@ -105,18 +118,28 @@ case "$ACTION" in
       for f in $(lxc image list --format csv -c f); do lxc image delete "$f" || true; done
     fi
     stop_all
-    # lxd shutdown leaves lxdbr0 and its nft table behind
+    # A daemon this script did not start (systemd's, or one whose pid file was lost) still
+    # holds /var/lib/lxd: deleting its state under it would leave it serving a ghost.
+    if lxd_up; then log "FAIL: an lxd this script did not start still answers on $SOCK: stop it first"; exit 1; fi
+    # lxd shutdown leaves lxdbr0 and its firewall tables behind
     ip link del lxdbr0 2>/dev/null || true
     nft delete table inet lxd 2>/dev/null || true
-    for m in $(awk '$2 ~ "^/var/lib/lxd/" {print $2}' /proc/mounts | sort -r); do umount -l "$m" || true; done
-    rm -rf /var/lib/lxd/*
-    log "purged /var/lib/lxd"; exit 0 ;;
-  up) ;;
-  *) echo "usage: $0 [up|stop|status|purge]" >&2; exit 2 ;;
+    for m in $(awk '$2 ~ "^/var/lib/lxd(/|$)" {print $2}' /proc/mounts | sort -r); do umount -l "$m" || true; done
+    if grep -qs ' /var/lib/lxcfs fuse' /proc/mounts; then umount -l /var/lib/lxcfs 2>/dev/null || fusermount -uz /var/lib/lxcfs 2>/dev/null || true; fi
+    rm -rf /var/lib/lxd/* /var/log/lxd "$IMG_DIR"
+    rm -f "$(pidfile lxd)" "$(pidfile lxcfs)"
+    log "purged: instances, images, daemons, lxdbr0, /var/lib/lxd, $IMG_DIR, /var/log/lxd (packages kept)"; exit 0 ;;
+  up|image) ;;
+  *) echo "usage: $0 [up|image NAME|stop|status|purge]" >&2; exit 2 ;;
 esac
 [ "$(id -u)" = 0 ] || { echo "$0: must run as root" >&2; exit 1; }
 
 T0=$(date +%s)
+if [ "$ACTION" = image ]; then
+  case "${2:-}" in tiny|deb12) ;; *) echo "usage: $0 image tiny|deb12" >&2; exit 2 ;; esac
+  lxd_up || { log "FAIL: lxd is not answering on $SOCK: run $0 up first"; exit 1; }
+fi
+if [ "$ACTION" = up ]; then
 # ---------------------------------------------------------------- packages
 missing=""
 for p in $PKGS; do
@@ -194,6 +217,7 @@ fi
 devs=$(lxc profile device list default)   # (no "cmd | grep -q": SIGPIPE under pipefail)
 case " $(echo $devs) " in *" root "*) ;; *) lxc profile device add default root disk path=/ pool=default ;; esac
 case " $(echo $devs) " in *" eth0 "*) ;; *) lxc profile device add default eth0 nic network=lxdbr0 name=eth0 ;; esac
+fi # ACTION=up
 
 # ---------------------------------------------------------------- images
 mkdir -p "$IMG_DIR"
@@ -281,11 +305,10 @@ esac
 exit 0
 S
   chmod 755 "$R/etc/udhcpc.script"
-  { printf 'architecture: x86_64\ncreation_date: %s\nproperties:\n  description: tiny busybox image (runner-spawner tests)\n  os: busybox\n  release: "1.35"\n  spawner_recipe: "%s"\n' "$(date +%s)" "$TINY_RECIPE"
+  { printf 'architecture: x86_64\ncreation_date: %s\nproperties:\n  description: tiny busybox image (runner-spawner tests)\n  os: busybox\n  release: "1.35"\n  spawner_recipe: "%s"\n' "$(date +%s)" "$(recipe tiny)"
     write_templates "$W"; } >"$W/metadata.yaml"
   tar -C "$W" -czf "$IMG_DIR/tiny.meta.tar.gz" metadata.yaml templates
   tar -C "$R" --numeric-owner -czf "$IMG_DIR/tiny.rootfs.tar.gz" .
-  echo "$TINY_RECIPE" >"$IMG_DIR/tiny.recipe"
   rm -rf "$W"
 }
 
@@ -307,31 +330,40 @@ build_deb12() { # -> $IMG_DIR/deb12.meta.tar.gz, $IMG_DIR/deb12.rootfs.tar.gz  (
   echo 'locale: false' >"$R/etc/cloud/cloud.cfg.d/96-no-locale.cfg"  # no locales in minbase
   : >"$R/etc/machine-id"; : >"$R/etc/resolv.conf"
   echo "deb $MIRROR bookworm main" >"$R/etc/apt/sources.list"
-  { printf 'architecture: x86_64\ncreation_date: %s\nproperties:\n  description: Debian 12 minbase + systemd + cloud-init (runner-spawner tests)\n  os: debian\n  release: bookworm\n' "$(date +%s)"
+  { printf 'architecture: x86_64\ncreation_date: %s\nproperties:\n  description: Debian 12 minbase + systemd + cloud-init (runner-spawner tests)\n  os: debian\n  release: bookworm\n  spawner_recipe: "%s"\n' "$(date +%s)" "$(recipe deb12)"
     write_templates "$W"; } >"$W/metadata.yaml"
   tar -C "$W" -czf "$IMG_DIR/deb12.meta.tar.gz" metadata.yaml templates
   tar -C "$R" --numeric-owner -cf - . | gzip -1 >"$IMG_DIR/deb12.rootfs.tar.gz"
   rm -rf "$W"
 }
 
-import_image() { # alias builder [recipe]
-  local alias=$1 builder=$2 recipe=${3:-}
+# recipe NAME: a hash of everything that decides what build_NAME makes.
+recipe() { { declare -f "build_$1" write_templates; [ "$1" = deb12 ] && echo "$MIRROR"; } | sha256sum | cut -c1-16; }
+
+import_image() { # alias: build unless cached from this recipe, import unless LXD has it from this recipe
+  local alias=$1 r; r=$(recipe "$1")
   if have_image "$alias"; then
-    # An image built by an older recipe is replaced; one without a recipe number is kept.
-    if [ -z "$recipe" ] || lxc image show "$alias" | grep -q "spawner_recipe: \"$recipe\""; then
-      return 0
-    fi
-    log "image $alias is from an older recipe: replacing it"
+    if lxc image show "$alias" | grep -q "spawner_recipe: \"$r\""; then return 0; fi
+    log "image $alias is from another recipe: replacing it"
     lxc image delete "$alias"
   fi
   if [ ! -s "$IMG_DIR/$alias.rootfs.tar.gz" ] || [ ! -s "$IMG_DIR/$alias.meta.tar.gz" ] ||
-     { [ -n "$recipe" ] && [ "$(cat "$IMG_DIR/$alias.recipe" 2>/dev/null)" != "$recipe" ]; }; then
-    log "building image $alias"; "$builder"
+     [ "$(cat "$IMG_DIR/$alias.recipe" 2>/dev/null)" != "$r" ]; then
+    local t0; t0=$(date +%s)
+    log "building image $alias (recipe $r)"
+    rm -f "$IMG_DIR/$alias.recipe"
+    "build_$alias"
+    echo "$r" >"$IMG_DIR/$alias.recipe"   # written last: a build cut short is rebuilt
+    log "built image $alias in $(( $(date +%s) - t0 ))s"
   fi
   lxc image import "$IMG_DIR/$alias.meta.tar.gz" "$IMG_DIR/$alias.rootfs.tar.gz" --alias "$alias" >/dev/null
   log "imported image $alias"
 }
-import_image tiny build_tiny "$TINY_RECIPE"
-[ "$WANT_DEBIAN" = 1 ] && import_image deb12 build_deb12
+if [ "$ACTION" = image ]; then
+  import_image "$2"
+  exit 0
+fi
+import_image tiny
+[ "$WANT_DEBIAN" = 1 ] && import_image deb12
 
 log "ready in $(( $(date +%s) - T0 ))s: socket $SOCK, https $(lxc config get core.https_address), bridge $BRIDGE_CIDR, images: $(lxc image list --format csv -c l | tr '\n' ' ')"

@@ -5,13 +5,20 @@
 # Servers really go through the Nova API -> scheduler -> placement -> compute -> Neutron
 # port binding and reach ACTIVE, but no VM is started: it needs no KVM and about 2 GiB.
 #
-# Usage:  scripts/openstack-setup.sh [up|stop|status]     (default: up; idempotent)
+# Usage:  scripts/openstack-setup.sh [up|stop|status|purge]     (default: up; idempotent)
 #   up      install what is missing, start what is not running, create what does not
 #           exist. On a bare machine about 6-7 minutes; when every service is already up
 #           it only checks the test resources and clouds.yaml, in a few seconds.
 #   stop    stop the OpenStack services this script started (by the PIDs it recorded;
 #           MariaDB and RabbitMQ are left running)
 #   status  print each service and its PID
+#   purge   remove everything this script made, leaving the installed packages: stop the
+#           services (and the MariaDB and RabbitMQ it started), drop the databases and the
+#           MariaDB and RabbitMQ users, put back the packages' config files, and delete the
+#           Fernet and credential keys, Glance's image files, Nova's and Neutron's state,
+#           /etc/osdev, clouds.yaml, the pid files and the logs. Keystone's users,
+#           projects, images, flavors and networks go with their databases. The next "up"
+#           starts as on a fresh machine with the packages installed.
 #
 # Result: /etc/openstack/clouds.yaml with the clouds
 #           osdev-admin    password auth, project admin
@@ -28,6 +35,8 @@
 # Env:    OSDEV_ADMIN_PASSWORD (admin)  OSDEV_APPCRED (1)  OSDEV_QUOTA_INSTANCES (1)
 #         OSDEV_QUOTA_PASSWORD (osdev-quota)  OSDEV_NOVA_API_PROCESSES (4)
 set -euo pipefail
+. "$(dirname "$0")/lib/root.sh"
+become_root "$@"
 ACTION=${1:-up}
 PY=/usr/bin/python3          # never a pyenv/venv python: the OpenStack libs are Debian's
 ADMIN_PW=${OSDEV_ADMIN_PASSWORD:-admin}
@@ -63,10 +72,17 @@ wait_http() { # url seconds
   log "timeout waiting for $1"; return 1; }
 
 stop_all() {
+  local s pids="" p i
   for s in nova-compute nova-scheduler nova-conductor nova-api neutron glance placement keystone; do
-    if alive "$s"; then log "stopping $s ($(pid_of $s))"; kill "$(pid_of $s)" || true; fi
+    if alive "$s"; then p=$(pid_of "$s"); log "stopping $s ($p)"; kill "$p" || true; pids="$pids $p"; fi
     rm -f "/run/osdev-$s.pid"
   done
+  # wait (up to 15 s) for them to go, so that what comes next finds their ports free
+  for i in $(seq 1 30); do
+    local left=""; for p in $pids; do kill -0 "$p" 2>/dev/null && left=1; done
+    [ -z "$left" ] && return 0; sleep 0.5
+  done
+  log "still running after 15 s:$pids"
 }
 
 status_all() {
@@ -77,11 +93,52 @@ status_all() {
   done
 }
 
+# The files bring_up writes over (each kept once as .dist, the package's own).
+CONF_FILES="/etc/keystone/keystone.conf /etc/placement/placement.conf /etc/glance/glance-api.conf \
+/etc/neutron/neutron.conf /etc/neutron/plugins/ml2/ml2_conf.ini /etc/nova/nova.conf"
+DATABASES="keystone placement glance neutron nova_api nova nova_cell0"
+
+purge_all() {
+  stop_all
+  local s d
+  if mysqladmin ping >/dev/null 2>&1; then
+    for d in $DATABASES; do mysql -uroot -e "DROP DATABASE IF EXISTS $d"; done
+    mysql -uroot -e "DROP USER IF EXISTS 'os'@'localhost'; DROP USER IF EXISTS 'os'@'127.0.0.1'; FLUSH PRIVILEGES"
+    log "dropped the databases and the MariaDB user os"
+  fi
+  if rabbitmqctl -q status >/dev/null 2>&1; then
+    rabbitmqctl -q delete_user os >/dev/null 2>&1 || true
+    log "deleted the RabbitMQ user os"
+  fi
+  # A fresh machine with the packages installed has neither running (policy-rc.d keeps
+  # the packages from starting them): bring_up started them, so they stop here.
+  if [ -x /etc/init.d/rabbitmq-server ] && rabbitmqctl -q status >/dev/null 2>&1; then
+    /etc/init.d/rabbitmq-server stop >/dev/null 2>&1 || true
+  fi
+  if [ -x /etc/init.d/mariadb ] && mysqladmin ping >/dev/null 2>&1; then
+    /etc/init.d/mariadb stop >/dev/null 2>&1 || true
+  fi
+  local f; for f in $CONF_FILES; do
+    if [ -f "$f.dist" ]; then mv -f "$f.dist" "$f"; fi
+  done
+  rm -rf /etc/osdev "$CLOUDS" /etc/keystone/fernet-keys /etc/keystone/credential-keys \
+    /var/lib/glance/images /var/lib/glance/staging /var/lib/glance/tasks_work_dir /var/lock/glance \
+    /var/lib/nova/instances /var/lib/nova/tmp /var/lib/nova/buckets /var/lib/neutron/lock \
+    /var/log/osdev-apt.log
+  rmdir /etc/openstack 2>/dev/null || true
+  for s in keystone placement glance neutron nova; do
+    [ -d "/var/log/$s" ] && find "/var/log/$s" -type f -delete
+  done
+  rm -f /run/osdev-*.pid
+  log "purged: services stopped, databases and users dropped, configs restored, state and logs removed (packages kept)"
+}
+
 case "$ACTION" in
   stop) stop_all; exit 0 ;;
   status) status_all; exit 0 ;;
+  purge) purge_all; exit 0 ;;
   up) ;;
-  *) echo "usage: $0 [up|stop|status]" >&2; exit 2 ;;
+  *) echo "usage: $0 [up|stop|status|purge]" >&2; exit 2 ;;
 esac
 
 T0=$(date +%s)

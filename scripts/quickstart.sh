@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install runner-spawner on this machine and start it.
 #
-#   sudo scripts/quickstart.sh
+#   scripts/quickstart.sh       (as root; a non-root user is taken through sudo)
 #
 # It builds the static `spawner` binary into /usr/local/bin, sets up a local LXD daemon
 # with a tiny test image (scripts/lxd-setup.sh; skip with SPAWNER_NO_LXD=1), and then:
@@ -12,12 +12,11 @@
 #     containers coming and going (simulated instances if LXD is not usable).
 # Stop it with Ctrl-C. Extra arguments go to `spawner serve`.
 set -euo pipefail
+. "$(dirname "$0")/lib/root.sh"
+become_root "$@"   # before the cd: it runs "$0" again
 cd "$(dirname "$0")/.."
+with_go
 log() { printf '[quickstart] %s\n' "$*"; }
-[ "$(id -u)" = 0 ] || { echo "run as root: sudo $0" >&2; exit 1; }
-if ! command -v go >/dev/null; then
-  [ -x /usr/local/go/bin/go ] && export PATH=$PATH:/usr/local/go/bin
-fi
 command -v go >/dev/null || { echo "Go 1.26 or newer is needed to build spawner (https://go.dev/dl)" >&2; exit 1; }
 
 log "building /usr/local/bin/spawner"

@@ -6,16 +6,22 @@
 # (SPAWNER_REQUIRE_LXD=1, SPAWNER_REQUIRE_OPENSTACK=1), and a final check fails the run
 # if any of them was skipped anyway.
 #
-# Usage: sudo scripts/test.sh            (root: it installs packages and starts daemons)
+# Everything the tests use is provisioned here, idempotently: made when missing, reused
+# when present (the images are keyed by their recipe's hash). Nothing an earlier run left
+# is needed: after both setups' "purge" this runs as on a fresh machine.
+#
+# Usage: scripts/test.sh                 (as root; a non-root user is taken through sudo)
 # Env:   SPAWNER_TEST_NO_SERVICES=1      skip the setups (and let the real-service suites skip)
 #        SPAWNER_TEST_TIMEOUT (25m)      go test -timeout
 set -euo pipefail
+. "$(dirname "$0")/lib/root.sh"
+become_root "$@"   # before the cd: it runs "$0" again
 cd "$(dirname "$0")/.."
+with_go
 T0=$(date +%s)
 log() { printf '[test %s +%ss] %s\n' "$(date +%H:%M:%S)" "$(( $(date +%s) - T0 ))" "$*"; }
 fail() { log "FAIL: $*"; exit 1; }
 
-[ "$(id -u)" = 0 ] || fail "run as root (sudo scripts/test.sh): it installs packages and starts LXD and OpenStack"
 command -v go >/dev/null || fail "Go is not installed (Go 1.26 or newer: https://go.dev/dl, or /usr/local/go/bin on this machine type)"
 go_minor=$(go env GOVERSION | sed -E 's/^go1\.([0-9]+).*/\1/')
 [ "${go_minor:-0}" -ge 26 ] || fail "Go $(go env GOVERSION) is too old: 1.26 or newer is needed"
@@ -30,12 +36,20 @@ log "compiling tests in the background"
 COMPILE=$!
 
 if [ "${SPAWNER_TEST_NO_SERVICES:-0}" != 1 ]; then
-  log "setting up LXD (scripts/lxd-setup.sh)"
+  log "setting up LXD (scripts/lxd-setup.sh up)"
   bash scripts/lxd-setup.sh up >"$WORK/lxd.log" 2>&1 || { tail -40 "$WORK/lxd.log"; fail "LXD setup"; }
   tail -1 "$WORK/lxd.log"
-  log "setting up OpenStack (scripts/openstack-setup.sh)"
+  # The Debian image (real systemd and cloud-init) takes minutes to debootstrap when it is
+  # not cached: build it while OpenStack installs, which waits mostly on apt and MariaDB.
+  log "image deb12 in the background (scripts/lxd-setup.sh image deb12)"
+  ( bash scripts/lxd-setup.sh image deb12 >"$WORK/deb12.log" 2>&1; echo $? >"$WORK/deb12.rc" ) &
+  DEB12=$!
+  log "setting up OpenStack (scripts/openstack-setup.sh up)"
   bash scripts/openstack-setup.sh up >"$WORK/openstack.log" 2>&1 || { tail -40 "$WORK/openstack.log"; fail "OpenStack setup"; }
   grep -E 'ready in|all services up' "$WORK/openstack.log" | tail -1 || true
+  wait "$DEB12" || true
+  if [ "$(cat "$WORK/deb12.rc")" != 0 ]; then tail -40 "$WORK/deb12.log"; fail "image deb12"; fi
+  grep -E 'built image|imported image' "$WORK/deb12.log" || log "image deb12 already imported"
   export SPAWNER_REQUIRE_LXD=1 SPAWNER_REQUIRE_OPENSTACK=1
 fi
 

@@ -299,13 +299,14 @@ func waitState(t *testing.T, b *Backend, name string, want backends.State, timeo
 }
 
 // TestBootstrapCloudConfigOnRealLXD runs real cloud-init (image "deb12", built by
-// SPAWNER_LXD_DEBIAN=1 scripts/lxd-setup.sh) on #cloud-config user-data. The image is
-// optional, so this skips without it even in CI; it takes about 15 s on a dir pool.
+// scripts/lxd-setup.sh image deb12, which scripts/test.sh runs) on #cloud-config
+// user-data. Without the image it skips, or fails where real LXD is required; it takes
+// about 15 s on a dir pool.
 func TestBootstrapCloudConfigOnRealLXD(t *testing.T) {
 	const image = "deb12"
 	c := realClient(t)
 	if ok, err := c.HasImage(t.Context(), image); !ok || err != nil {
-		t.Skipf("no image %q (%v): build it with SPAWNER_LXD_DEBIAN=1 scripts/lxd-setup.sh", image, err)
+		realservice.LXD.Unavailable(t, "no image %q (%v): build it with scripts/lxd-setup.sh image %s", image, err, image)
 	}
 	cb := listenOnBridge(t, c)
 	b := realBackend(t, c, Options{DeploymentID: testDeployment(), Flavor: "cc", Image: image})

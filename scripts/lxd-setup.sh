@@ -338,12 +338,13 @@ build_deb12() { # -> $IMG_DIR/deb12.meta.tar.gz, $IMG_DIR/deb12.rootfs.tar.gz  (
 }
 
 # recipe NAME: a hash of everything that decides what build_NAME makes.
-recipe() { { declare -f "build_$1" write_templates; [ "$1" = deb12 ] && echo "$MIRROR"; } | sha256sum | cut -c1-16; }
+recipe() { { declare -f "build_$1" write_templates; if [ "$1" = deb12 ]; then echo "$MIRROR"; fi; } | sha256sum | cut -c1-16; }
 
 import_image() { # alias: build unless cached from this recipe, import unless LXD has it from this recipe
   local alias=$1 r; r=$(recipe "$1")
   if have_image "$alias"; then
-    if lxc image show "$alias" | grep -q "spawner_recipe: \"$r\""; then return 0; fi
+    local show; show=$(lxc image show "$alias")   # (not piped into grep -q: SIGPIPE under pipefail)
+    if grep -qE "spawner_recipe: \"?$r\"?\$" <<<"$show"; then return 0; fi
     log "image $alias is from another recipe: replacing it"
     lxc image delete "$alias"
   fi

@@ -69,6 +69,7 @@ var forbidden = []struct {
 	{"janitor", module + "/webhook", "routing is passed to the janitor's poller as a function"},
 	{"internal/secret", module + "/", "a leaf"},
 	{"internal/logkey", module + "/", "a leaf"},
+	{"internal/untrusted", module + "/", "a leaf: every package that prints outside input uses it"},
 }
 
 // testTools may only be imported by tests and by cmd/spawner's dev commands.

@@ -27,7 +27,12 @@ go_minor=$(go env GOVERSION | sed -E 's/^go1\.([0-9]+).*/\1/')
 [ "${go_minor:-0}" -ge 26 ] || fail "Go $(go env GOVERSION) is too old: 1.26 or newer is needed"
 export CGO_ENABLED=1   # the race detector needs cgo (gcc is on the machine)
 WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+# A run that fails early must not leave its background work (the compile, the image
+# build) running: it would go on writing into this run's output and use the CPU of the
+# next. Each is stopped with everything it started.
+killtree() { local c; for c in $(pgrep -P "$1" 2>/dev/null); do killtree "$c"; done; kill "$1" 2>/dev/null || true; }
+cleanup() { local p; for p in $(jobs -p); do killtree "$p"; done; rm -rf "$WORK"; }
+trap cleanup EXIT
 
 # Compile everything with -race in the background while the services install: the
 # compile is CPU-bound, the installs mostly wait for the network and dpkg.

@@ -89,6 +89,7 @@ func TestHeaderFloodIsCutAndRefused(t *testing.T) {
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, req)
 			grew := logBuf.Len() - before
+			t.Logf("log grew by %d bytes, answer %d", grew, rec.Code)
 			if rec.Code != http.StatusBadRequest {
 				t.Errorf("status %d (%s), want 400", rec.Code, rec.Body)
 			}

@@ -14,7 +14,9 @@ import (
 	gh "github.com/google/go-github/v62/github"
 	"golang.org/x/time/rate"
 
+	"github.com/runner-spawner/runner-spawner/internal/ghname"
 	"github.com/runner-spawner/runner-spawner/internal/secret"
+	"github.com/runner-spawner/runner-spawner/internal/untrusted"
 )
 
 // Client talks to the GitHub REST API for one org or repo. It is safe for concurrent use.
@@ -168,10 +170,12 @@ func (c *Client) scope() string {
 	return "repos/" + url.PathEscape(c.owner) + "/" + url.PathEscape(c.repo)
 }
 
+// splitRepo checks repo before it goes into an API path: go-github puts owner and name
+// into the path as they are, so "../.." would reach another endpoint.
 func splitRepo(repo string) (owner, name string, err error) {
-	owner, name, ok := strings.Cut(repo, "/")
-	if !ok || owner == "" || name == "" || strings.Contains(name, "/") {
-		return "", "", fmt.Errorf("repo %q is not owner/name", repo)
+	owner, name, err = ghname.SplitRepo(repo)
+	if err != nil {
+		return "", "", fmt.Errorf("repo %q: %w", untrusted.Log(repo), err)
 	}
 	return owner, name, nil
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/runner-spawner/runner-spawner/github/githubtest"
 	"github.com/runner-spawner/runner-spawner/github/githubtest/fakerunner"
+	"github.com/runner-spawner/runner-spawner/internal/ghname"
 	"github.com/runner-spawner/runner-spawner/internal/secret"
 )
 
@@ -345,4 +346,24 @@ func newHookTarget(t *testing.T) string {
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }))
 	t.Cleanup(s.Close)
 	return s.URL
+}
+
+// TestRepoNamesAreCheckedBeforeAPIPaths: go-github puts owner and name into the URL
+// path unescaped, so a repository name from a webhook payload such as "../.." must be
+// refused before any request is made.
+func TestRepoNamesAreCheckedBeforeAPIPaths(t *testing.T) {
+	srv := newFake(t, githubtest.Options{Token: "pat"})
+	c := newClient(t, srv, nil)
+	for _, repo := range []string{"../..", "octo-org/..", "../octo-repo", "octo-org/octo-repo/../x", "octo-org/r\nX", "octo org/r"} {
+		_, err := c.GetJob(t.Context(), repo, 1)
+		if !errors.Is(err, ghname.ErrBadRepo) {
+			t.Errorf("GetJob(%q) = %v, want ghname.ErrBadRepo", repo, err)
+		}
+		if _, err := c.ListQueuedJobs(t.Context(), repo); !errors.Is(err, ghname.ErrBadRepo) {
+			t.Errorf("ListQueuedJobs(%q) = %v, want ghname.ErrBadRepo", repo, err)
+		}
+	}
+	if n := c.tr.requests.Load(); n != 0 {
+		t.Errorf("%d requests reached GitHub for bad repository names", n)
+	}
 }

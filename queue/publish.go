@@ -15,6 +15,11 @@ import (
 // limits: nothing was stored.
 var ErrStreamFull = errors.New("stream full")
 
+// ErrEventTooLarge means the event can never be stored: it is over the server's
+// maximum payload or the stream's maximum message size. Retrying cannot help, so it is
+// returned at once; the receiver answers 413.
+var ErrEventTooLarge = errors.New("event too large")
+
 // PublishResult says what JetStream did with an event.
 type PublishResult struct {
 	// Duplicate is true when an event with the same id was already stored within the
@@ -26,7 +31,8 @@ type PublishResult struct {
 // PublishJobEvent stores ev on its subject and returns once JetStream acknowledged
 // it. While the deadline of ctx allows, it retries what a server failover or a
 // reconnect causes (no responders, timeouts), which is safe because the message id
-// de-duplicates. A full stream is not retried (ErrStreamFull).
+// de-duplicates. A full stream (ErrStreamFull) and an event too large to ever be
+// stored (ErrEventTooLarge) are not retried.
 func (c *Conn) PublishJobEvent(ctx context.Context, ev *JobEvent) (PublishResult, error) {
 	data, err := ev.Marshal()
 	if err != nil {
@@ -50,6 +56,9 @@ func (c *Conn) publish(ctx context.Context, msg *nats.Msg, msgID, stream string)
 		}
 		if isStreamFull(err) {
 			return PublishResult{}, fmt.Errorf("publish to %s: %w", stream, ErrStreamFull)
+		}
+		if isTooLarge(err) {
+			return PublishResult{}, fmt.Errorf("publish %d bytes to %s: %w (%v)", len(msg.Data), stream, ErrEventTooLarge, err)
 		}
 		if errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
 			// A restarted server or a new cluster may lack the stream; recreate it.
@@ -79,6 +88,17 @@ func isStreamFull(err error) bool {
 		return strings.Contains(d, "maximum messages") || strings.Contains(d, "maximum bytes") || strings.Contains(d, "insufficient resources")
 	}
 	return false
+}
+
+// isTooLarge tells a message that no retry will store: the client refuses one over the
+// server's max_payload before sending it (it would otherwise retry until its deadline),
+// and the stream refuses one over its MaxMsgSize.
+func isTooLarge(err error) bool {
+	if errors.Is(err, nats.ErrMaxPayload) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum
 }
 
 // retryable says whether a publish error may go away on its own soon.

@@ -3,6 +3,7 @@ package queue_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -151,5 +152,33 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 15s")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestTooLargeIsPermanent: an event over the stream's message size or over the server's
+// max payload is refused at once with ErrEventTooLarge; before, the second was retried
+// until the deadline and both looked like an unavailable queue.
+func TestTooLargeIsPermanent(t *testing.T) {
+	srv := queuetest.Start(t)
+	c := srv.Connect(t, queue.Options{})
+	for name, size := range map[string]int{"over the stream's max message size": 100 << 10, "over the server's max payload": 2 << 20} {
+		t.Run(name, func(t *testing.T) {
+			ev := event(20, queue.ActionQueued, "big")
+			ev.JobName = strings.Repeat("x", size)
+			// A deadline far beyond any retry: a retried publish ends with it instead.
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+			defer cancel()
+			_, err := c.PublishJobEvent(ctx, ev)
+			if !errors.Is(err, queue.ErrEventTooLarge) {
+				t.Fatalf("publish of a %d-byte event: %v, want ErrEventTooLarge", size, err)
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("publish waited for its deadline: %v", err)
+			}
+		})
+	}
+	// The connection is still usable: nothing was sent.
+	if _, err := c.PublishJobEvent(t.Context(), event(21, queue.ActionQueued, "small-after")); err != nil {
+		t.Fatalf("publish after the refusals: %v", err)
 	}
 }

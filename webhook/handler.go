@@ -1,7 +1,8 @@
 // Package webhook is the HTTP receiver GitHub posts workflow_job deliveries to. It
-// checks the signature, parses the payload, routes the job's labels to a flavor and
-// publishes a compact job event to JetStream, answering 2xx only once JetStream has
-// stored it.
+// checks the delivery headers and the signature, parses the payload, routes the job's
+// labels to a flavor and publishes a compact job event to JetStream, answering 2xx only
+// once JetStream has stored it. Everything a delivery carries is validated before use
+// and cut short (internal/untrusted) before it reaches a log line.
 //
 // It is stateless (any number of replicas can run behind a load balancer) and must
 // not talk to GitHub, a backend or the KV state: its only side effect is a publish.
@@ -15,7 +16,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,6 +26,7 @@ import (
 
 	"github.com/runner-spawner/runner-spawner/internal/logkey"
 	"github.com/runner-spawner/runner-spawner/internal/secret"
+	"github.com/runner-spawner/runner-spawner/internal/untrusted"
 	"github.com/runner-spawner/runner-spawner/queue"
 )
 
@@ -100,6 +104,10 @@ func New(opts Options) (*Handler, error) {
 // body once ServeHTTP returns, since parsing copies what it keeps.
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
+// maxPooledBuf is the largest buffer put back in bufPool: a rare large body must not
+// leave a megabyte per pooled buffer behind.
+const maxPooledBuf = 64 << 10
+
 // reply is the JSON body of every answer: short, fixed reasons, never internal text.
 type reply struct {
 	Result string `json:"result"`
@@ -119,35 +127,63 @@ const (
 	outcomeUnauthorized = "unauthorized"
 	outcomeTooLarge     = "too_large"
 	outcomeUnavailable  = "unavailable"
+	outcomeBadHeader    = "bad_header"
+	outcomeTimeout      = "timeout"
 )
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := h.opts.Now()
 	event := r.Header.Get("X-GitHub-Event")
 	deliveryID := r.Header.Get("X-GitHub-Delivery")
-	logger := h.logger.With(logkey.DeliveryID, deliveryID, logkey.Event, event)
 	action := ""
 	outcome := ""
 	defer func() { h.metrics.requests.WithLabelValues(eventLabel(event), actionLabel(action), outcome).Inc() }()
 
+	// The headers first: checking them costs nothing, and until they pass they are
+	// anyone's bytes, printed only cut short.
+	if reason := checkHeaders(event, deliveryID); reason != "" {
+		outcome = outcomeBadHeader
+		h.logger.Warn("delivery rejected: bad header", "reason", reason,
+			logkey.DeliveryID, untrusted.Log(deliveryID), logkey.Event, untrusted.Log(event), "remote", r.RemoteAddr)
+		h.write(w, http.StatusBadRequest, reply{Result: outcome, Reason: reason})
+		return
+	}
+	logger := h.logger.With(logkey.DeliveryID, deliveryID, logkey.Event, event)
+
+	tooLarge := func() {
+		outcome = outcomeTooLarge
+		logger.Warn("delivery rejected: body too large", "limit", h.opts.MaxBodyBytes, "remote", r.RemoteAddr)
+		h.write(w, http.StatusRequestEntityTooLarge, reply{Result: outcome, Reason: "body exceeds " + strconv.FormatInt(h.opts.MaxBodyBytes, 10) + " bytes"})
+	}
+	if r.ContentLength > h.opts.MaxBodyBytes {
+		tooLarge()
+		return
+	}
 	buf := bufPool.Get().(*bytes.Buffer)
 	buf.Reset()
-	defer bufPool.Put(buf)
-	if r.ContentLength > 0 && r.ContentLength <= h.opts.MaxBodyBytes {
-		buf.Grow(int(r.ContentLength) + bytes.MinRead)
-	}
+	defer func() {
+		if buf.Cap() <= maxPooledBuf {
+			bufPool.Put(buf)
+		}
+	}()
+	// The buffer grows with the bytes that arrive, never from the declared
+	// Content-Length: a client that declares a megabyte and sends ten bytes costs ten
+	// bytes' worth, for at most the server's read timeout.
 	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes))
 	body := buf.Bytes()
 	if err != nil {
 		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			outcome = outcomeTooLarge
-			logger.Warn("delivery rejected: body too large", "limit", h.opts.MaxBodyBytes)
-			h.write(w, http.StatusRequestEntityTooLarge, reply{Result: outcome, Reason: "body exceeds " + strconv.FormatInt(h.opts.MaxBodyBytes, 10) + " bytes"})
-			return
+		switch {
+		case errors.As(err, &tooBig):
+			tooLarge()
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			outcome = outcomeTimeout
+			logger.Warn("delivery rejected: body not received within the read timeout", "received", len(body), "remote", r.RemoteAddr)
+			h.write(w, http.StatusRequestTimeout, reply{Result: outcome, Reason: "body not received in time"})
+		default:
+			outcome = outcomeBadRequest
+			h.write(w, http.StatusBadRequest, reply{Result: outcome, Reason: "unreadable body"})
 		}
-		outcome = outcomeBadRequest
-		h.write(w, http.StatusBadRequest, reply{Result: outcome, Reason: "unreadable body"})
 		return
 	}
 
@@ -162,10 +198,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	switch event {
-	case "":
-		outcome = outcomeBadRequest
-		h.write(w, http.StatusBadRequest, reply{Result: outcome, Reason: "missing X-GitHub-Event header"})
-		return
 	case "ping":
 		outcome = outcomePong
 		h.write(w, http.StatusOK, reply{Result: outcome})
@@ -190,7 +222,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	action = *p.Action
 	job := p.WorkflowJob
-	logger = logger.With(logkey.JobID, *job.ID, logkey.Action, action)
+	logger = logger.With(logkey.JobID, *job.ID, logkey.Action, untrusted.Log(action))
 	if !knownAction(action) {
 		outcome = outcomeIgnored
 		h.write(w, http.StatusAccepted, reply{Result: outcome, Reason: "action not handled", JobID: *job.ID})
@@ -203,7 +235,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// does not list the delivery as failed, and count why.
 		outcome = outcomeNotForwarded
 		h.metrics.notForwarded.WithLabelValues(reason).Inc()
-		logger.Debug("job not forwarded", "reason", reason, "labels", *job.Labels)
+		logger.Debug("job not forwarded", "reason", reason, "labels", untrusted.Log(strings.Join(*job.Labels, ",")))
 		h.write(w, http.StatusOK, reply{Result: outcome, Reason: reason, JobID: *job.ID})
 		return
 	}
@@ -215,6 +247,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	pubStart := time.Now()
 	res, err := h.opts.Publisher.PublishJobEvent(ctx, ev)
 	h.metrics.publishSeconds.Observe(time.Since(pubStart).Seconds())
+	if errors.Is(err, queue.ErrEventTooLarge) {
+		// It will never fit: no retry, and GitHub is told it was our refusal, not an
+		// outage worth redelivering.
+		outcome = outcomeTooLarge
+		logger.Warn("delivery rejected: job event too large to store", logkey.Error, err)
+		h.write(w, http.StatusRequestEntityTooLarge, reply{Result: outcome, Reason: "job event too large to store"})
+		return
+	}
 	if err != nil {
 		outcome = outcomeUnavailable
 		logger.Error("job event not stored; GitHub will list the delivery as failed", logkey.Error, err)
@@ -276,6 +316,48 @@ func (h *Handler) write(w http.ResponseWriter, code int, body reply) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(body)
+}
+
+// Header limits. GitHub's delivery id is a GUID (36 characters of hex and dashes);
+// letters beyond hex are let in because the project's own load tools and tests send
+// ids such as "bench-3-17". Event names are snake_case words ("workflow_job",
+// "projects_v2_item"), the longest about 40 characters.
+const (
+	MaxDeliveryIDLen = 64
+	maxEventLen      = 64
+)
+
+// checkHeaders returns why the delivery id or event header is refused, or "". The
+// reason is fixed text: it never repeats the header.
+func checkHeaders(event, deliveryID string) string {
+	switch {
+	case event == "":
+		return "missing X-GitHub-Event header"
+	case len(event) > maxEventLen || !onlyBytes(event, isEventByte):
+		return "X-GitHub-Event must be 1-" + strconv.Itoa(maxEventLen) + " characters of a-z, 0-9 and '_'"
+	case deliveryID == "":
+		return "missing X-GitHub-Delivery header"
+	case len(deliveryID) > MaxDeliveryIDLen || !onlyBytes(deliveryID, isDeliveryIDByte):
+		return "X-GitHub-Delivery must be a GUID: 1-" + strconv.Itoa(MaxDeliveryIDLen) + " characters of letters, digits and '-'"
+	}
+	return ""
+}
+
+func onlyBytes(s string, ok func(byte) bool) bool {
+	for i := 0; i < len(s); i++ {
+		if !ok(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func isEventByte(c byte) bool {
+	return 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '_'
+}
+
+func isDeliveryIDByte(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-'
 }
 
 func knownAction(a string) bool {

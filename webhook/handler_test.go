@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,6 +33,7 @@ type harness struct {
 	nats *queuetest.Server
 	conn *queue.Conn
 	reg  *prometheus.Registry
+	ids  atomic.Int64
 }
 
 func newHarness(t *testing.T, edit func(*webhook.Options)) *harness {
@@ -85,7 +87,13 @@ func (h *harness) post(t *testing.T, d delivery) (int, map[string]any, http.Head
 	if d.event != "" {
 		req.Header.Set("X-GitHub-Event", d.event)
 	}
-	if d.id != "" {
+	switch d.id {
+	case "-":
+	case "":
+		// GitHub sends a delivery id with every delivery; the tests that do not care get
+		// a fresh GUID-shaped one.
+		req.Header.Set("X-GitHub-Delivery", fmt.Sprintf("00000000-0000-4000-8000-%012d", h.ids.Add(1)))
+	default:
 		req.Header.Set("X-GitHub-Delivery", d.id)
 	}
 	if d.signature == "" {

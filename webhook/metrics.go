@@ -14,7 +14,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "spawner_webhook_requests_total",
-			Help: "Webhook deliveries received, by event, action and outcome (stored, duplicate, not_forwarded, ignored, pong, bad_request, unauthorized, too_large, unavailable).",
+			Help: "Webhook deliveries received, by event, action and outcome (stored, duplicate, not_forwarded, ignored, pong, bad_header, bad_request, unauthorized, too_large, timeout, unavailable).",
 		}, []string{"event", "action", "outcome"}),
 		signatureFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "spawner_webhook_signature_failures_total",

@@ -10,11 +10,23 @@ import (
 	"time"
 
 	"github.com/tidwall/gjson"
+
+	"github.com/runner-spawner/runner-spawner/internal/ghname"
+	"github.com/runner-spawner/runner-spawner/internal/untrusted"
 )
 
 // ErrBadPayload marks a body that is not a usable workflow_job payload: the receiver
 // answers 400 with the message, which is short and never echoes the body.
 var ErrBadPayload = errors.New("bad payload")
+
+// Limits on a job's labels, checked while parsing so that routing never sees more.
+// GitHub allows at most 100 custom labels on a runner (the REST API's maxItems), so a
+// job asking for more matches no runner anywhere. GitHub documents no length limit;
+// 256 bytes is far beyond any label in use and keeps a payload's labels under 26 KB.
+const (
+	MaxLabels   = 100
+	MaxLabelLen = 256
+)
 
 // workflowJobPayload holds the few fields of GitHub's workflow_job webhook we use.
 // Pointers mark the fields whose absence must be told apart from a zero value.
@@ -75,7 +87,7 @@ func jsonBody(contentType string, body []byte) ([]byte, error) {
 		}
 		return []byte(p), nil
 	default:
-		return nil, fmt.Errorf("%w: unsupported content type %q", ErrBadPayload, mt)
+		return nil, fmt.Errorf("%w: unsupported content type %q", ErrBadPayload, untrusted.Log(mt))
 	}
 }
 
@@ -92,7 +104,7 @@ func parseWorkflowJob(doc []byte) (*workflowJobPayload, error) {
 		return nil, fmt.Errorf("%w: not a JSON object", ErrBadPayload)
 	}
 	var p workflowJobPayload
-	var bad []string
+	var bad, over []string
 	root.ForEach(func(k, v gjson.Result) bool {
 		switch k.Str {
 		case "action":
@@ -102,7 +114,7 @@ func parseWorkflowJob(doc []byte) (*workflowJobPayload, error) {
 			}
 		case "workflow_job":
 			if v.IsObject() {
-				p.WorkflowJob = parseJob(v, &bad)
+				p.WorkflowJob = parseJob(v, &bad, &over)
 			}
 		case "repository":
 			if v.IsObject() {
@@ -136,7 +148,7 @@ func parseWorkflowJob(doc []byte) (*workflowJobPayload, error) {
 			missing = append(missing, "workflow_job.labels")
 		}
 	}
-	if p.Repository == nil || !strings.Contains(p.Repository.FullName, "/") {
+	if p.Repository == nil || p.Repository.FullName == "" {
 		missing = append(missing, "repository.full_name")
 	}
 	if len(bad) > 0 {
@@ -145,10 +157,18 @@ func parseWorkflowJob(doc []byte) (*workflowJobPayload, error) {
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("%w: missing %s", ErrBadPayload, strings.Join(missing, ", "))
 	}
+	if len(over) > 0 {
+		return nil, fmt.Errorf("%w: %s", ErrBadPayload, strings.Join(over, ", "))
+	}
+	// The repository goes into GitHub API paths, subjects of logs and operator tables:
+	// "../..", a newline or an escape sequence must stop here.
+	if err := ghname.ValidRepo(p.Repository.FullName); err != nil {
+		return nil, fmt.Errorf("%w: repository.full_name is %v", ErrBadPayload, err)
+	}
 	return &p, nil
 }
 
-func parseJob(obj gjson.Result, bad *[]string) *workflowJob {
+func parseJob(obj gjson.Result, bad, over *[]string) *workflowJob {
 	j := &workflowJob{}
 	obj.ForEach(func(k, v gjson.Result) bool {
 		switch k.Str {
@@ -180,8 +200,15 @@ func parseJob(obj gjson.Result, bad *[]string) *workflowJob {
 			}
 			labels := []string{}
 			v.ForEach(func(_, l gjson.Result) bool {
-				if l.Type != gjson.String {
+				switch {
+				case l.Type != gjson.String:
 					*bad = append(*bad, "workflow_job.labels")
+					return false
+				case len(labels) == MaxLabels:
+					*over = append(*over, fmt.Sprintf("workflow_job.labels has more than %d entries", MaxLabels))
+					return false
+				case len(l.Str) > MaxLabelLen:
+					*over = append(*over, fmt.Sprintf("a workflow_job.labels entry is longer than %d bytes", MaxLabelLen))
 					return false
 				}
 				labels = append(labels, l.Str)

@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -71,5 +72,32 @@ func TestRouteNoDefault(t *testing.T) {
 	r := NewRouter([]FlavorLabels{{"a", []string{"a"}}}, "", nil, MatchSubset)
 	if f, _, reason := r.Route([]string{}); f != "" || reason != ReasonNoDefault {
 		t.Errorf("no labels, no default: %q %q", f, reason)
+	}
+}
+
+func TestNormalizeDropsDuplicatesAndIgnored(t *testing.T) {
+	r := testRouter(MatchSubset)
+	got := r.Normalize([]string{"b", " A ", "a", "self-hosted", "", "B", "c", "a"})
+	if diff := cmp.Diff([]string{"a", "b", "c"}, got); diff != "" {
+		t.Errorf("Normalize (-want +got):\n%s", diff)
+	}
+}
+
+// BenchmarkRoute routes MaxLabels distinct labels (the most a delivery may carry) and,
+// to show how the cost grows, 20,000, which the receiver refuses before routing.
+//
+//	go test -run '^$' -bench 'Route' -benchmem ./webhook/
+func BenchmarkRoute(b *testing.B) {
+	r := testRouter(MatchSubset)
+	for _, n := range []int{MaxLabels, 20000} {
+		labels := make([]string, n)
+		for i := range labels {
+			labels[i] = fmt.Sprintf("Label-%d", i)
+		}
+		b.Run(fmt.Sprintf("labels=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				r.Route(labels)
+			}
+		})
 	}
 }

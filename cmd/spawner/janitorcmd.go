@@ -14,6 +14,7 @@ import (
 	"github.com/runner-spawner/runner-spawner/github"
 	"github.com/runner-spawner/runner-spawner/internal/httpserve"
 	"github.com/runner-spawner/runner-spawner/internal/logkey"
+	"github.com/runner-spawner/runner-spawner/internal/untrusted"
 	"github.com/runner-spawner/runner-spawner/janitor"
 	"github.com/runner-spawner/runner-spawner/queue"
 	"github.com/runner-spawner/runner-spawner/webhook"
@@ -145,7 +146,7 @@ non-zero when no janitor answered or the flush could not be carried out.`,
 				} else {
 					fmt.Fprintf(cmd.OutOrStdout(), "%s: removed %d, skipped busy %d, failed %d, waited %.0fs\n", res.Mode, res.Removed, res.SkippedBusy, res.Failed, res.WaitedSeconds)
 					if res.Error != "" {
-						fmt.Fprintf(cmd.OutOrStdout(), "error: %s\n", res.Error)
+						fmt.Fprintf(cmd.OutOrStdout(), "error: %s\n", untrusted.Cell(res.Error, lineMax))
 					}
 				}
 				if ferr != nil {
@@ -203,13 +204,13 @@ non-zero when no janitor answered or the pass had errors.`,
 			} else {
 				w := cmd.OutOrStdout()
 				fmt.Fprintf(w, "reconcile by %s in %.2fs: %d instances, %d GitHub runners, %d records (GitHub checked: %v)\n",
-					sum.Janitor, sum.Seconds, sum.Instances, sum.GitHubRunners, sum.Records, sum.GitHubChecked)
+					untrusted.Cell(sum.Janitor, cellMax), sum.Seconds, sum.Instances, sum.GitHubRunners, sum.Records, sum.GitHubChecked)
 				fmt.Fprintf(w, "deleted %d %v, registrations removed %d, settled %d, slots released %d, resumed %d, replacements %d\n",
 					sumCounts(sum.Deleted), sum.Deleted, sum.RegistrationsRemoved, sum.Settled, sum.SlotsReleased, sum.Resumed, sum.Replacements)
 				fmt.Fprintf(w, "marked %d (acted on by a later pass if still suspect), kept %v, deferred %d, errors %d\n",
 					sum.Marked, sum.Kept, sum.Deferred, sum.Errors)
 				if sum.FirstError != "" {
-					fmt.Fprintf(w, "first error: %s\n", sum.FirstError)
+					fmt.Fprintf(w, "first error: %s\n", untrusted.Cell(sum.FirstError, lineMax))
 				}
 			}
 			if sum.Errors > 0 {

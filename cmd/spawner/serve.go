@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -161,7 +160,13 @@ func (a *app) webhookServer(conn *queue.Conn) (*httpserve.Server, error) {
 	r := chi.NewRouter()
 	r.Post(a.cfg.Webhook.Path, h.ServeHTTP)
 	httpserve.MountOps(r, conn.Ready, a.reg)
-	srv, err := httpserve.Listen("webhook", a.cfg.Webhook.Listen, http.TimeoutHandler(r, a.cfg.Webhook.ReadTimeout+a.cfg.NATS.PublishTimeout+time.Second, `{"result":"timeout"}`), a.logger.With(logkey.Component, "http"))
+	// webhook.read_timeout bounds how long a client may take to send a delivery, headers
+	// and body: a slow or stalled client holds its connection and buffer no longer, and
+	// is answered 408. With the handler's own nats.publish_timeout that bounds every
+	// request, so no http.TimeoutHandler wraps the router: it answered a stalled body
+	// 503 (the connection's context ends when the read fails) instead of the handler's 408.
+	srv, err := httpserve.ListenOptions("webhook", a.cfg.Webhook.Listen, r,
+		a.logger.With(logkey.Component, "http"), httpserve.Options{ReadTimeout: a.cfg.Webhook.ReadTimeout})
 	if err != nil {
 		return nil, err
 	}

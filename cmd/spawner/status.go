@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/runner-spawner/runner-spawner/internal/untrusted"
 	"github.com/runner-spawner/runner-spawner/janitor"
 	"github.com/runner-spawner/runner-spawner/queue"
 )
@@ -129,17 +129,17 @@ func (a *app) status(ctx context.Context, conn *queue.Conn) (*statusReport, erro
 }
 
 func printStatus(w io.Writer, rep *statusReport) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "FLAVOR\tQUEUED JOBS\tSLOTS\tCREATING\tBOOTING\tIDLE\tBUSY\tEVENTS PENDING\tPAUSED")
+	tw := newTable(w, "FLAVOR", "QUEUED JOBS", "SLOTS", "CREATING", "BOOTING", "IDLE", "BUSY", "EVENTS PENDING", "PAUSED")
 	for _, f := range rep.Flavors {
-		fmt.Fprintf(tw, "%s\t%d\t%d/%d\t%d\t%d\t%d\t%d\t%d\t%v\n", f.Name, f.Queued, f.SlotsInUse, f.MaxRunners,
+		tw.row(f.Name, f.Queued, fmt.Sprintf("%d/%d", f.SlotsInUse, f.MaxRunners),
 			f.Runners["creating"], f.Runners["booting"], f.Runners["idle"], f.Runners["busy"], f.Pending, f.Paused)
 	}
-	if err := tw.Flush(); err != nil {
+	if err := tw.flush(); err != nil {
 		return err
 	}
 	s := rep.Stream
-	active := rep.Janitor.Active
+	// The janitor's name is what it announced on NATS: printed like a table cell.
+	active := untrusted.Cell(rep.Janitor.Active, cellMax)
 	if active == "" {
 		active = "none"
 	}

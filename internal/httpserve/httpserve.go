@@ -26,9 +26,37 @@ type Server struct {
 	name   string
 }
 
+// Options tunes a Server. The zero value gives every field its default.
+type Options struct {
+	// ReadTimeout bounds reading one whole request, headers and body, from its first
+	// byte (default 30 s). A handler's body read fails once it passes, and the
+	// connection is closed: a client that sends slowly holds a goroutine and its
+	// buffers for at most this long.
+	ReadTimeout time.Duration
+	// ReadHeaderTimeout bounds reading the headers (default 5 s, or ReadTimeout when
+	// that is shorter).
+	ReadHeaderTimeout time.Duration
+}
+
+const (
+	defaultReadTimeout       = 30 * time.Second
+	defaultReadHeaderTimeout = 5 * time.Second
+)
+
 // Listen binds addr now (so a busy port fails at start, not later) and returns a
-// Server that Run serves.
+// Server that Run serves, with the default Options.
 func Listen(name, addr string, h http.Handler, logger *slog.Logger) (*Server, error) {
+	return ListenOptions(name, addr, h, logger, Options{})
+}
+
+// ListenOptions is Listen with Options.
+func ListenOptions(name, addr string, h http.Handler, logger *slog.Logger, opts Options) (*Server, error) {
+	if opts.ReadTimeout <= 0 {
+		opts.ReadTimeout = defaultReadTimeout
+	}
+	if opts.ReadHeaderTimeout <= 0 {
+		opts.ReadHeaderTimeout = min(defaultReadHeaderTimeout, opts.ReadTimeout)
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s on %s: %w", name, addr, err)
@@ -39,8 +67,8 @@ func Listen(name, addr string, h http.Handler, logger *slog.Logger) (*Server, er
 	return &Server{
 		srv: &http.Server{
 			Handler:           h,
-			ReadHeaderTimeout: 5 * time.Second,
-			ReadTimeout:       30 * time.Second,
+			ReadHeaderTimeout: opts.ReadHeaderTimeout,
+			ReadTimeout:       opts.ReadTimeout,
 			WriteTimeout:      60 * time.Second,
 			IdleTimeout:       2 * time.Minute,
 			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/runner-spawner/runner-spawner/config"
+	"github.com/runner-spawner/runner-spawner/internal/secret"
 )
 
 func configCommand(g *globalFlags) *cobra.Command {
@@ -51,5 +52,5 @@ func natsMode(cfg *config.File) string {
 	if cfg.NATS.URL == "" {
 		return "embedded on " + cfg.NATS.Listen
 	}
-	return "external " + redact(cfg.NATS.URL)
+	return "external " + secret.RedactURL(cfg.NATS.URL)
 }

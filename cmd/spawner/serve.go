@@ -14,6 +14,7 @@ import (
 	"github.com/runner-spawner/runner-spawner/config"
 	"github.com/runner-spawner/runner-spawner/internal/httpserve"
 	"github.com/runner-spawner/runner-spawner/internal/logkey"
+	"github.com/runner-spawner/runner-spawner/internal/secret"
 	"github.com/runner-spawner/runner-spawner/queue"
 	"github.com/runner-spawner/runner-spawner/webhook"
 )
@@ -77,7 +78,7 @@ func webhookCommand(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			a.logger.Info("webhook receiver running", "listen", srv.Addr()+a.cfg.Webhook.Path, "nats", redact(a.natsURL()))
+			a.logger.Info("webhook receiver running", "listen", srv.Addr()+a.cfg.Webhook.Path, "nats", secret.RedactURL(a.natsURL()))
 			err = runAll(cmd.Context(), srv.Run)
 			a.logger.Info("webhook receiver stopped", logkey.Error, err)
 			return err

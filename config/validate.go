@@ -256,6 +256,10 @@ func (f *File) validateFlavorBackend(key string, fl *Flavor, p *problems) {
 		if fl.Sim.BootTime < 0 {
 			p.add(key+".sim.boot_time", "must not be negative (got %s)", fl.Sim.BootTime)
 		}
+		// A negative jitter was silently taken as none: say so instead.
+		if fl.Sim.BootJitter < 0 {
+			p.add(key+".sim.boot_jitter", "must not be negative (got %s)", fl.Sim.BootJitter)
+		}
 	case BackendLXD:
 		if fl.LXD == nil {
 			p.add(key+".lxd", "is required for the lxd backend")

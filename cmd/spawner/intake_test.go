@@ -122,6 +122,11 @@ flavors:
 			t.Errorf("config check output does not name %s:\n%s", key, out)
 		}
 	}
+	// A nats.url is never printed with its password, even one that does not parse.
+	leaky := writeFile(t, dir, "leaky.yaml", "nats: {url: \"nats://spawner:hunter#2@n1:4222\"}\n")
+	if out, _ := runCmd(t, nil, "config", "check", "--config", leaky); !strings.Contains(out, "nats.url:") || strings.Contains(out, "hunter") {
+		t.Errorf("config check of a bad nats.url leaks its password or names no key:\n%s", out)
+	}
 	// serve refuses to start on the same errors.
 	out, code = runCmd(t, nil, "serve", "--config", bad)
 	if code == 0 || !strings.Contains(out, "flavors[0].max_runners") {

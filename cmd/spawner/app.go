@@ -57,7 +57,11 @@ func loadAppLevel(g *globalFlags, stderr io.Writer, minLevel string, parts confi
 	if minLevel != "" && cfg.Log.Level != "debug" {
 		cfg.Log.Level = minLevel
 	}
-	return newApp(cfg, stderr), nil
+	a := newApp(cfg, stderr)
+	for _, w := range cfg.Warnings(g.configPath, parts) {
+		a.logger.Warn("config warning", "key", w.Key, "warning", w.Reason)
+	}
+	return a, nil
 }
 
 func newApp(cfg *config.File, stderr io.Writer) *app {

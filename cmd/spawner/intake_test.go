@@ -153,3 +153,39 @@ flavors:
 		t.Errorf("config check --roles scheduler: exit %d:\n%s", code, out)
 	}
 }
+
+// TestConfigCheckWarnsOfReadableSecretFiles: a secret file everyone can read is a
+// warning in config check (which still passes) and in the log of a process at start.
+func TestConfigCheckWarnsOfReadableSecretFiles(t *testing.T) {
+	dir := t.TempDir()
+	secrets := writeFile(t, dir, "webhook-secrets", intakeSecret+"\n")
+	if err := os.Chmod(secrets, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	web := freeAddr(t)
+	cfg := writeFile(t, dir, "spawner.yaml", fmt.Sprintf(`
+state_dir: %s
+log: {format: text}
+nats: {listen: %s}
+webhook: {listen: %s, secrets_file: %s}
+routing: {default_flavor: k8s}
+flavors:
+  - {name: k8s, labels: [k8s], max_runners: 2}
+`, filepath.Join(dir, "state"), freeAddr(t), web, secrets))
+	out, code := runCmd(t, nil, "config", "check", "--config", cfg, "--roles", "webhook")
+	if code != 0 || !strings.Contains(out, "warning: webhook.secrets_file: "+secrets+" holds a secret and is readable by everyone") {
+		t.Errorf("config check of a world-readable secrets file: exit %d, want 0 and a warning:\n%s", code, out)
+	}
+	p := startProc(t, nil, "serve", "--config", cfg, "--roles", "webhook")
+	waitReady(t, "http://"+web, 30*time.Second)
+	if log := p.out.String(); !strings.Contains(log, `msg="config warning" key=webhook.secrets_file`) {
+		t.Errorf("serve logged no warning for the secrets file:\n%s", log)
+	}
+
+	if err := os.Chmod(secrets, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := runCmd(t, nil, "config", "check", "--config", cfg, "--roles", "webhook"); code != 0 || strings.Contains(out, "warning") {
+		t.Errorf("config check of a private secrets file: exit %d:\n%s", code, out)
+	}
+}

@@ -189,3 +189,64 @@ flavors:
 		t.Errorf("config check of a private secrets file: exit %d:\n%s", code, out)
 	}
 }
+
+// TestServeMetricsOnlyOnMetricsListen: by default a receiver serves /metrics on the
+// webhook port, as it always did; with metrics.on_webhook_listener false it serves it
+// only on metrics.listen, and the webhook port keeps /healthz and /readyz. Both kinds
+// of receiver: serve with the webhook role, and a separate webhook process.
+func TestServeMetricsOnlyOnMetricsListen(t *testing.T) {
+	env := []string{"SPAWNER_WEBHOOK_SECRETS=" + intakeSecret}
+	get := func(url string) int {
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Errorf("GET %s: %v", url, err)
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, tc := range []struct {
+		name       string
+		onWebhook  string
+		webMetrics int
+	}{{"default", "", 200}, {"off the webhook listener", "on_webhook_listener: false, ", 404}} {
+		dir := t.TempDir()
+		web, metrics := freeAddr(t), freeAddr(t)
+		cfg := writeFile(t, dir, "spawner.yaml", fmt.Sprintf(`
+state_dir: %s
+log: {format: text}
+nats: {listen: %s}
+webhook: {listen: %s}
+metrics: {%slisten: %s}
+routing: {default_flavor: k8s}
+flavors:
+  - {name: k8s, labels: [k8s], max_runners: 2}
+`, filepath.Join(dir, "state"), freeAddr(t), web, tc.onWebhook, metrics))
+		web2, metrics2 := freeAddr(t), freeAddr(t)
+		procs := []*proc{startProc(t, env, "serve", "--config", cfg, "--roles", "webhook")}
+		waitReady(t, "http://"+web, 30*time.Second)
+		// A separate receiver on the serve's embedded NATS, with its own ports.
+		procs = append(procs, startProc(t, env, "webhook", "--config", cfg, "--webhook-listen", web2, "--metrics-listen", metrics2))
+		waitReady(t, "http://"+web2, 30*time.Second)
+		for _, addrs := range [][2]string{{web, metrics}, {web2, metrics2}} {
+			if code := get("http://" + addrs[0] + "/metrics"); code != tc.webMetrics {
+				t.Errorf("%s: webhook listener /metrics answered %d, want %d", tc.name, code, tc.webMetrics)
+			}
+			if code := get("http://" + addrs[0] + "/healthz"); code != 200 {
+				t.Errorf("%s: webhook listener /healthz answered %d", tc.name, code)
+			}
+			if tc.webMetrics == 404 {
+				// The separate listener serves what a scraper and a prober need.
+				waitReady(t, "http://"+addrs[1], 30*time.Second)
+				if code := get("http://" + addrs[1] + "/metrics"); code != 200 {
+					t.Errorf("%s: metrics.listen /metrics answered %d, want 200", tc.name, code)
+				}
+			}
+		}
+		for i := len(procs) - 1; i >= 0; i-- {
+			if err := procs[i].stop(10 * time.Second); err != nil {
+				t.Logf("stopped: %v", err)
+			}
+		}
+	}
+}

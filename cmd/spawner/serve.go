@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
@@ -78,8 +79,16 @@ func webhookCommand(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			parts := []runFunc{srv.Run}
+			if a.metricsListener(true) {
+				ops, err := a.opsServer(conn)
+				if err != nil {
+					return err
+				}
+				parts = append(parts, ops.Run)
+			}
 			a.logger.Info("webhook receiver running", "listen", srv.Addr()+a.cfg.Webhook.Path, "nats", secret.RedactURL(a.natsURL()))
-			err = runAll(cmd.Context(), srv.Run)
+			err = runAll(cmd.Context(), parts...)
 			a.logger.Info("webhook receiver stopped", logkey.Error, err)
 			return err
 		},
@@ -137,8 +146,7 @@ func (a *app) serve(ctx context.Context, roles map[string]bool) error {
 		webhookAddr = srv.Addr() + a.cfg.Webhook.Path
 		parts = append(parts, srv.Run)
 	}
-	// The receiver serves /metrics itself; without it, metrics.listen does.
-	extra, err := a.opsParts(conn, !roles["webhook"] && a.cfg.Metrics.Listen != "")
+	extra, err := a.opsParts(conn, a.metricsListener(roles["webhook"]))
 	if err != nil {
 		return err
 	}
@@ -152,8 +160,15 @@ func (a *app) serve(ctx context.Context, roles map[string]bool) error {
 	return err
 }
 
+// metricsListener says whether this process runs the metrics.listen listener: a
+// process without a receiver whenever it is set, a receiver only when its own
+// listener does not serve /metrics (metrics.on_webhook_listener false).
+func (a *app) metricsListener(receiver bool) bool {
+	return a.cfg.Metrics.Listen != "" && (!receiver || !a.cfg.Metrics.OnWebhookListener)
+}
+
 // webhookServer builds the receiver's HTTP server: the webhook path plus /healthz,
-// /readyz and /metrics.
+// /readyz and, unless metrics.on_webhook_listener is false, /metrics.
 func (a *app) webhookServer(conn *queue.Conn) (*httpserve.Server, error) {
 	h, err := webhook.New(a.webhookOptions(conn))
 	if err != nil {
@@ -161,7 +176,11 @@ func (a *app) webhookServer(conn *queue.Conn) (*httpserve.Server, error) {
 	}
 	r := chi.NewRouter()
 	r.Post(a.cfg.Webhook.Path, h.ServeHTTP)
-	httpserve.MountOps(r, conn.Ready, a.reg)
+	var gatherer prometheus.Gatherer
+	if a.cfg.Metrics.OnWebhookListener {
+		gatherer = a.reg
+	}
+	httpserve.MountOps(r, conn.Ready, gatherer)
 	srv, err := httpserve.Listen("webhook", a.cfg.Webhook.Listen, http.TimeoutHandler(r, a.cfg.Webhook.ReadTimeout+a.cfg.NATS.PublishTimeout+time.Second, `{"result":"timeout"}`), a.logger.With(logkey.Component, "http"))
 	if err != nil {
 		return nil, err

@@ -180,10 +180,11 @@ func routeConnect(t *testing.T, addr, connect string) string {
 
 // TestEmbeddedServerServesTLS: with a certificate, the embedded server requires TLS
 // of network clients: one that trusts the certificate connects, one that does not is
-// refused, and serve's in-process connection needs no TLS.
+// refused. serve's in-process connection uses no TLS, even with nats.tls.* set for
+// the other processes and a certificate that does not name the listen address.
 func TestEmbeddedServerServesTLS(t *testing.T) {
 	dir := t.TempDir()
-	certPEM, keyPEM := testcert.SelfSignedFor(t, "spawner-nats", "127.0.0.1")
+	certPEM, keyPEM := testcert.SelfSignedFor(t, "spawner-nats", "localhost")
 	cert, key := filepath.Join(dir, "nats.crt"), filepath.Join(dir, "nats.key")
 	if err := os.WriteFile(cert, certPEM, 0o600); err != nil {
 		t.Fatal(err)
@@ -191,16 +192,24 @@ func TestEmbeddedServerServesTLS(t *testing.T) {
 	if err := os.WriteFile(key, keyPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	auth := queue.EmbeddedAuth{Token: secret.New("s3cret-token")}
-	srv := queuetest.StartWith(t, queue.EmbeddedOptions{Auth: auth, TLSCertFile: cert, TLSKeyFile: key})
+	port := strconv.Itoa(queuetest.FreePort(t))
+	emb, err := queue.StartEmbedded(t.Context(), queue.EmbeddedOptions{
+		StoreDir: t.TempDir(), Listen: "127.0.0.1:" + port,
+		Auth: queue.EmbeddedAuth{Token: secret.New("s3cret-token")}, TLSCertFile: cert, TLSKeyFile: key,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emb.Shutdown()
+	url := "nats://localhost:" + port
 
-	if nc, err := nats.Connect(srv.URL(), nats.Token("s3cret-token"), nats.Timeout(5*time.Second)); err == nil {
+	if nc, err := nats.Connect(url, nats.Token("s3cret-token"), nats.Timeout(5*time.Second)); err == nil {
 		nc.Close()
 		t.Errorf("a client that does not trust the certificate connected")
 	} else if !strings.Contains(err.Error(), "certificate") {
 		t.Errorf("connect without the CA: %v, want a certificate error", err)
 	}
-	nc, err := nats.Connect(srv.URL(), nats.Token("s3cret-token"), nats.RootCAs(cert), nats.Timeout(5*time.Second))
+	nc, err := nats.Connect(url, nats.Token("s3cret-token"), nats.RootCAs(cert), nats.Timeout(5*time.Second))
 	if err != nil {
 		t.Fatalf("connect trusting the certificate: %v", err)
 	}
@@ -208,13 +217,22 @@ func TestEmbeddedServerServesTLS(t *testing.T) {
 		t.Errorf("the connection is not TLS")
 	}
 	nc.Close()
-	srv.Connect(t, queue.Options{Token: secret.New("s3cret-token"), TLSCA: cert})
-	c, err := queue.Connect(t.Context(), queue.Options{Embedded: srv.Embedded(), Token: secret.New("s3cret-token")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Ready(t.Context()); err != nil {
-		t.Errorf("in-process connection: %v", err)
+	for _, o := range []queue.Options{
+		{URL: url, Token: secret.New("s3cret-token"), TLSCA: cert, TLSCert: cert, TLSKey: key},
+		{Embedded: emb, Token: secret.New("s3cret-token"), TLSCA: cert, TLSCert: cert, TLSKey: key},
+	} {
+		c, err := queue.Connect(t.Context(), o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		for c.Ready(ctx) != nil && ctx.Err() == nil {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if err := c.Ready(ctx); err != nil {
+			t.Errorf("queue connection (in-process: %v): %v", o.Embedded != nil, err)
+		}
+		cancel()
+		c.Close()
 	}
 }

@@ -136,17 +136,19 @@ func Connect(ctx context.Context, opts Options) (*Conn, error) {
 		}
 		nopts = append(nopts, o)
 	}
-	if opts.TLSCA != "" {
-		nopts = append(nopts, nats.RootCAs(opts.TLSCA))
-	}
-	if opts.TLSCert != "" {
-		nopts = append(nopts, nats.ClientCert(opts.TLSCert, opts.TLSKey))
-	}
 	url := opts.URL
-	if opts.Embedded != nil {
+	if opts.Embedded == nil {
+		if opts.TLSCA != "" {
+			nopts = append(nopts, nats.RootCAs(opts.TLSCA))
+		}
+		if opts.TLSCert != "" {
+			nopts = append(nopts, nats.ClientCert(opts.TLSCert, opts.TLSKey))
+		}
+	} else {
 		nopts = append(nopts, nats.InProcessServer(opts.Embedded.srv))
-		// nats://, not the server's tls:// client URL: an in-process connection is a
-		// pipe inside this process, which the server accepts without TLS.
+		// No TLS and a nats:// URL, not the server's tls:// one: an in-process
+		// connection is a pipe inside this process, which the server accepts without
+		// TLS, and whose address (0.0.0.0 say) the certificate need not name.
 		url = "nats://" + opts.Embedded.srv.Addr().String()
 	}
 	if url == "" {

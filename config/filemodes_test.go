@@ -31,7 +31,7 @@ func TestWarningsNameReadableSecretFiles(t *testing.T) {
 	caPublic := write("ca.crt", 0o644, "not a secret\n")
 	base := strings.Replace(minimal, "github: {path: octo-org, token: ghp_test}", "github: {path: octo-org, token_file: "+tokenWorld+"}", 1)
 	base = strings.Replace(base, `secrets: ["0123456789abcdef0123"]`, "secrets_file: "+secretsPrivate, 1)
-	cfgText := base + "nats: {user: spawner, password_file: " + pwGroup + ", tls: {ca_file: " + caPublic + "}}\n"
+	cfgText := base + "nats: {url: tls://n1:4222, user: spawner, password_file: " + pwGroup + ", tls: {ca_file: " + caPublic + "}}\n"
 	cfgPath := write("spawner.yaml", 0o644, cfgText)
 	f, err := Load(cfgPath, nil)
 	if err != nil {

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/nats-io/nkeys"
+
+	"github.com/runner-spawner/runner-spawner/internal/testcert"
 )
 
 // TestEmbeddedNATSNeedsCredentialBeyondLoopback: the embedded server listening past
@@ -22,7 +24,9 @@ func TestEmbeddedNATSNeedsCredentialBeyondLoopback(t *testing.T) {
 	seedFile := filepath.Join(dir, "user.nk")
 	notSeed := filepath.Join(dir, "not-a-seed")
 	creds := filepath.Join(dir, "user.creds")
-	for p, data := range map[string][]byte{seedFile: seed, notSeed: []byte("hello\n"), creds: seed} {
+	certPEM, keyPEM := testcert.SelfSignedFor(t, "nats", "127.0.0.1")
+	cert, key := filepath.Join(dir, "nats.crt"), filepath.Join(dir, "nats.key")
+	for p, data := range map[string][]byte{seedFile: seed, notSeed: []byte("hello\n"), creds: seed, cert: certPEM, key: keyPEM} {
 		if err := os.WriteFile(p, data, 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -45,6 +49,10 @@ func TestEmbeddedNATSNeedsCredentialBeyondLoopback(t *testing.T) {
 		{"creds for an external server", "{url: nats://n1:4222, creds_file: " + creds + "}", ""},
 		{"external server, listen unused", "{url: nats://n1:4222, listen: 0.0.0.0:4222}", ""},
 		{"password without user", "{password: pw}", "nats.user"},
+		{"embedded TLS", "{tls: {ca_file: " + cert + ", cert_file: " + cert + ", key_file: " + key + "}}", ""},
+		{"a key that is no key", "{tls: {cert_file: " + cert + ", key_file: " + seedFile + "}}", "nats.tls.cert_file"},
+		{"a CA for an embedded server without TLS", "{tls: {ca_file: " + cert + "}}", "nats.tls.ca_file"},
+		{"a CA for an external server", "{url: tls://n1:4222, tls: {ca_file: " + cert + "}}", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/url"
@@ -94,6 +95,10 @@ func (f *File) validateNATS(p *problems) {
 	checkFile(p, "nats.tls.key_file", n.TLS.KeyFile)
 	if (n.TLS.CertFile == "") != (n.TLS.KeyFile == "") {
 		p.add("nats.tls", "cert_file and key_file go together")
+	} else if n.TLS.CertFile != "" && fileExists(n.TLS.CertFile) && fileExists(n.TLS.KeyFile) {
+		if _, err := tls.LoadX509KeyPair(n.TLS.CertFile, n.TLS.KeyFile); err != nil {
+			p.add("nats.tls.cert_file", "does not load with nats.tls.key_file: %v", err)
+		}
 	}
 	if n.Replicas < 0 || n.Replicas > 5 {
 		p.add("nats.replicas", "must be 0 (automatic) to 5 (got %d)", n.Replicas)
@@ -122,6 +127,9 @@ func (f *File) validateEmbeddedNATS(p *problems) {
 	n := f.NATS
 	if n.CredsFile != "" {
 		p.add("nats.creds_file", "is for an external NATS server (nats.url): the embedded server cannot check JWT credentials (that needs an operator and an account resolver); for the embedded server set nats.user and nats.password, nats.token or nats.nkey_file")
+	}
+	if n.TLS.CAFile != "" && n.TLS.CertFile == "" {
+		p.add("nats.tls.ca_file", "with the embedded server (nats.url empty) it is the CA the other processes trust for the server's certificate: set nats.tls.cert_file and nats.tls.key_file too (the server then serves TLS), or remove it")
 	}
 	hasAuth := n.User != "" || !n.Token.IsZero() || n.NKeyFile != ""
 	if host, _, err := net.SplitHostPort(n.Listen); err == nil && !hasAuth && !isLoopback(host) {

@@ -16,6 +16,7 @@ import (
 	"github.com/runner-spawner/runner-spawner/bootstrap"
 	"github.com/runner-spawner/runner-spawner/github/githubtest"
 	"github.com/runner-spawner/runner-spawner/internal/secret"
+	"github.com/runner-spawner/runner-spawner/internal/testcert"
 	"github.com/runner-spawner/runner-spawner/queue"
 )
 
@@ -156,4 +157,33 @@ func attackEmbedded(t *testing.T, opts queue.Options, bootAddr, runner string, j
 		}
 	}
 	return did
+}
+
+// TestServeEmbeddedNATSServesTLS: with nats.tls.cert_file and key_file, serve's
+// embedded server requires TLS; the other processes on the host connect with the same
+// config (trusting ca_file), a client that does not trust the certificate cannot.
+func TestServeEmbeddedNATSServesTLS(t *testing.T) {
+	dir := t.TempDir()
+	certPEM, keyPEM := testcert.SelfSignedFor(t, "spawner-nats", "127.0.0.1")
+	cert, key := writeFile(t, dir, "nats.crt", string(certPEM)), writeFile(t, dir, "nats.key", string(keyPEM))
+	web, natsAddr := freeAddr(t), freeAddr(t)
+	cfg := writeFile(t, dir, "spawner.yaml", fmt.Sprintf(`state_dir: %s
+log: {format: text}
+nats: {listen: %s, token: %s, tls: {ca_file: %s, cert_file: %s, key_file: %s}}
+webhook: {listen: %s, secrets: [%q]}
+routing: {default_flavor: small}
+flavors:
+  - {name: small, labels: [small], max_runners: 2}
+`, filepath.Join(dir, "state"), natsAddr, natsTestPassword, cert, cert, key, web, e2eSecret))
+	startProc(t, nil, "serve", "--config", cfg, "--roles", "webhook")
+	waitReady(t, "http://"+web, 30*time.Second)
+	if nc, err := nats.Connect("nats://"+natsAddr, nats.Token(natsTestPassword), nats.Timeout(5*time.Second)); err == nil {
+		nc.Close()
+		t.Errorf("a client that does not trust the certificate connected")
+	} else if !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("connect without the CA: %v, want a certificate error", err)
+	}
+	if out, errOut, code := runCmdSplit(t, nil, "status", "--config", cfg, "--json"); code != 0 {
+		t.Errorf("status over TLS exited %d: %s%s", code, out, errOut)
+	}
 }

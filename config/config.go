@@ -37,6 +37,9 @@ type File struct {
 	LXD LXDServer `yaml:"lxd"`
 	// OpenStack is the cloud used by flavors with backend openstack.
 	OpenStack OpenStackCloud `yaml:"openstack"`
+
+	// inlineSecrets names the secrets written in the file itself, for Warnings.
+	inlineSecrets []string
 }
 
 // Log configures the process log.

@@ -72,6 +72,7 @@ flavors:
 `, []string{"deployment_id", "log.level", "webhook.secrets", "flavors[0].name", "flavors[0].labels[1]", "flavors[0].max_runners", "flavors[0].backend", "flavors[1].lxd"}},
 		{"duplicate label sets", minimal + "  - name: same\n    labels: [x64, small]\n    max_runners: 1\n", []string{"flavors[1].labels"}},
 		{"section of another backend", minimal + "    lxd: {image: tiny}\n", []string{"flavors[0].lxd"}},
+		{"negative boot jitter", minimal + "    sim: {boot_jitter: -1s}\n", []string{"flavors[0].sim.boot_jitter"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

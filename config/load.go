@@ -69,6 +69,7 @@ func ParseFor(data []byte, getenv func(string) string, parts Part) (*File, error
 	}
 	// Secrets and values are checked only in the parts this process uses.
 	var used problems
+	f.inlineSecrets = inlineSecretKeys(f)
 	resolveSecrets(f, getenv, &used)
 	// Validate even when keys were unknown or mistyped, so one run of
 	// `config check` lists every problem.

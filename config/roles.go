@@ -104,6 +104,9 @@ type Admin struct {
 type Metrics struct {
 	// Listen: empty disables it.
 	Listen string `yaml:"listen"`
+	// OnWebhookListener serves /metrics on webhook.listen too, which GitHub (the
+	// internet) reaches. false serves it only on Listen, also in receivers.
+	OnWebhookListener bool `yaml:"on_webhook_listener"`
 }
 
 // Runner is a flavor's runner environment (key "flavors[].runner").
@@ -165,6 +168,9 @@ func roleDefaults(f *File) {
 		PollInterval:          5 * time.Minute,
 	}
 	f.Admin = Admin{}
+	// true keeps where receivers have always served /metrics, so existing scrape
+	// configs keep working; operators opt out (docs/configuration.md).
+	f.Metrics = Metrics{OnWebhookListener: true}
 }
 
 func applyRunnerDefaults(r *Runner) {

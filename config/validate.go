@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/url"
@@ -9,6 +10,10 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/nats-io/nkeys"
+
+	"github.com/runner-spawner/runner-spawner/internal/secret"
 )
 
 var (
@@ -54,7 +59,8 @@ func (f *File) validateNATS(p *problems) {
 		for _, u := range strings.Split(n.URL, ",") {
 			pu, err := url.Parse(strings.TrimSpace(u))
 			if err != nil || pu.Host == "" || !slices.Contains([]string{"nats", "tls", "ws", "wss"}, pu.Scheme) {
-				p.add("nats.url", "%q is not a NATS URL (nats://host:port, tls://…, comma-separated for a cluster)", u)
+				// The URL may carry a password or a token: never print it.
+				p.add("nats.url", "%q is not a NATS URL (nats://host:port, tls://…, comma-separated for a cluster)", secret.RedactURL(u))
 			}
 		}
 	}
@@ -71,13 +77,28 @@ func (f *File) validateNATS(p *problems) {
 	if n.User != "" && n.Password.IsZero() {
 		p.add("nats.password", "is required with nats.user (or SPAWNER_NATS_PASSWORD, or nats.password_file)")
 	}
+	if n.User == "" && !n.Password.IsZero() {
+		p.add("nats.user", "is required with nats.password")
+	}
 	checkFile(p, "nats.creds_file", n.CredsFile)
 	checkFile(p, "nats.nkey_file", n.NKeyFile)
+	if n.NKeyFile != "" && fileExists(n.NKeyFile) {
+		if err := checkNKeySeed(n.NKeyFile); err != nil {
+			p.add("nats.nkey_file", "%v", err)
+		}
+	}
+	if n.URL == "" {
+		f.validateEmbeddedNATS(p)
+	}
 	checkFile(p, "nats.tls.ca_file", n.TLS.CAFile)
 	checkFile(p, "nats.tls.cert_file", n.TLS.CertFile)
 	checkFile(p, "nats.tls.key_file", n.TLS.KeyFile)
 	if (n.TLS.CertFile == "") != (n.TLS.KeyFile == "") {
 		p.add("nats.tls", "cert_file and key_file go together")
+	} else if n.TLS.CertFile != "" && fileExists(n.TLS.CertFile) && fileExists(n.TLS.KeyFile) {
+		if _, err := tls.LoadX509KeyPair(n.TLS.CertFile, n.TLS.KeyFile); err != nil {
+			p.add("nats.tls.cert_file", "does not load with nats.tls.key_file: %v", err)
+		}
 	}
 	if n.Replicas < 0 || n.Replicas > 5 {
 		p.add("nats.replicas", "must be 0 (automatic) to 5 (got %d)", n.Replicas)
@@ -97,6 +118,50 @@ func (f *File) validateNATS(p *problems) {
 	if n.ConnectTimeout <= 0 {
 		p.add("nats.connect_timeout", "must be positive (got %s)", n.ConnectTimeout)
 	}
+}
+
+// validateEmbeddedNATS checks what the embedded server (nats.url empty) enforces: it
+// checks the configured credential itself, so it must have one it can check, and
+// one whenever it listens beyond loopback.
+func (f *File) validateEmbeddedNATS(p *problems) {
+	n := f.NATS
+	if n.CredsFile != "" {
+		p.add("nats.creds_file", "is for an external NATS server (nats.url): the embedded server cannot check JWT credentials (that needs an operator and an account resolver); for the embedded server set nats.user and nats.password, nats.token or nats.nkey_file")
+	}
+	if n.TLS.CAFile != "" && n.TLS.CertFile == "" {
+		p.add("nats.tls.ca_file", "with the embedded server (nats.url empty) it is the CA the other processes trust for the server's certificate: set nats.tls.cert_file and nats.tls.key_file too (the server then serves TLS), or remove it")
+	}
+	hasAuth := n.User != "" || !n.Token.IsZero() || n.NKeyFile != ""
+	if host, _, err := net.SplitHostPort(n.Listen); err == nil && !hasAuth && !isLoopback(host) {
+		p.add("nats.listen", "%q is not a loopback address and the embedded server has no credential: anyone who reaches it could read the queue, forge runner records and job events, and send flushes; set nats.user and nats.password (or nats.token, or nats.nkey_file), which the embedded server then requires, or listen on 127.0.0.1", n.Listen)
+	}
+}
+
+// isLoopback reports whether a listen host only accepts connections from this host.
+// An empty host listens on every interface.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// checkNKeySeed says whether path holds an nkey user seed, the one form both the
+// clients (which sign with it) and the embedded server (which derives the public
+// key) can use.
+func checkNKeySeed(path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("cannot read %q: %w", path, err)
+	}
+	defer clear(data)
+	kp, err := nkeys.ParseDecoratedUserNKey(data)
+	if err != nil {
+		return fmt.Errorf("%q holds no nkey user seed (a line starting with SU): %w", path, err)
+	}
+	kp.Wipe()
+	return nil
 }
 
 func (f *File) validateWebhook(p *problems) {
@@ -198,6 +263,10 @@ func (f *File) validateFlavorBackend(key string, fl *Flavor, p *problems) {
 	case BackendSim:
 		if fl.Sim.BootTime < 0 {
 			p.add(key+".sim.boot_time", "must not be negative (got %s)", fl.Sim.BootTime)
+		}
+		// A negative jitter was silently taken as none: say so instead.
+		if fl.Sim.BootJitter < 0 {
+			p.add(key+".sim.boot_jitter", "must not be negative (got %s)", fl.Sim.BootJitter)
 		}
 	case BackendLXD:
 		if fl.LXD == nil {

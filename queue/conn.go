@@ -111,7 +111,8 @@ func Connect(ctx context.Context, opts Options) (*Conn, error) {
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			c.ensured.Store(false)
-			c.logger.Info("nats reconnected", "server", nc.ConnectedUrlRedacted())
+			// The whole user info goes: in a token URL it has no password part.
+			c.logger.Info("nats reconnected", "server", secret.RedactURL(nc.ConnectedUrl()))
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			subj := ""
@@ -135,23 +136,27 @@ func Connect(ctx context.Context, opts Options) (*Conn, error) {
 		}
 		nopts = append(nopts, o)
 	}
-	if opts.TLSCA != "" {
-		nopts = append(nopts, nats.RootCAs(opts.TLSCA))
-	}
-	if opts.TLSCert != "" {
-		nopts = append(nopts, nats.ClientCert(opts.TLSCert, opts.TLSKey))
-	}
 	url := opts.URL
-	if opts.Embedded != nil {
+	if opts.Embedded == nil {
+		if opts.TLSCA != "" {
+			nopts = append(nopts, nats.RootCAs(opts.TLSCA))
+		}
+		if opts.TLSCert != "" {
+			nopts = append(nopts, nats.ClientCert(opts.TLSCert, opts.TLSKey))
+		}
+	} else {
 		nopts = append(nopts, nats.InProcessServer(opts.Embedded.srv))
-		url = opts.Embedded.ClientURL()
+		// No TLS and a nats:// URL, not the server's tls:// one: an in-process
+		// connection is a pipe inside this process, which the server accepts without
+		// TLS, and whose address (0.0.0.0 say) the certificate need not name.
+		url = "nats://" + opts.Embedded.srv.Addr().String()
 	}
 	if url == "" {
 		return nil, errors.New("nats: no server URL")
 	}
 	nc, err := nats.Connect(url, nopts...)
 	if err != nil {
-		return nil, fmt.Errorf("nats connect %s: %w", redactURL(url), err)
+		return nil, fmt.Errorf("nats connect %s: %w", secret.RedactURL(url), err)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -242,16 +247,4 @@ func (c *Conn) replicas() int {
 		return 3
 	}
 	return 1
-}
-
-func redactURL(u string) string {
-	parts := strings.Split(u, ",")
-	for i, p := range parts {
-		if at := strings.LastIndex(p, "@"); at >= 0 {
-			if scheme := strings.Index(p, "://"); scheme >= 0 && scheme < at {
-				parts[i] = p[:scheme+3] + "REDACTED" + p[at:]
-			}
-		}
-	}
-	return strings.Join(parts, ",")
 }

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/runner-spawner/runner-spawner/internal/secret"
 )
 
 // EmbeddedOptions configures a NATS server run inside the spawner process.
@@ -21,6 +24,14 @@ type EmbeddedOptions struct {
 	Listen string
 	// Name is the server name (default: "spawner-" + port); unique within a cluster.
 	Name string
+	// Auth is the credential every client must present (see EmbeddedAuth). The zero
+	// value lets anyone in who reaches Listen: only for a loopback listener (config
+	// check refuses anything else).
+	Auth EmbeddedAuth
+	// TLSCertFile and TLSKeyFile, when set, make the server require TLS of every
+	// client that connects over the network (in-process connections need none).
+	TLSCertFile string
+	TLSKeyFile  string
 	// Cluster joins or forms a cluster (tests and multi-node setups); nil for a
 	// single server.
 	Cluster *ClusterOptions
@@ -36,6 +47,11 @@ type ClusterOptions struct {
 	Name   string   // cluster name, the same on every node
 	Listen string   // this node's route address
 	Routes []string // nats-route://host:port of the other nodes
+	// User and Password authenticate routes: this node accepts only routes that
+	// present them and presents them on its own. A route is a full peer (it sees and
+	// injects every message), so they are required whenever Auth is set.
+	User     string
+	Password secret.Value
 }
 
 // Embedded is a running in-process NATS server with JetStream.
@@ -74,6 +90,17 @@ func StartEmbedded(ctx context.Context, opts EmbeddedOptions) (*Embedded, error)
 	if so.ServerName == "" {
 		so.ServerName = "spawner-" + portStr
 	}
+	if err := opts.Auth.apply(so); err != nil {
+		return nil, err
+	}
+	if opts.TLSCertFile != "" || opts.TLSKeyFile != "" {
+		// nats-server's own loader: the cipher and version choices of the server.
+		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: opts.TLSCertFile, KeyFile: opts.TLSKeyFile})
+		if err != nil {
+			return nil, fmt.Errorf("embedded nats: tls: %w", err)
+		}
+		so.TLS, so.TLSConfig = true, tc
+	}
 	if c := opts.Cluster; c != nil {
 		ch, cp, err := net.SplitHostPort(c.Listen)
 		if err != nil {
@@ -82,10 +109,17 @@ func StartEmbedded(ctx context.Context, opts EmbeddedOptions) (*Embedded, error)
 		so.Cluster.Name = c.Name
 		so.Cluster.Host = ch
 		so.Cluster.Port, _ = strconv.Atoi(cp)
+		if !opts.Auth.IsZero() && (c.User == "" || c.Password.IsZero()) {
+			return nil, errors.New("embedded nats: cluster routes need User and Password when clients must authenticate")
+		}
+		so.Cluster.Username, so.Cluster.Password = c.User, c.Password.Reveal()
 		for _, r := range c.Routes {
 			u, err := url.Parse(r)
 			if err != nil {
 				return nil, fmt.Errorf("embedded nats: route %q: %w", r, err)
+			}
+			if c.User != "" && u.User == nil {
+				u.User = url.UserPassword(c.User, c.Password.Reveal())
 			}
 			so.Routes = append(so.Routes, u)
 		}
@@ -110,7 +144,7 @@ func StartEmbedded(ctx context.Context, opts EmbeddedOptions) (*Embedded, error)
 	return &Embedded{srv: srv}, nil
 }
 
-// ClientURL is the nats:// URL clients use.
+// ClientURL is the URL clients use over the network (tls:// when it serves TLS).
 func (e *Embedded) ClientURL() string { return e.srv.ClientURL() }
 
 // Server gives access to the server itself (tests kill and inspect it).

@@ -15,6 +15,7 @@ import (
 
 	"github.com/runner-spawner/runner-spawner/config"
 	"github.com/runner-spawner/runner-spawner/internal/logkey"
+	"github.com/runner-spawner/runner-spawner/internal/secret"
 	"github.com/runner-spawner/runner-spawner/queue"
 )
 
@@ -56,7 +57,11 @@ func loadAppLevel(g *globalFlags, stderr io.Writer, minLevel string, parts confi
 	if minLevel != "" && cfg.Log.Level != "debug" {
 		cfg.Log.Level = minLevel
 	}
-	return newApp(cfg, stderr), nil
+	a := newApp(cfg, stderr)
+	for _, w := range cfg.Warnings(g.configPath, parts) {
+		a.logger.Warn("config warning", "key", w.Key, "warning", w.Reason)
+	}
+	return a, nil
 }
 
 func newApp(cfg *config.File, stderr io.Writer) *app {
@@ -126,16 +131,37 @@ func (a *app) startEmbedded(ctx context.Context) (*queue.Embedded, error) {
 	if a.cfg.NATS.URL != "" {
 		return nil, nil
 	}
+	n := a.cfg.NATS
+	// The server checks the very credential the spawner's clients present (see
+	// queueOptions), so one config sets both sides and every process on the host
+	// still gets in; a client without it is refused at connect.
 	emb, err := queue.StartEmbedded(ctx, queue.EmbeddedOptions{
-		StoreDir: filepath.Join(a.cfg.StateDir, "nats"),
-		Listen:   a.cfg.NATS.Listen,
-		Logger:   a.logger.With(logkey.Component, "nats-server"),
+		StoreDir:    filepath.Join(a.cfg.StateDir, "nats"),
+		Listen:      n.Listen,
+		Auth:        queue.EmbeddedAuth{User: n.User, Password: n.Password, Token: n.Token, NKeyFile: n.NKeyFile},
+		TLSCertFile: n.TLS.CertFile,
+		TLSKeyFile:  n.TLS.KeyFile,
+		Logger:      a.logger.With(logkey.Component, "nats-server"),
 	})
 	if err != nil {
 		return nil, err
 	}
-	a.logger.Info("embedded NATS server started", "listen", emb.ClientURL(), "store", filepath.Join(a.cfg.StateDir, "nats"))
+	a.logger.Info("embedded NATS server started", "listen", emb.ClientURL(), "store", filepath.Join(a.cfg.StateDir, "nats"), "auth", embeddedAuthKind(n), "tls", n.TLS.CertFile != "")
 	return emb, nil
+}
+
+// embeddedAuthKind names the credential the embedded server checks, for its start-up
+// log line (never the credential itself).
+func embeddedAuthKind(n config.NATS) string {
+	switch {
+	case n.User != "":
+		return "user"
+	case !n.Token.IsZero():
+		return "token"
+	case n.NKeyFile != "":
+		return "nkey"
+	}
+	return "none"
 }
 
 // operate runs an operator command's work on a fresh NATS connection (named name,
@@ -170,20 +196,11 @@ func (a *app) connect(ctx context.Context, name string, emb *queue.Embedded, wai
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			conn.Close()
-			return nil, fmt.Errorf("nats at %s not usable after %s: %w", redact(a.natsURL()), wait, err)
+			return nil, fmt.Errorf("nats at %s not usable after %s: %w", secret.RedactURL(a.natsURL()), wait, err)
 		}
 		select {
 		case <-ctx.Done():
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-}
-
-func redact(u string) string {
-	if at := strings.LastIndex(u, "@"); at >= 0 {
-		if s := strings.Index(u, "://"); s >= 0 && s < at {
-			return u[:s+3] + "REDACTED" + u[at:]
-		}
-	}
-	return u
 }

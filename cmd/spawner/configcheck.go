@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/runner-spawner/runner-spawner/config"
+	"github.com/runner-spawner/runner-spawner/internal/secret"
 )
 
 func configCommand(g *globalFlags) *cobra.Command {
@@ -36,9 +37,18 @@ Unknown keys and mistyped values are reported whatever the roles.`,
 			cfg, err := config.LoadFor(g.configPath, os.Getenv, parts)
 			if err != nil {
 				printConfigErrors(cmd.OutOrStdout(), g.configPath, err)
+			} else {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d flavors: %v; nats: %s)\n", g.configPath, len(cfg.Flavors), cfg.FlavorNames(), natsMode(cfg))
+			}
+			// Warnings do not fail the check: the spawner runs with them too.
+			if cfg != nil {
+				for _, w := range cfg.Warnings(g.configPath, parts) {
+					fmt.Fprintf(cmd.OutOrStdout(), "warning: %s: %s\n", w.Key, w.Reason)
+				}
+			}
+			if err != nil {
 				return &exitError{code: 1, err: fmt.Errorf("")}
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d flavors: %v; nats: %s)\n", g.configPath, len(cfg.Flavors), cfg.FlavorNames(), natsMode(cfg))
 			return nil
 		},
 	}
@@ -51,5 +61,5 @@ func natsMode(cfg *config.File) string {
 	if cfg.NATS.URL == "" {
 		return "embedded on " + cfg.NATS.Listen
 	}
-	return "external " + redact(cfg.NATS.URL)
+	return "external " + secret.RedactURL(cfg.NATS.URL)
 }

@@ -55,7 +55,8 @@ type e2eFlavor struct {
 }
 
 // config writes a spawner config whose processes share one NATS (the serve's
-// embedded server), one bootstrap endpoint (the serve's) and the world's cloud.
+// embedded server, which requires the password every process presents), one
+// bootstrap endpoint (the serve's) and the world's cloud.
 func (w *e2eWorld) config(t *testing.T, dir string, flavors []e2eFlavor, extra string) (path, webhookURL, bootstrapAddr string) {
 	t.Helper()
 	web, nats, boot := freeAddr(t), freeAddr(t), freeAddr(t)
@@ -66,14 +67,14 @@ func (w *e2eWorld) config(t *testing.T, dir string, flavors []e2eFlavor, extra s
 	cfg := fmt.Sprintf(`state_dir: %s
 log: {level: info, format: text}
 github: {url: %q, path: octo-org, token: ghp_e2e, rate_per_hour: 1000000}
-nats: {listen: %s}
+nats: {listen: %s, user: spawner, password: %q}
 webhook: {listen: %s, secrets: [%q]}
 bootstrap: {listen: %s, url: "http://%s"}
 consumer: {workers: 4, ack_wait: 5s, capacity_retry: 1s, capacity_wait: 2s, backoff_initial: 200ms, backoff_max: 2s}
 janitor: {interval: 1s}
 routing: {default_flavor: %s}
 flavors:
-%s%s`, filepath.Join(dir, "state"), w.gh.URL(), nats, web, e2eSecret, boot, boot, flavors[0].name, fl.String(), extra)
+%s%s`, filepath.Join(dir, "state"), w.gh.URL(), nats, natsTestPassword, web, e2eSecret, boot, boot, flavors[0].name, fl.String(), extra)
 	return writeFile(t, dir, "spawner.yaml", cfg), "http://" + web + "/webhook", boot
 }
 

@@ -122,6 +122,11 @@ flavors:
 			t.Errorf("config check output does not name %s:\n%s", key, out)
 		}
 	}
+	// A nats.url is never printed with its password, even one that does not parse.
+	leaky := writeFile(t, dir, "leaky.yaml", "nats: {url: \"nats://spawner:hunter#2@n1:4222\"}\n")
+	if out, _ := runCmd(t, nil, "config", "check", "--config", leaky); !strings.Contains(out, "nats.url:") || strings.Contains(out, "hunter") {
+		t.Errorf("config check of a bad nats.url leaks its password or names no key:\n%s", out)
+	}
 	// serve refuses to start on the same errors.
 	out, code = runCmd(t, nil, "serve", "--config", bad)
 	if code == 0 || !strings.Contains(out, "flavors[0].max_runners") {
@@ -146,5 +151,102 @@ flavors:
 	out, code = runCmd(t, env, "config", "check", "--config", good, "--roles", "webhook,scheduler")
 	if code != 2 || !strings.Contains(out, `"scheduler"`) {
 		t.Errorf("config check --roles scheduler: exit %d:\n%s", code, out)
+	}
+}
+
+// TestConfigCheckWarnsOfReadableSecretFiles: a secret file everyone can read is a
+// warning in config check (which still passes) and in the log of a process at start.
+func TestConfigCheckWarnsOfReadableSecretFiles(t *testing.T) {
+	dir := t.TempDir()
+	secrets := writeFile(t, dir, "webhook-secrets", intakeSecret+"\n")
+	if err := os.Chmod(secrets, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	web := freeAddr(t)
+	cfg := writeFile(t, dir, "spawner.yaml", fmt.Sprintf(`
+state_dir: %s
+log: {format: text}
+nats: {listen: %s}
+webhook: {listen: %s, secrets_file: %s}
+routing: {default_flavor: k8s}
+flavors:
+  - {name: k8s, labels: [k8s], max_runners: 2}
+`, filepath.Join(dir, "state"), freeAddr(t), web, secrets))
+	out, code := runCmd(t, nil, "config", "check", "--config", cfg, "--roles", "webhook")
+	if code != 0 || !strings.Contains(out, "warning: webhook.secrets_file: "+secrets+" holds a secret and is readable by everyone") {
+		t.Errorf("config check of a world-readable secrets file: exit %d, want 0 and a warning:\n%s", code, out)
+	}
+	p := startProc(t, nil, "serve", "--config", cfg, "--roles", "webhook")
+	waitReady(t, "http://"+web, 30*time.Second)
+	if log := p.out.String(); !strings.Contains(log, `msg="config warning" key=webhook.secrets_file`) {
+		t.Errorf("serve logged no warning for the secrets file:\n%s", log)
+	}
+
+	if err := os.Chmod(secrets, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := runCmd(t, nil, "config", "check", "--config", cfg, "--roles", "webhook"); code != 0 || strings.Contains(out, "warning") {
+		t.Errorf("config check of a private secrets file: exit %d:\n%s", code, out)
+	}
+}
+
+// TestServeMetricsOnlyOnMetricsListen: by default a receiver serves /metrics on the
+// webhook port, as it always did; with metrics.on_webhook_listener false it serves it
+// only on metrics.listen, and the webhook port keeps /healthz and /readyz. Both kinds
+// of receiver: serve with the webhook role, and a separate webhook process.
+func TestServeMetricsOnlyOnMetricsListen(t *testing.T) {
+	env := []string{"SPAWNER_WEBHOOK_SECRETS=" + intakeSecret}
+	get := func(url string) int {
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Errorf("GET %s: %v", url, err)
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, tc := range []struct {
+		name       string
+		onWebhook  string
+		webMetrics int
+	}{{"default", "", 200}, {"off the webhook listener", "on_webhook_listener: false, ", 404}} {
+		dir := t.TempDir()
+		web, metrics := freeAddr(t), freeAddr(t)
+		cfg := writeFile(t, dir, "spawner.yaml", fmt.Sprintf(`
+state_dir: %s
+log: {format: text}
+nats: {listen: %s}
+webhook: {listen: %s}
+metrics: {%slisten: %s}
+routing: {default_flavor: k8s}
+flavors:
+  - {name: k8s, labels: [k8s], max_runners: 2}
+`, filepath.Join(dir, "state"), freeAddr(t), web, tc.onWebhook, metrics))
+		web2, metrics2 := freeAddr(t), freeAddr(t)
+		procs := []*proc{startProc(t, env, "serve", "--config", cfg, "--roles", "webhook")}
+		waitReady(t, "http://"+web, 30*time.Second)
+		// A separate receiver on the serve's embedded NATS, with its own ports.
+		procs = append(procs, startProc(t, env, "webhook", "--config", cfg, "--webhook-listen", web2, "--metrics-listen", metrics2))
+		waitReady(t, "http://"+web2, 30*time.Second)
+		for _, addrs := range [][2]string{{web, metrics}, {web2, metrics2}} {
+			if code := get("http://" + addrs[0] + "/metrics"); code != tc.webMetrics {
+				t.Errorf("%s: webhook listener /metrics answered %d, want %d", tc.name, code, tc.webMetrics)
+			}
+			if code := get("http://" + addrs[0] + "/healthz"); code != 200 {
+				t.Errorf("%s: webhook listener /healthz answered %d", tc.name, code)
+			}
+			if tc.webMetrics == 404 {
+				// The separate listener serves what a scraper and a prober need.
+				waitReady(t, "http://"+addrs[1], 30*time.Second)
+				if code := get("http://" + addrs[1] + "/metrics"); code != 200 {
+					t.Errorf("%s: metrics.listen /metrics answered %d, want 200", tc.name, code)
+				}
+			}
+		}
+		for i := len(procs) - 1; i >= 0; i-- {
+			if err := procs[i].stop(10 * time.Second); err != nil {
+				t.Logf("stopped: %v", err)
+			}
+		}
 	}
 }

@@ -7,12 +7,14 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/runner-spawner/runner-spawner/config"
 	"github.com/runner-spawner/runner-spawner/internal/httpserve"
 	"github.com/runner-spawner/runner-spawner/internal/logkey"
+	"github.com/runner-spawner/runner-spawner/internal/secret"
 	"github.com/runner-spawner/runner-spawner/queue"
 	"github.com/runner-spawner/runner-spawner/webhook"
 )
@@ -76,8 +78,16 @@ func webhookCommand(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			a.logger.Info("webhook receiver running", "listen", srv.Addr()+a.cfg.Webhook.Path, "nats", redact(a.natsURL()))
-			err = runAll(cmd.Context(), srv.Run)
+			parts := []runFunc{srv.Run}
+			if a.metricsListener(true) {
+				ops, err := a.opsServer(conn)
+				if err != nil {
+					return err
+				}
+				parts = append(parts, ops.Run)
+			}
+			a.logger.Info("webhook receiver running", "listen", srv.Addr()+a.cfg.Webhook.Path, "nats", secret.RedactURL(a.natsURL()))
+			err = runAll(cmd.Context(), parts...)
 			a.logger.Info("webhook receiver stopped", logkey.Error, err)
 			return err
 		},
@@ -135,8 +145,7 @@ func (a *app) serve(ctx context.Context, roles map[string]bool) error {
 		webhookAddr = srv.Addr() + a.cfg.Webhook.Path
 		parts = append(parts, srv.Run)
 	}
-	// The receiver serves /metrics itself; without it, metrics.listen does.
-	extra, err := a.opsParts(conn, !roles["webhook"] && a.cfg.Metrics.Listen != "")
+	extra, err := a.opsParts(conn, a.metricsListener(roles["webhook"]))
 	if err != nil {
 		return err
 	}
@@ -150,8 +159,15 @@ func (a *app) serve(ctx context.Context, roles map[string]bool) error {
 	return err
 }
 
+// metricsListener says whether this process runs the metrics.listen listener: a
+// process without a receiver whenever it is set, a receiver only when its own
+// listener does not serve /metrics (metrics.on_webhook_listener false).
+func (a *app) metricsListener(receiver bool) bool {
+	return a.cfg.Metrics.Listen != "" && (!receiver || !a.cfg.Metrics.OnWebhookListener)
+}
+
 // webhookServer builds the receiver's HTTP server: the webhook path plus /healthz,
-// /readyz and /metrics.
+// /readyz and, unless metrics.on_webhook_listener is false, /metrics.
 func (a *app) webhookServer(conn *queue.Conn) (*httpserve.Server, error) {
 	h, err := webhook.New(a.webhookOptions(conn))
 	if err != nil {
@@ -159,7 +175,11 @@ func (a *app) webhookServer(conn *queue.Conn) (*httpserve.Server, error) {
 	}
 	r := chi.NewRouter()
 	r.Post(a.cfg.Webhook.Path, h.ServeHTTP)
-	httpserve.MountOps(r, conn.Ready, a.reg)
+	var gatherer prometheus.Gatherer
+	if a.cfg.Metrics.OnWebhookListener {
+		gatherer = a.reg
+	}
+	httpserve.MountOps(r, conn.Ready, gatherer)
 	// webhook.read_timeout bounds how long a client may take to send a delivery, headers
 	// and body: a slow or stalled client holds its connection and buffer no longer, and
 	// is answered 408. With the handler's own nats.publish_timeout that bounds every

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/runner-spawner/runner-spawner/internal/secret"
 	"github.com/runner-spawner/runner-spawner/internal/untrusted"
 	"github.com/runner-spawner/runner-spawner/janitor"
 	"github.com/runner-spawner/runner-spawner/queue"
@@ -78,7 +79,7 @@ func (a *app) status(ctx context.Context, conn *queue.Conn) (*statusReport, erro
 	if err != nil {
 		return nil, err
 	}
-	rep := &statusReport{Stream: health, NATS: natsStatus{URL: redact(a.natsURL()), Connected: conn.Connected()}}
+	rep := &statusReport{Stream: health, NATS: natsStatus{URL: secret.RedactURL(a.natsURL()), Connected: conn.Connected()}}
 	st, err := conn.State(ctx)
 	if err != nil {
 		return nil, err

@@ -89,7 +89,7 @@ func roleCommand(g *globalFlags, name, short string, build func(ctx context.Cont
 				return err
 			}
 			defer closeParts()
-			extra, err := a.opsParts(conn, a.cfg.Metrics.Listen != "")
+			extra, err := a.opsParts(conn, a.metricsListener(false))
 			if err != nil {
 				return err
 			}

@@ -108,7 +108,8 @@ func (s *Server) Run(ctx context.Context) error {
 type ReadyFunc func(ctx context.Context) error
 
 // MountOps adds /healthz (the process answers), /readyz (ready returns nil; 503 with
-// the reason otherwise) and /metrics (gatherer) to r.
+// the reason otherwise) and /metrics (gatherer) to r. A nil gatherer mounts no
+// /metrics: the listener is public and metrics are served on another.
 func MountOps(r chi.Router, ready ReadyFunc, gatherer prometheus.Gatherer) {
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
@@ -125,5 +126,7 @@ func MountOps(r chi.Router, ready ReadyFunc, gatherer prometheus.Gatherer) {
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
-	r.Handle("/metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	if gatherer != nil {
+		r.Handle("/metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	}
 }

@@ -5,6 +5,7 @@ package queuetest
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -12,21 +13,30 @@ import (
 	"testing"
 	"time"
 
+	"github.com/runner-spawner/runner-spawner/internal/secret"
 	"github.com/runner-spawner/runner-spawner/queue"
 )
 
 // Server is an embedded NATS server owned by one test.
 type Server struct {
 	t    testing.TB
-	dir  string
-	addr string
+	opts queue.EmbeddedOptions
 	emb  *queue.Embedded
 }
 
-// Start runs a single JetStream server.
+// Start runs a single JetStream server that accepts anyone.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	s := &Server{t: t, dir: filepath.Join(t.TempDir(), "nats"), addr: "127.0.0.1:" + strconv.Itoa(FreePort(t))}
+	return StartWith(t, queue.EmbeddedOptions{})
+}
+
+// StartWith runs a single JetStream server with opts (credentials, TLS); the store
+// directory and the loopback address are filled in.
+func StartWith(t testing.TB, opts queue.EmbeddedOptions) *Server {
+	t.Helper()
+	opts.StoreDir = filepath.Join(t.TempDir(), "nats")
+	opts.Listen = "127.0.0.1:" + strconv.Itoa(FreePort(t))
+	s := &Server{t: t, opts: opts}
 	s.start()
 	t.Cleanup(s.Stop)
 	return s
@@ -36,7 +46,7 @@ func (s *Server) start() {
 	s.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	emb, err := queue.StartEmbedded(ctx, queue.EmbeddedOptions{StoreDir: s.dir, Listen: s.addr})
+	emb, err := queue.StartEmbedded(ctx, s.opts)
 	if err != nil {
 		s.t.Fatalf("queuetest: start nats: %v", err)
 	}
@@ -44,7 +54,7 @@ func (s *Server) start() {
 }
 
 // URL is the server's client URL; it stays the same across Restart.
-func (s *Server) URL() string { return "nats://" + s.addr }
+func (s *Server) URL() string { return "nats://" + s.opts.Listen }
 
 // Embedded returns the running server.
 func (s *Server) Embedded() *queue.Embedded { return s.emb }
@@ -118,6 +128,8 @@ type Cluster struct {
 	Nodes  []*ClusterNode
 	name   string
 	routes []string
+	// routePass authenticates the routes, as a deployment's cluster would.
+	routePass secret.Value
 }
 
 // ClusterNode is one server of a Cluster.
@@ -129,7 +141,7 @@ type ClusterNode struct {
 // StartCluster runs n clustered JetStream servers and waits until they accept clients.
 func StartCluster(t testing.TB, n int) *Cluster {
 	t.Helper()
-	c := &Cluster{t: t, name: fmt.Sprintf("qt-%d", FreePort(t))}
+	c := &Cluster{t: t, name: fmt.Sprintf("qt-%d", FreePort(t)), routePass: secret.New(rand.Text())}
 	base := t.TempDir()
 	for i := range n {
 		node := &ClusterNode{
@@ -164,7 +176,7 @@ func (c *Cluster) startNode(i int) error {
 	defer cancel()
 	emb, err := queue.StartEmbedded(ctx, queue.EmbeddedOptions{
 		StoreDir: node.dir, Listen: node.addr, Name: node.name, ReadyTimeout: 60 * time.Second,
-		Cluster: &queue.ClusterOptions{Name: c.name, Listen: node.routeAddr, Routes: c.routes},
+		Cluster: &queue.ClusterOptions{Name: c.name, Listen: node.routeAddr, Routes: c.routes, User: "route", Password: c.routePass},
 	})
 	if err != nil {
 		return fmt.Errorf("node %d: %w", i, err)
@@ -172,6 +184,12 @@ func (c *Cluster) startNode(i int) error {
 	node.emb = emb
 	return nil
 }
+
+// Name is the cluster's name, which every route announces.
+func (c *Cluster) Name() string { return c.name }
+
+// RouteAddr is the node's cluster route address (host:port).
+func (n *ClusterNode) RouteAddr() string { return n.routeAddr }
 
 // URL lists every node's client URL, comma-separated.
 func (c *Cluster) URL() string {

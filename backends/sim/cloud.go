@@ -125,7 +125,8 @@ func (c *Cloud) FailNext(flavor string, err error, count int) {
 
 // FailNextLeaving makes the next count creates for flavor make their instance and
 // then fail with err, as a backend does whose delete of what it half-made failed:
-// the instance exists although the create said it failed.
+// the instance exists (stopped: its start failed, so it runs nothing) although the
+// create said it failed.
 func (c *Cloud) FailNextLeaving(flavor string, err error, count int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -240,14 +241,16 @@ func (c *Cloud) create(deployment string, bootTime time.Duration, spec backends.
 		slices.Sort(names)
 		c.stats.PeakNames[spec.Flavor] = names
 	}
+	if failWith != nil {
+		// Half-made: it exists, but its start failed, so it runs nothing.
+		in.State, in.done = backends.StateStopped, closedChan()
+		return backends.Instance{}, failWith
+	}
 	env := maps.Clone(spec.Env)
 	c.wg.Go(func() {
 		defer close(in.done)
 		c.boot(ctx, in, env, bootTime)
 	})
-	if failWith != nil {
-		return backends.Instance{}, failWith
-	}
 	return in.Instance, nil
 }
 

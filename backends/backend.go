@@ -29,16 +29,22 @@ type Backend interface {
 	// name: if an instance of ours with that name exists, Create returns it and makes
 	// nothing new. Create does not wait for the runner inside to come up (the
 	// bootstrap callbacks and the janitor watch that). When Create fails after making
-	// something, it deletes what it made before returning the error.
+	// something, it deletes what it made before returning the error; when that delete
+	// fails, the error says so. A caller holding capacity for the instance must not
+	// take a failed Create to mean that nothing is left: it frees the capacity only
+	// once a Delete of the name returned nil.
 	//
 	// Errors: ErrQuota (the infrastructure is full: retry later), ErrBadSpec
-	// (permanent: unknown image, bad profile, invalid name), anything else is
-	// transient (unreachable, 5xx, timeout).
+	// (permanent: unknown image, bad profile, invalid name), ErrOutcomeUnknown (the
+	// instance may still appear), anything else is transient (unreachable, 5xx,
+	// timeout).
 	Create(ctx context.Context, spec InstanceSpec) (Instance, error)
 
-	// Delete stops and removes the instance of ours named name. An instance that is
-	// already gone is success (nil). An instance that exists but is not ours (other
-	// deployment, no tags) is never deleted: ErrNotFound.
+	// Delete stops and removes the instance of ours named name, and returns nil only
+	// once it no longer exists: an infrastructure that deletes in the background is
+	// waited for, within ctx. So nil means the capacity the instance held is free. An
+	// instance that is already gone is success (nil). An instance that exists but is
+	// not ours (other deployment, no tags) is never deleted: ErrNotFound.
 	Delete(ctx context.Context, name string) error
 
 	// List returns every instance of ours for this flavor, in no particular order.
@@ -104,7 +110,23 @@ var (
 	// ErrBadSpec is permanent: the spec or the flavor's settings cannot work
 	// (unknown image, flavor or network; bad profile; invalid name).
 	ErrBadSpec = errors.New("bad instance spec")
+	// ErrOutcomeUnknown means Create failed without knowing whether the
+	// infrastructure will still make the instance: the request went out, its answer
+	// was lost (a timeout, a reset connection, a 5xx from a proxy), and nothing of
+	// it was found to delete. An instance may still appear under that name for up
+	// to LateInstanceWindow, so until then neither a Delete that found nothing nor
+	// a List without it proves the name free. It wraps the underlying error, which
+	// is transient.
+	ErrOutcomeUnknown = errors.New("create outcome unknown: the instance may still appear")
 )
+
+// LateInstanceWindow is how long after a Create failed with ErrOutcomeUnknown an
+// instance may still appear under its name. It covers an API that goes on with a
+// request its client gave up on: nova-api registers the server when it finishes
+// the request (its WSGI server cuts a request off after a few minutes at most), and
+// LXD finishes a create operation nobody waits for any more. Capacity held for such
+// a name is freed only once the window has passed and no instance is listed.
+const LateInstanceWindow = 10 * time.Minute
 
 // Tag keys, in the spelling each backend adapts to its own metadata (LXD config keys
 // "user.spawner.<key>", OpenStack server metadata "spawner_<key>" and tags).

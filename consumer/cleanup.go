@@ -75,7 +75,9 @@ func (c *Consumer) deleteFinished(ctx context.Context, name string) {
 		logger.Warn("capacity slot not released; the janitor will", logkey.Error, err)
 	}
 	if rec.Spare {
-		_ = c.opts.State.RemoveSpare(ctx, rec.Flavor, name)
+		if err := c.opts.State.RemoveSpare(ctx, rec.Flavor, name); err != nil {
+			logger.Warn("spare index not updated; the next adoption drops the entry", logkey.Error, err)
+		}
 	}
 	c.metrics.deleted.WithLabelValues(rec.Flavor).Inc()
 	logger.Info("runner finished; instance deleted", "job", rec.TookJob, "exit_code", exitCode(rec))

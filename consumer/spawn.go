@@ -98,11 +98,14 @@ func (c *Consumer) settle(ctx context.Context, f *Flavor, msg jetstream.Msg, ev 
 			_ = msg.NakWithDelay(5 * time.Second)
 			return
 		}
-		_, _ = c.opts.State.UpdateJob(octx, ev.JobID, func(j *queue.JobRecord) error {
+		if _, err := c.opts.State.UpdateJob(octx, ev.JobID, func(j *queue.JobRecord) error {
 			j.DeadLettered = true
 			j.LastError = v.reason
 			return nil
-		})
+		}); err != nil {
+			// The dead letter is stored; only `jobs list` misses the mark.
+			logger.Warn("job record not marked dead-lettered", logkey.Error, err)
+		}
 		_ = msg.Term()
 	}
 }
@@ -199,7 +202,7 @@ func (c *Consumer) spawn(ctx context.Context, f *Flavor, ev *queue.JobEvent, del
 	// Events we cannot trust (redelivered, or old) are checked with GitHub before
 	// a runner is spent on them; fresh ones are not, to save the API budget.
 	if c.opts.GitHub != nil && c.untrusted(ev, delivered, now) {
-		if v, done := c.verify(octx, f, job, name, logger); done {
+		if v, done := c.verify(octx, f, job, name, resume != "", logger); done {
 			return v
 		}
 	}
@@ -269,13 +272,17 @@ func initJob(j *queue.JobRecord, ev *queue.JobEvent) {
 }
 
 // verify asks GitHub whether the job still waits. done means the verdict is final.
-func (c *Consumer) verify(ctx context.Context, f *Flavor, job *queue.JobRecord, slot string, logger *slog.Logger) (verdict, bool) {
+// slot is the runner the capacity slot was claimed for; resumed says whether an
+// earlier attempt of it may have left an instance.
+func (c *Consumer) verify(ctx context.Context, f *Flavor, job *queue.JobRecord, slot string, resumed bool, logger *slog.Logger) (verdict, bool) {
 	gj, err := c.opts.GitHub.GetJob(ctx, job.Repo, job.ID)
 	switch {
 	case errors.Is(err, github.ErrNotFound):
 		c.metrics.githubChecks.WithLabelValues("gone").Inc()
-		_, _ = c.opts.State.UpdateJob(ctx, job.ID, func(j *queue.JobRecord) error { j.Gone = true; return nil })
-		_ = c.opts.State.ReleaseSlot(ctx, f.Name, slot)
+		if _, err := c.opts.State.UpdateJob(ctx, job.ID, func(j *queue.JobRecord) error { j.Gone = true; return nil }); err != nil {
+			logger.Warn("job record not marked gone", logkey.Error, err)
+		}
+		c.unclaim(ctx, f, slot, resumed, logger)
 		logger.Info("job is gone on GitHub; dropped")
 		return ack(), true
 	case err != nil:
@@ -293,18 +300,90 @@ func (c *Consumer) verify(ctx context.Context, f *Flavor, job *queue.JobRecord, 
 	if gj.Status == "completed" {
 		next = queue.JobCompleted
 	}
-	_, _ = c.opts.State.UpdateJob(ctx, job.ID, func(j *queue.JobRecord) error {
+	if _, err := c.opts.State.UpdateJob(ctx, job.ID, func(j *queue.JobRecord) error {
 		j.State.Advance(next)
 		j.Conclusion = gj.Conclusion
 		if j.TakenBy == "" {
 			j.TakenBy = gj.RunnerName
 		}
 		return nil
-	})
-	_ = c.opts.State.ReleaseSlot(ctx, f.Name, slot)
+	}); err != nil {
+		logger.Warn("job record not updated from GitHub", logkey.Error, err)
+	}
+	c.unclaim(ctx, f, slot, resumed, logger)
 	logger.Info("job no longer queued on GitHub; no runner spawned", "status", gj.Status)
 	return ack(), true
 }
+
+// unclaim gives back the capacity slot claimed for a runner that will not be created
+// after all. A fresh runner has made nothing yet. A resumed one may have an instance
+// from its earlier attempt: its slot is freed only once that is confirmed gone, and
+// otherwise stays held, with the record's expired create lease telling the janitor
+// to delete the instance and free it.
+func (c *Consumer) unclaim(ctx context.Context, f *Flavor, name string, resumed bool, logger *slog.Logger) {
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if resumed {
+		// Take the create lease first, so that no other worker creates the instance
+		// while this one deletes what is left of it.
+		now := c.opts.Now()
+		_, err := c.opts.State.UpdateRunner(wctx, name, func(r *queue.RunnerRecord) error {
+			if r.State != queue.RunnerCreating || now.Before(r.CreatingUntil) {
+				return queue.ErrSkip // another worker took the create over: the slot is its
+			}
+			r.CreatingUntil = now.Add(CreateLease)
+			return nil
+		})
+		if err != nil {
+			if !errors.Is(err, queue.ErrSkip) {
+				logger.Warn("runner record unavailable; its capacity slot stays held for the janitor", logkey.Error, err)
+			}
+			return
+		}
+		if err := c.confirmGone(ctx, f, name); err != nil {
+			// The lease runs out and the janitor, finding the job no longer queued,
+			// deletes the instance and frees the slot.
+			logger.Warn("an earlier attempt's instance may be left; its capacity slot stays held for the janitor", logkey.Error, err)
+			return
+		}
+		if _, err := c.opts.State.UpdateRunner(wctx, name, func(r *queue.RunnerRecord) error {
+			if r.State.Advance(queue.RunnerFailed) {
+				r.FinishedAt = c.opts.Now().UTC()
+			}
+			r.FailReason = "its job no longer needs a runner"
+			r.CreatingUntil, r.InstanceDeleted = time.Time{}, true
+			return nil
+		}); err != nil {
+			// Slot freed all the same: the instance is gone, and the janitor settles a
+			// record whose instance is not listed.
+			logger.Warn("runner record not settled; the janitor will", logkey.Error, err)
+		}
+	}
+	if err := c.opts.State.ReleaseSlot(wctx, f.Name, name); err != nil {
+		logger.Warn("capacity slot not released; the janitor will", logkey.Error, err)
+	}
+}
+
+// confirmGone deletes whatever is left under name and returns nil once nothing of
+// ours is: Delete returned nil, or ErrNotFound (what exists by that name is not
+// ours, and holds none of our capacity). The delete runs to its end even when ctx
+// ends (a shutdown): the slot is freed on its answer. The caller holds the runner's
+// create lease, which is kept while the delete waits, so that no other worker
+// resumes the create meanwhile.
+func (c *Consumer) confirmGone(ctx context.Context, f *Flavor, name string) error {
+	stop := c.renewCreateLease(context.WithoutCancel(ctx), name, c.logger.With(logkey.Runner, name))
+	defer stop()
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deleteTimeout)
+	defer cancel()
+	if err := f.Backend.Delete(dctx, name); err != nil && !errors.Is(err, backends.ErrNotFound) {
+		return fmt.Errorf("delete instance %s: %w", name, err)
+	}
+	return nil
+}
+
+// deleteTimeout bounds one backend delete, including the wait for a cloud that
+// deletes in the background.
+const deleteTimeout = 2 * time.Minute
 
 // create makes the runner's record and instance. The capacity slot is held.
 func (c *Consumer) create(ctx context.Context, f *Flavor, ev *queue.JobEvent, job *queue.JobRecord, name string, resume, counted bool, logger *slog.Logger) verdict {
@@ -318,6 +397,8 @@ func (c *Consumer) create(ctx context.Context, f *Flavor, ev *queue.JobEvent, jo
 	rec := &queue.RunnerRecord{
 		Name: name, Flavor: f.Name, Backend: f.BackendName, State: queue.RunnerCreating, ForJob: job.ID,
 		TokenHash: hash, TokenExpires: now.Add(f.BootTimeout), CreatingUntil: lease,
+		// The attempts of runners whose names the job gave up count on.
+		Attempts: job.CreateAttempts,
 	}
 	err := st.CreateRunner(octx, rec)
 	if errors.Is(err, queue.ErrExists) {
@@ -342,7 +423,14 @@ func (c *Consumer) create(ctx context.Context, f *Flavor, ev *queue.JobEvent, jo
 	}
 	if err != nil {
 		logger.Warn("runner record unavailable; retrying", logkey.Error, err)
-		_ = st.ReleaseSlot(octx, f.Name, name)
+		// A fresh runner has made nothing yet. A resumed one may have an instance from
+		// its earlier attempt: its slot stays held, and its expired create lease
+		// brings it back (to a consumer, or to the janitor, which deletes it first).
+		if !resume {
+			if err := st.ReleaseSlot(octx, f.Name, name); err != nil {
+				logger.Warn("capacity slot not released; the janitor will", logkey.Error, err)
+			}
+		}
 		return retryIn(time.Second)
 	}
 	if _, err := st.UpdateJob(octx, job.ID, func(j *queue.JobRecord) error {
@@ -370,14 +458,19 @@ func (c *Consumer) create(ctx context.Context, f *Flavor, ev *queue.JobEvent, jo
 
 	cctx, ccancel := context.WithTimeout(ctx, c.opts.CreateTimeout)
 	defer ccancel()
+	// Renewed from here: the delete of what an earlier attempt left may take a while
+	// (a cloud that deletes in the background is waited for).
+	stopRenew := c.renewCreateLease(ctx, name, logger)
 	if resume {
-		// What a crashed create left carries a token we no longer know: remove it and
-		// start clean (Delete of nothing is success).
-		if err := f.Backend.Delete(cctx, name); err != nil {
-			logger.Warn("could not remove the half-made instance before resuming", logkey.Error, err)
+		// What a crashed or failed create left carries a token we no longer know:
+		// remove it and start clean (Delete of nothing is success). Never create on
+		// top of what could not be removed: this counts as a failed attempt, and the
+		// slot stays held while it may still be there.
+		if err := f.Backend.Delete(cctx, name); err != nil && !errors.Is(err, backends.ErrNotFound) {
+			stopRenew()
+			return c.createFailed(ctx, f, name, job, fmt.Errorf("remove what the earlier attempt left: %w", err), rec.Attempts, logger)
 		}
 	}
-	stopRenew := c.renewCreateLease(ctx, name, logger)
 	start := c.opts.Now()
 	c.metrics.spawnLatency.WithLabelValues(f.Name).Observe(start.Sub(ev.ReceivedAt).Seconds())
 	inst, err := f.Backend.Create(cctx, spec)
@@ -400,6 +493,11 @@ func (c *Consumer) create(ctx context.Context, f *Flavor, ev *queue.JobEvent, jo
 		// The instance exists and will call in; its record catches up then, and the
 		// janitor keeps watch.
 		logger.Warn("instance created but its record was not updated", logkey.Error, err)
+	}
+	if job.CreateAttempts != 0 {
+		if _, err := st.UpdateJob(wctx, job.ID, func(j *queue.JobRecord) error { j.CreateAttempts = 0; return nil }); err != nil {
+			logger.Warn("job's create attempts not reset", logkey.Error, err)
+		}
 	}
 	c.metrics.events.WithLabelValues(f.Name, ev.Action, "spawned").Inc()
 	logger.Info("runner created", logkey.Instance, inst.ID, logkey.Backend, f.BackendName, "since_webhook", start.Sub(ev.ReceivedAt).Round(time.Millisecond))
@@ -450,7 +548,18 @@ func (c *Consumer) renewCreateLease(ctx context.Context, name string, logger *sl
 	return func() { close(done); <-stopped }
 }
 
-// createFailed decides between retrying later and giving up.
+// createFailed decides between retrying later and giving up. Either way the runner's
+// capacity slot is freed only once its instance is confirmed gone: a Delete of the
+// name returned nil (a failed Create may leave its instance when its own cleanup
+// failed), and the create's outcome is known. Otherwise the slot stays held: for a
+// retry of the same name, until that retry has removed what is left; for a runner
+// given up, until the janitor, which deletes what a failed record says may be left,
+// has seen it gone.
+//
+// A create whose outcome is unknown (backends.ErrOutcomeUnknown) may still make its
+// instance for backends.LateInstanceWindow, so its name is given up (never created
+// again, which would risk two instances under one name and one slot) and held that
+// long; the job's retry gets a runner of a new name, carrying the attempts on.
 func (c *Consumer) createFailed(ctx context.Context, f *Flavor, name string, job *queue.JobRecord, cerr error, attempts int, logger *slog.Logger) verdict {
 	st := c.opts.State
 	octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -467,15 +576,24 @@ func (c *Consumer) createFailed(ctx context.Context, f *Flavor, name string, job
 	if quota {
 		delay = max(delay, c.opts.CapacityRetry)
 	}
+	unknown := errors.Is(cerr, backends.ErrOutcomeUnknown)
+	derr := c.confirmGone(ctx, f, name)
+	gone := derr == nil && !unknown
+	var holdUntil time.Time
+	if unknown {
+		holdUntil = c.opts.Now().Add(backends.LateInstanceWindow).UTC()
+	}
+	retire := giveUp || unknown // the record ends here; the instance, if any, is the janitor's
 	_, err := st.UpdateRunner(octx, name, func(r *queue.RunnerRecord) error {
 		r.Attempts = attempts
 		r.LastError = cerr.Error()
-		if giveUp {
+		if retire {
 			if r.State.Advance(queue.RunnerFailed) {
 				r.FinishedAt = c.opts.Now().UTC()
 			}
 			r.FailReason = "create failed: " + cerr.Error()
-			r.InstanceDeleted = true // Create removes what it half-made
+			r.InstanceDeleted = gone
+			r.HoldSlotUntil = holdUntil
 			r.CreatingUntil = time.Time{}
 			return nil
 		}
@@ -486,9 +604,25 @@ func (c *Consumer) createFailed(ctx context.Context, f *Flavor, name string, job
 	if err != nil {
 		logger.Warn("runner record not updated after a failed create", logkey.Error, err)
 	}
-	// The slot is free while the job waits: other jobs may use the capacity.
-	if err := st.ReleaseSlot(octx, f.Name, name); err != nil {
-		logger.Warn("capacity slot not released", logkey.Error, err)
+	if unknown && !giveUp {
+		if _, err := st.UpdateJob(octx, job.ID, func(j *queue.JobRecord) error {
+			j.CreateAttempts = attempts
+			return nil
+		}); err != nil {
+			logger.Warn("job's create attempts not carried to its next runner", logkey.Error, err)
+		}
+	}
+	switch {
+	case gone:
+		// The slot is free while the job waits: other jobs may use the capacity.
+		if err := st.ReleaseSlot(octx, f.Name, name); err != nil {
+			logger.Warn("capacity slot not released; the janitor will", logkey.Error, err)
+		}
+	case unknown:
+		logger.Warn("create outcome unknown: an instance may still appear; its capacity slot stays held until the janitor sees none",
+			"hold_until", holdUntil, logkey.Error, derr)
+	default:
+		logger.Warn("the failed create's instance may be left; its capacity slot stays held until it is deleted", logkey.Error, derr)
 	}
 	if giveUp {
 		if permanent {
@@ -528,11 +662,14 @@ func (c *Consumer) adoptSpare(ctx context.Context, f *Flavor, job *queue.JobReco
 			return nil
 		})
 		// Adopted, or not spare any more (taken, gone): either way out of the index.
-		_ = c.opts.State.RemoveSpare(ctx, f.Name, name)
+		if rerr := c.opts.State.RemoveSpare(ctx, f.Name, name); rerr != nil {
+			// A stale entry is dropped by whoever finds it next.
+			logger.Warn("spare index not updated", logkey.Runner, name, logkey.Error, rerr)
+		}
 		if err != nil {
 			continue
 		}
-		_, _ = c.opts.State.UpdateJob(ctx, job.ID, func(j *queue.JobRecord) error {
+		if _, err := c.opts.State.UpdateJob(ctx, job.ID, func(j *queue.JobRecord) error {
 			if slices.Contains(j.Runners, name) {
 				return queue.ErrSkip
 			}
@@ -541,7 +678,10 @@ func (c *Consumer) adoptSpare(ctx context.Context, f *Flavor, job *queue.JobReco
 			}
 			j.Runners = append(j.Runners, name)
 			return nil
-		})
+		}); err != nil && !errors.Is(err, queue.ErrSkip) {
+			// The runner's record names the job (ForJob): it serves it all the same.
+			logger.Warn("job record does not list its adopted runner", logkey.Runner, name, logkey.Error, err)
+		}
 		logger.Debug("adopting spare", logkey.Runner, name, "from_job", prev)
 		return name, true
 	}

@@ -61,8 +61,9 @@ var errProtected = errors.New("protected")
 // reap deletes a runner's instance and settles the rest: the record is marked
 // terminal first (so the bootstrap endpoint refuses its config and no job adopts it
 // while it goes), then the instance is deleted, then the record says so, then the
-// capacity slot is released (only after the delete, so instances stay within
-// max_runners). A queued job that counted on the runner gets a replacement request
+// capacity slot is released (only after the delete returned nil, which means the
+// instance is gone, so instances stay within max_runners; a failed delete keeps the
+// slot held until a later pass deletes it). A queued job that counted on the runner gets a replacement request
 // (returned instead when removal.deferReplacement is set). hasRecord is false for
 // an orphan instance.
 func (j *Janitor) reap(ctx context.Context, f *Flavor, name string, hasRecord bool, rm removal) (reapOutcome, int64, error) {
@@ -125,10 +126,16 @@ func (j *Janitor) reap(ctx context.Context, f *Flavor, name string, hasRecord bo
 	defer wcancel()
 	if before != nil {
 		if _, err := j.opts.State.UpdateRunner(wctx, name, func(r *queue.RunnerRecord) error {
-			if r.InstanceDeleted {
+			// A listed instance deleted is the one a create of unknown outcome may
+			// have made: nothing more can appear under the name.
+			settled := !rm.gone && !r.HoldSlotUntil.IsZero()
+			if r.InstanceDeleted && !settled {
 				return queue.ErrSkip
 			}
 			r.InstanceDeleted = true
+			if settled {
+				r.HoldSlotUntil = time.Time{}
+			}
 			return nil
 		}); err != nil && !errors.Is(err, queue.ErrSkip) && !errors.Is(err, queue.ErrNoRecord) {
 			logger.Warn("instance deleted but its record not updated", logkey.Error, err)
@@ -139,7 +146,9 @@ func (j *Janitor) reap(ctx context.Context, f *Flavor, name string, hasRecord bo
 	}
 	if before != nil && before.Spare {
 		// Out of the spare index, so no job tries to adopt it.
-		_ = j.opts.State.RemoveSpare(wctx, f.Name, name)
+		if err := j.opts.State.RemoveSpare(wctx, f.Name, name); err != nil {
+			logger.Warn("spare index not updated; the next adoption drops the entry", logkey.Error, err)
+		}
 	}
 	if rm.gone {
 		j.metrics.released.WithLabelValues(f.Name).Inc()

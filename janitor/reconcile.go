@@ -403,10 +403,21 @@ func (p *pass) record(f *Flavor, rec *queue.RunnerRecord, hasInstance bool) {
 			})
 		}
 	case rec.State.Terminal() && !rec.InstanceDeleted && !hasInstance:
-		// A delete whose record write was lost.
+		// A delete whose record write was lost, or a failed create whose instance
+		// could not be deleted. Not listed is gone, unless the create's outcome was
+		// unknown: its instance may still appear until HoldSlotUntil, and its slot
+		// stays held until then.
+		if p.now.Before(rec.HoldSlotUntil) {
+			p.keep(keptOutcomeUnknown)
+			return
+		}
 		p.reap(f, rec.Name, true, removal{reason: reasonInstanceGone, gone: true})
 	}
 }
+
+// keptOutcomeUnknown counts runners whose create's outcome was unknown and whose
+// instance may still appear: their slots stay held.
+const keptOutcomeUnknown = "outcome_unknown"
 
 // crashedCreate hands an abandoned create back to the consumers when its job still
 // waits (a queued event for the job makes a consumer take over the expired create
@@ -494,9 +505,16 @@ func (j *Janitor) flavorOf(name string, rec *queue.RunnerRecord) *Flavor {
 	return best
 }
 
-// slots releases capacity slots nobody else will: a slot whose runner has no record
-// (past a grace, and on a second pass), or whose runner is over and its instance
-// gone.
+// slots releases capacity slots nobody else will, once their instance is confirmed
+// gone: a slot whose runner has no record and no instance listed (past a grace, and
+// on a second pass), or whose runner is over and its instance deleted or no longer
+// listed (for a create of unknown outcome, only once the instance can no longer
+// appear). A slot whose instance is still listed is freed by the rule that deletes
+// the instance (orphan, finished), after the delete.
+//
+// The listing was taken before the records were read: a record is written before
+// its instance is created, so an instance made after the listing has a record, and
+// no slot without a record belongs to an instance missing from the listing.
 func (p *pass) slots(f *Flavor, instances map[string]*instance, records map[string]*queue.RunnerRecord) {
 	j := p.j
 	capRec, err := j.opts.State.Capacity(p.ctx, f.Name)
@@ -510,7 +528,7 @@ func (p *pass) slots(f *Flavor, instances map[string]*instance, records map[stri
 		_, hasInstance := instances[name]
 		switch {
 		case rec == nil:
-			if p.now.Sub(slot.Since) < slotGrace || !p.marked("slot/"+f.Name+"/"+name) {
+			if hasInstance || p.now.Sub(slot.Since) < slotGrace || !p.marked("slot/"+f.Name+"/"+name) {
 				continue
 			}
 			// The records came from a scan, which a replica catching up may serve a
@@ -518,7 +536,7 @@ func (p *pass) slots(f *Flavor, instances map[string]*instance, records map[stri
 			if _, err := j.opts.State.Runner(p.ctx, name); !errors.Is(err, queue.ErrNoRecord) {
 				continue
 			}
-		case rec.State.Terminal() && (rec.InstanceDeleted || !hasInstance):
+		case rec.State.Terminal() && (rec.InstanceDeleted || !hasInstance) && !p.now.Before(rec.HoldSlotUntil):
 		default:
 			continue
 		}

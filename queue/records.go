@@ -63,7 +63,9 @@ type JobRecord struct {
 	// DeadLettered is set when the job's spawn was given up and dead-lettered.
 	DeadLettered bool   `json:"dead_lettered,omitempty"`
 	LastError    string `json:"last_error,omitempty"`
-	// CreateAttempts counts failed instance creates for the current runner.
+	// CreateAttempts counts the failed instance creates of runners whose names the
+	// job gave up (a create whose outcome was unknown), so that its next runner
+	// starts from there and max_attempts still bounds the job.
 	CreateAttempts int `json:"create_attempts,omitempty"`
 
 	QueuedAt    time.Time `json:"queued_at,omitzero"`
@@ -165,6 +167,11 @@ type RunnerRecord struct {
 	ExitCode      *int      `json:"exit_code,omitempty"`
 	// InstanceDeleted is set once the backend confirmed the instance is gone.
 	InstanceDeleted bool `json:"instance_deleted,omitempty"`
+	// HoldSlotUntil is set when a create of this runner failed with an unknown
+	// outcome: an instance may still appear under its name until then, so its
+	// absence from a listing proves nothing before then, and the capacity slot stays
+	// held. Zero otherwise.
+	HoldSlotUntil time.Time `json:"hold_slot_until,omitzero"`
 	// Protected runners are never deleted by the janitor (debugging).
 	Protected bool `json:"protected,omitempty"`
 

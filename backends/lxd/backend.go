@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"regexp"
 	"strconv"
 	"strings"
@@ -239,9 +240,16 @@ func (b *Backend) Create(ctx context.Context, spec backends.InstanceSpec) (backe
 			return backends.Instance{}, fmt.Errorf("create instance %s: %w", spec.Name, err)
 		}
 		// LXD reverts a create that fails on its side, but one we stopped waiting for
-		// may still finish: remove whatever is there.
-		b.cleanup(ctx, spec.Name, log)
-		return backends.Instance{}, fmt.Errorf("create instance %s: %w", spec.Name, permanent(err))
+		// may still finish: remove whatever is there, and say that more may come.
+		lost := lostAnswer(err)
+		err = permanent(err)
+		if cerr := b.cleanup(ctx, spec.Name); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+		if lost {
+			err = fmt.Errorf("%w: %w", backends.ErrOutcomeUnknown, err)
+		}
+		return backends.Instance{}, fmt.Errorf("create instance %s: %w", spec.Name, err)
 	}
 	inst, err := b.boot(ctx, spec, log)
 	if err != nil {
@@ -269,8 +277,11 @@ func (b *Backend) existing(ctx context.Context, spec backends.InstanceSpec, in I
 // the instance.
 func (b *Backend) boot(ctx context.Context, spec backends.InstanceSpec, log *slog.Logger) (backends.Instance, error) {
 	fail := func(step string, err error) (backends.Instance, error) {
-		b.cleanup(ctx, spec.Name, log)
-		return backends.Instance{}, fmt.Errorf("%s %s: %w", step, spec.Name, permanent(err))
+		err = fmt.Errorf("%s %s: %w", step, spec.Name, permanent(err))
+		if cerr := b.cleanup(ctx, spec.Name); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+		return backends.Instance{}, err
 	}
 	if err := b.start(ctx, spec.Name, log); err != nil {
 		return fail("start instance", err)
@@ -371,14 +382,28 @@ func permanent(err error) error {
 	return err
 }
 
-// cleanup deletes what a failed Create made.
-func (b *Backend) cleanup(ctx context.Context, name string, log *slog.Logger) {
+// cleanup deletes what a failed Create made. Its failure goes back with Create's
+// error: the instance is left, and whoever holds capacity for it must keep it.
+func (b *Backend) cleanup(ctx context.Context, name string) error {
 	// The half-made instance must go even when the caller's ctx is what failed.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
 	if err := b.Delete(ctx, name); err != nil {
-		log.Warn("delete half-made instance", logkey.Error, err)
+		return fmt.Errorf("half-made instance not deleted: %w", err)
 	}
+	return nil
+}
+
+// lostAnswer reports whether a failed create may still make its instance: the
+// request may have reached LXD but its outcome did not come back (we stopped waiting
+// for the operation, the connection broke). A connection never made sent nothing.
+func lostAnswer(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return false
+	}
+	return errors.Is(err, ErrTimeout) || errors.Is(err, ErrUnreachable) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
 }
 
 // post is the create request for spec.

@@ -1,6 +1,7 @@
 package lxd
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strings"
@@ -268,6 +269,57 @@ func TestCreateFailureCleansUpAndClassifies(t *testing.T) {
 				t.Error("a failed Create left its instance behind")
 			}
 		})
+	}
+}
+
+// A failed Create whose own cleanup fails says so: the instance is left, and the
+// caller must keep the capacity it held for it. The outcome is known, though.
+func TestCreateReportsTheInstanceItLeft(t *testing.T) {
+	f := newFakeLXD(t)
+	f.fault = func(action, _ string) string {
+		switch action {
+		case "start":
+			return "Failed to run: forkstart: exit status 1"
+		case "delete":
+			return "Failed deleting instance storage: device or resource busy"
+		}
+		return ""
+	}
+	b := fakeBackend(t, f, nil)
+	_, err := b.Create(t.Context(), testSpec("r1"))
+	if err == nil || !strings.Contains(err.Error(), "half-made instance not deleted") || !strings.Contains(err.Error(), "resource busy") {
+		t.Errorf("Create = %v, want the failed cleanup in the error", err)
+	}
+	if errors.Is(err, backends.ErrOutcomeUnknown) {
+		t.Errorf("Create = %v: LXD answered, the outcome is known", err)
+	}
+	if !f.has("r1") {
+		t.Error("the fake deleted the instance after all: the case did not happen")
+	}
+}
+
+// A create we stopped waiting for may still finish on LXD after the cleanup found
+// nothing: Create says the outcome is unknown, and the instance does appear.
+func TestCreateLostAnswerIsOutcomeUnknown(t *testing.T) {
+	f := newFakeLXD(t)
+	hold := make(chan struct{})
+	f.mu.Lock()
+	f.hold = hold
+	f.mu.Unlock()
+	b := fakeBackend(t, f, nil)
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	_, err := b.Create(ctx, testSpec("r1"))
+	if !errors.Is(err, backends.ErrOutcomeUnknown) || errors.Is(err, backends.ErrBadSpec) || errors.Is(err, backends.ErrQuota) {
+		t.Errorf("Create = %v, want ErrOutcomeUnknown alone", err)
+	}
+	close(hold)
+	deadline := time.Now().Add(5 * time.Second)
+	for !f.has("r1") && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !f.has("r1") {
+		t.Error("the held create never finished: the case did not happen")
 	}
 }
 

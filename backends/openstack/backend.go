@@ -155,7 +155,16 @@ func (b *Backend) Create(ctx context.Context, spec backends.InstanceSpec) (backe
 			b.cloud.resolver.forget()
 		}
 		if maybeMade(err) {
-			b.cleanup(ctx, spec.Name)
+			// Nova may have registered the server, or may still: nova-api goes on with
+			// a request whose client gave up. Only a server found and deleted here
+			// settles it; otherwise the caller must hold the name for a while.
+			found, cerr := b.cleanup(ctx, spec.Name)
+			if cerr != nil {
+				err = errors.Join(err, cerr)
+			}
+			if !found || cerr != nil {
+				err = fmt.Errorf("%w: %w", backends.ErrOutcomeUnknown, err)
+			}
 		}
 		return backends.Instance{}, fmt.Errorf("create instance %s: %w", spec.Name, err)
 	}
@@ -209,15 +218,17 @@ func (b *Backend) existing(ctx context.Context, name string) (in backends.Instan
 			b.logger.Info("server in ERROR found on create: deleting it", logkey.Instance, name, "server_id", s.ID, "fault", fault)
 			// The delete must go out even if the caller gives up now: the next create
 			// of this name waits for it.
+			// It is not waited for: the caller's Delete of the name waits before it
+			// frees the server's capacity.
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.cloud.timeout)
 			derr := b.deleteServer(dctx, s.ID)
 			cancel()
-			if derr != nil {
-				b.logger.Warn("delete server in ERROR", logkey.Instance, name, "server_id", s.ID, logkey.Error, derr)
-			}
 			err := fmt.Errorf("server %s went to ERROR: %s", s.ID, fault)
 			if noValidHost(fault) {
 				err = fmt.Errorf("%w: %w", backends.ErrQuota, err)
+			}
+			if derr != nil {
+				err = errors.Join(err, fmt.Errorf("the server in ERROR is not deleted: %w", derr))
 			}
 			return backends.Instance{}, true, err
 		}
@@ -292,33 +303,39 @@ func (b *Backend) createOpts(ctx context.Context, spec backends.InstanceSpec) (s
 	return co, nil
 }
 
-// cleanup deletes what a create whose answer was lost may have made. It must run even
-// when the caller's context is done (that is often why the answer was lost). A server
-// that Nova registers only after this look is ours by its markers, and the janitor
-// reaps it as an orphan.
-func (b *Backend) cleanup(ctx context.Context, name string) {
+// cleanup deletes what a create whose answer was lost may have made, and waits until
+// it is gone. It must run even when the caller's context is done (that is often why
+// the answer was lost). found reports whether it found a server of ours by that name;
+// a server that Nova registers only after this look is ours by its markers, and
+// Create reports backends.ErrOutcomeUnknown so that its name stays held until the
+// janitor has seen it, or seen that none came.
+func (b *Backend) cleanup(ctx context.Context, name string) (found bool, err error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.cloud.timeout)
 	defer cancel()
 	list, err := b.serversNamed(ctx, name)
 	if err != nil {
-		b.logger.Warn("look for a half-made server", logkey.Instance, name, logkey.Error, err)
-		return
+		return false, fmt.Errorf("look for a half-made server: %w", err)
 	}
+	var errs []error
 	for i := range list {
-		if b.ours(&list[i]) {
-			if err := b.deleteServer(ctx, list[i].ID); err != nil {
-				b.logger.Warn("delete a half-made server", logkey.Instance, name, "server_id", list[i].ID, logkey.Error, err)
-			} else {
-				b.logger.Info("half-made server deleted", logkey.Instance, name, "server_id", list[i].ID)
-			}
+		if !b.ours(&list[i]) {
+			continue
 		}
+		found = true
+		if err := b.deleteAndWait(ctx, list[i].ID); err != nil {
+			errs = append(errs, fmt.Errorf("delete a half-made server: %w", err))
+			continue
+		}
+		b.logger.Info("half-made server deleted", logkey.Instance, name, "server_id", list[i].ID)
 	}
+	return found, errors.Join(errs...)
 }
 
-// Delete deletes the server of ours named name; Nova finishes the deletion (and
-// removes the server's ports and boot volume) asynchronously. A name with no server is
-// success; a name whose only servers are not ours is backends.ErrNotFound and nothing
-// is deleted.
+// Delete deletes the server of ours named name and waits until Nova no longer has
+// it: Nova finishes a deletion (and removes the server's ports and boot volume) in
+// the background, and until then the server still exists and still counts against
+// the flavor's capacity. A name with no server is success; a name whose only servers
+// are not ours is backends.ErrNotFound and nothing is deleted.
 func (b *Backend) Delete(ctx context.Context, name string) error {
 	ctx, cancel := withDefaultTimeout(ctx, b.cloud.timeout)
 	defer cancel()
@@ -335,7 +352,7 @@ func (b *Backend) Delete(ctx context.Context, name string) error {
 			continue
 		}
 		mine++
-		if err := b.deleteServer(ctx, s.ID); err != nil {
+		if err := b.deleteAndWait(ctx, s.ID); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -357,6 +374,48 @@ func (b *Backend) deleteServer(ctx context.Context, id string) error {
 		return nil
 	}
 	return fmt.Errorf("delete server %s: %w", id, err)
+}
+
+// deleteAndWait deletes one server and waits until it is gone (a 404 to the delete
+// says it is already).
+func (b *Backend) deleteAndWait(ctx context.Context, id string) error {
+	err := describe(servers.Delete(ctx, b.cloud.compute, id).ExtractErr())
+	switch {
+	case statusOf(err) == http.StatusNotFound:
+		return nil
+	case err != nil:
+		return fmt.Errorf("delete server %s: %w", id, err)
+	}
+	return b.waitGone(ctx, id)
+}
+
+// Bounds of the pause between two looks at a server being deleted.
+const (
+	goneFirstPoll = 100 * time.Millisecond
+	goneMaxPoll   = 2 * time.Second
+)
+
+// waitGone waits until Nova no longer has server id (404, or DELETED). Nova tells
+// nobody when a deletion ends, so it asks, less often as the wait grows; within
+// ctx.
+func (b *Backend) waitGone(ctx context.Context, id string) error {
+	pause := goneFirstPoll
+	for {
+		s, err := servers.Get(ctx, b.cloud.compute, id).Extract()
+		err = describe(err)
+		switch {
+		case err == nil && s.Status == "DELETED", statusOf(err) == http.StatusNotFound:
+			return nil
+		case err == nil:
+			err = fmt.Errorf("status %s, task state %q", s.Status, s.TaskState)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("server %s still exists after its delete (%v): %w", id, err, ctx.Err())
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, goneMaxPoll)
+	}
 }
 
 // List returns every server of ours for this flavor, following every page.

@@ -212,17 +212,20 @@ func TestCreateErrorMapping(t *testing.T) {
 		body    string
 		quota   bool
 		badSpec bool
+		// unknown: a 5xx may come from a proxy while nova-api goes on: the server may
+		// still appear, and nothing was found to delete.
+		unknown bool
 		msg     string
 	}{
-		{"instance quota", 403, `{"forbidden": {"code": 403, "message": "Quota exceeded for instances: Requested 1, but already used 10 of 10 instances"}}`, true, false, "Quota exceeded for instances"},
-		{"cores quota", 403, `{"forbidden": {"code": 403, "message": "Quota exceeded for cores: Requested 2, but already used 19 of 20 cores"}}`, true, false, "cores"},
-		{"port quota", 403, `{"forbidden": {"code": 403, "message": "Maximum number of ports exceeded"}}`, true, false, "ports"},
-		{"old over-limit", 413, `{"overLimit": {"code": 413, "message": "Quota exceeded for instances", "retryAfter": "0"}}`, true, false, "Quota"},
-		{"policy refusal", 403, `{"forbidden": {"code": 403, "message": "Policy doesn't allow os_compute_api:servers:create to be performed."}}`, false, false, "Policy"},
-		{"bad key pair", 400, `{"badRequest": {"code": 400, "message": "Invalid key_name provided."}}`, false, true, "key_name"},
-		{"ambiguous network", 409, `{"conflictingRequest": {"code": 409, "message": "Multiple possible networks found, use a Network ID to be more specific."}}`, false, true, "Multiple possible networks"},
-		{"internal error", 500, `{"computeFault": {"code": 500, "message": "Unexpected API Error."}}`, false, false, "Unexpected API Error"},
-		{"unavailable", 503, `<html><body><h1>503 Service Unavailable</h1>No server is available to handle this request.</body></html>`, false, false, "503 Service Unavailable"},
+		{"instance quota", 403, `{"forbidden": {"code": 403, "message": "Quota exceeded for instances: Requested 1, but already used 10 of 10 instances"}}`, true, false, false, "Quota exceeded for instances"},
+		{"cores quota", 403, `{"forbidden": {"code": 403, "message": "Quota exceeded for cores: Requested 2, but already used 19 of 20 cores"}}`, true, false, false, "cores"},
+		{"port quota", 403, `{"forbidden": {"code": 403, "message": "Maximum number of ports exceeded"}}`, true, false, false, "ports"},
+		{"old over-limit", 413, `{"overLimit": {"code": 413, "message": "Quota exceeded for instances", "retryAfter": "0"}}`, true, false, false, "Quota"},
+		{"policy refusal", 403, `{"forbidden": {"code": 403, "message": "Policy doesn't allow os_compute_api:servers:create to be performed."}}`, false, false, false, "Policy"},
+		{"bad key pair", 400, `{"badRequest": {"code": 400, "message": "Invalid key_name provided."}}`, false, true, false, "key_name"},
+		{"ambiguous network", 409, `{"conflictingRequest": {"code": 409, "message": "Multiple possible networks found, use a Network ID to be more specific."}}`, false, true, false, "Multiple possible networks"},
+		{"internal error", 500, `{"computeFault": {"code": 500, "message": "Unexpected API Error."}}`, false, false, true, "Unexpected API Error"},
+		{"unavailable", 503, `<html><body><h1>503 Service Unavailable</h1>No server is available to handle this request.</body></html>`, false, false, true, "503 Service Unavailable"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -235,6 +238,9 @@ func TestCreateErrorMapping(t *testing.T) {
 			}
 			if errors.Is(err, backends.ErrQuota) != tt.quota || errors.Is(err, backends.ErrBadSpec) != tt.badSpec {
 				t.Errorf("Create = %v; quota %v bad spec %v, want %v %v", err, errors.Is(err, backends.ErrQuota), errors.Is(err, backends.ErrBadSpec), tt.quota, tt.badSpec)
+			}
+			if errors.Is(err, backends.ErrOutcomeUnknown) != tt.unknown {
+				t.Errorf("Create = %v; outcome unknown %v, want %v", err, !tt.unknown, tt.unknown)
 			}
 			if !strings.Contains(err.Error(), tt.msg) || strings.Contains(err.Error(), "Expected HTTP response code") {
 				t.Errorf("error %q should carry the service's message %q and not gophercloud's dump", err, tt.msg)
@@ -251,9 +257,11 @@ func TestCreateErrorMapping(t *testing.T) {
 }
 
 // A create whose answer never comes (Nova slow, caller's deadline) may have made a
-// server: Create deletes it before returning.
+// server: Create deletes it, and waits until it is gone, before returning. Having
+// found it, it knows the outcome.
 func TestCreateCleansUpAfterLostAnswer(t *testing.T) {
 	fake, c := fakeCloud(t, openstacktest.Options{})
+	fake.SetDeleteDelay(300 * time.Millisecond)
 	b := mustNew(t, c, fakeOptions())
 	fake.SetCreateDelay(2 * time.Second)
 	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
@@ -262,16 +270,38 @@ func TestCreateCleansUpAfterLostAnswer(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Create = %v, want the deadline", err)
 	}
-	if errors.Is(err, backends.ErrQuota) || errors.Is(err, backends.ErrBadSpec) {
-		t.Errorf("a lost answer is transient, got %v", err)
+	if errors.Is(err, backends.ErrQuota) || errors.Is(err, backends.ErrBadSpec) || errors.Is(err, backends.ErrOutcomeUnknown) {
+		t.Errorf("a lost answer whose server was found and deleted is transient, got %v", err)
 	}
 	for _, s := range fake.Servers() {
-		if s.TaskState != "deleting" {
-			t.Errorf("server %s (%s) left behind", s.Name, s.Status)
-		}
+		t.Errorf("server %s (%s, task %q) left behind", s.Name, s.Status, s.TaskState)
 	}
 	if n := fake.Requests("DELETE /compute/v2.1/servers/"); n != 1 {
 		t.Errorf("%d deletes, want 1", n)
+	}
+}
+
+// Delete returns once Nova no longer has the server, not when it accepted the
+// delete: a server being deleted still holds capacity. A deletion that does not end
+// within the deadline is an error.
+func TestDeleteWaitsUntilGone(t *testing.T) {
+	fake, c := fakeCloud(t, openstacktest.Options{})
+	b := mustNew(t, c, fakeOptions())
+	if _, err := b.Create(t.Context(), spec("dep-slow-delete")); err != nil {
+		t.Fatal(err)
+	}
+	fake.SetDeleteDelay(time.Hour)
+	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+	defer cancel()
+	if err := b.Delete(ctx, "dep-slow-delete"); err == nil {
+		t.Fatal("Delete = nil while Nova still has the server")
+	}
+	fake.SetDeleteDelay(400 * time.Millisecond)
+	if err := b.Delete(t.Context(), "dep-slow-delete"); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	if left := fake.Servers(); len(left) != 0 {
+		t.Errorf("Delete returned while Nova still has %+v", left)
 	}
 }
 

@@ -94,7 +94,7 @@ type createRequest struct {
 }
 
 type errorReply struct {
-	Kind    string `json:"kind"` // quota, bad_spec, not_found, other
+	Kind    string `json:"kind"` // quota, bad_spec, not_found, outcome_unknown, other
 	Message string `json:"message"`
 }
 
@@ -147,6 +147,8 @@ func writeErr(w http.ResponseWriter, err error) {
 		kind, code = "bad_spec", http.StatusBadRequest
 	case errors.Is(err, backends.ErrNotFound):
 		kind, code = "not_found", http.StatusNotFound
+	case errors.Is(err, backends.ErrOutcomeUnknown):
+		kind, code = "outcome_unknown", http.StatusGatewayTimeout
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
@@ -202,6 +204,8 @@ func (w *remoteWorld) do(ctx context.Context, method, path string, body, out any
 			return fmt.Errorf("sim cloud: %w (%s)", backends.ErrBadSpec, er.Message)
 		case "not_found":
 			return fmt.Errorf("sim cloud: %w (%s)", backends.ErrNotFound, er.Message)
+		case "outcome_unknown":
+			return fmt.Errorf("sim cloud: %w (%s)", backends.ErrOutcomeUnknown, er.Message)
 		}
 		return fmt.Errorf("sim cloud %s %s: status %d: %s", method, path, resp.StatusCode, er.Message)
 	}

@@ -55,8 +55,10 @@ type Cloud struct {
 	mu        sync.Mutex
 	instances map[string]*instance
 	faults    []fault
-	stats     Stats
-	live      map[string]int // flavor → instances that exist now
+	// deleteFaults: deletes of existing instances fail, by flavor ("": every flavor).
+	deleteFaults map[string]error
+	stats        Stats
+	live         map[string]int // flavor → instances that exist now
 }
 
 // Stats are counters for tests and benchmarks.
@@ -85,6 +87,8 @@ type fault struct {
 	flavor string
 	err    error
 	count  int
+	// leave: the instance is made before the create fails.
+	leave bool
 }
 
 // NewCloud starts an empty cloud. Close stops every instance.
@@ -98,9 +102,10 @@ func NewCloud(opts CloudOptions) *Cloud {
 	ctx, stop := context.WithCancel(context.Background())
 	return &Cloud{
 		opts: opts, logger: opts.Logger, ctx: ctx, stop: stop,
-		instances: map[string]*instance{},
-		live:      map[string]int{},
-		stats:     Stats{MaxLive: map[string]int{}, PeakNames: map[string][]string{}, CreateCalls: map[string]time.Time{}, RunnerStarted: map[string]time.Time{}},
+		instances:    map[string]*instance{},
+		live:         map[string]int{},
+		deleteFaults: map[string]error{},
+		stats:        Stats{MaxLive: map[string]int{}, PeakNames: map[string][]string{}, CreateCalls: map[string]time.Time{}, RunnerStarted: map[string]time.Time{}},
 	}
 }
 
@@ -116,6 +121,29 @@ func (c *Cloud) FailNext(flavor string, err error, count int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.faults = append(c.faults, fault{flavor: flavor, err: err, count: count})
+}
+
+// FailNextLeaving makes the next count creates for flavor make their instance and
+// then fail with err, as a backend does whose delete of what it half-made failed:
+// the instance exists (stopped: its start failed, so it runs nothing) although the
+// create said it failed.
+func (c *Cloud) FailNextLeaving(flavor string, err error, count int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.faults = append(c.faults, fault{flavor: flavor, err: err, count: count, leave: true})
+}
+
+// SetDeleteFault makes every delete of an existing instance of flavor ("": of every
+// flavor) fail with err, until it is set again with a nil err. A delete of a name
+// with no instance still succeeds: there is nothing to fail.
+func (c *Cloud) SetDeleteFault(flavor string, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err == nil {
+		delete(c.deleteFaults, flavor)
+		return
+	}
+	c.deleteFaults[flavor] = err
 }
 
 // Stats returns a copy of the counters.
@@ -179,11 +207,16 @@ func (c *Cloud) create(deployment string, bootTime time.Duration, spec backends.
 		}
 		return in.Instance, nil
 	}
+	var failWith error
 	for i := range c.faults {
 		f := &c.faults[i]
 		if f.count > 0 && (f.flavor == "" || f.flavor == spec.Flavor) {
 			f.count--
-			return backends.Instance{}, fmt.Errorf("create %s: %w", spec.Name, f.err)
+			failWith = fmt.Errorf("create %s: %w", spec.Name, f.err)
+			if !f.leave {
+				return backends.Instance{}, failWith
+			}
+			break
 		}
 	}
 	ctx, cancel := context.WithCancel(c.ctx)
@@ -208,6 +241,11 @@ func (c *Cloud) create(deployment string, bootTime time.Duration, spec backends.
 		slices.Sort(names)
 		c.stats.PeakNames[spec.Flavor] = names
 	}
+	if failWith != nil {
+		// Half-made: it exists, but its start failed, so it runs nothing.
+		in.State, in.done = backends.StateStopped, closedChan()
+		return backends.Instance{}, failWith
+	}
 	env := maps.Clone(spec.Env)
 	c.wg.Go(func() {
 		defer close(in.done)
@@ -227,6 +265,10 @@ func (c *Cloud) delete(deployment, flavor, name string) error {
 		c.mu.Unlock()
 		return fmt.Errorf("delete %s: %w", name, backends.ErrNotFound)
 	}
+	if err := c.deleteFaultLocked(flavor); err != nil {
+		c.mu.Unlock()
+		return fmt.Errorf("delete %s: %w", name, err)
+	}
 	delete(c.instances, name)
 	c.stats.Deleted++
 	c.live[in.Flavor]--
@@ -234,6 +276,13 @@ func (c *Cloud) delete(deployment, flavor, name string) error {
 	in.cancel()
 	<-in.done
 	return nil
+}
+
+func (c *Cloud) deleteFaultLocked(flavor string) error {
+	if err, ok := c.deleteFaults[flavor]; ok {
+		return err
+	}
+	return c.deleteFaults[""]
 }
 
 func (c *Cloud) list(deployment, flavor string) []backends.Instance {

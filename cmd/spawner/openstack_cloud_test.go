@@ -171,14 +171,18 @@ type cloudWatch struct {
 	// secrets the user-data must never carry, by what they are.
 	secrets map[string]string
 
-	mu         sync.Mutex
-	servers    map[string]*osServer // by server id
-	maxLive    map[string]int       // per flavor, servers neither being deleted nor in ERROR
-	maxListed  map[string]int       // per flavor, every server listed
-	maxActive  map[string]int       // per flavor, ACTIVE servers not being deleted
-	polls      int
-	pollErrors int
-	lastErr    error
+	mu      sync.Mutex
+	servers map[string]*osServer // by server id
+	// maxExisting is, per flavor, the most servers that existed at one poll: every
+	// server Nova lists for the deployment, whatever its status (BUILD, ACTIVE,
+	// ERROR, being deleted), since each holds a share of the cloud until Nova has
+	// removed it. peak names them (with status and task state) at that poll.
+	maxExisting map[string]int
+	peak        map[string][]string
+	maxActive   map[string]int // per flavor, ACTIVE servers not being deleted
+	polls       int
+	pollErrors  int
+	lastErr     error
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -195,7 +199,7 @@ func watchCloud(t *testing.T, compute *gophercloud.ServiceClient, deployment str
 	cw := &cloudWatch{
 		compute: compute, deployment: deployment, allTenants: allTenants, hold: hold, secrets: secrets,
 		runner:  fakerunner.SimRunner(slog.New(slog.DiscardHandler)),
-		servers: map[string]*osServer{}, maxLive: map[string]int{}, maxListed: map[string]int{}, maxActive: map[string]int{},
+		servers: map[string]*osServer{}, maxExisting: map[string]int{}, peak: map[string][]string{}, maxActive: map[string]int{},
 		cancel: cancel,
 	}
 	cw.wg.Go(func() {
@@ -229,19 +233,16 @@ func (cw *cloudWatch) poll(ctx context.Context) {
 		}
 		return
 	}
-	live, listed, active := map[string]int{}, map[string]int{}, map[string]int{}
+	existing, active := map[string][]string{}, map[string]int{}
 	for i := range list {
 		s := &list[i]
 		fl := s.Metadata["spawner_flavor"]
-		listed[fl]++
-		// Nova sets task_state deleting before it answers the DELETE, and the spawner
-		// frees the flavor's slot only after that answer: a server on its way out no
-		// longer holds capacity. Nor does one in ERROR, which will never run.
-		if s.TaskState != "deleting" && !slices.Contains([]string{"DELETED", "SOFT_DELETED", "ERROR"}, s.Status) {
-			live[fl]++
-			if s.Status == "ACTIVE" {
-				active[fl]++
-			}
+		// Every server listed exists, and counts against max_runners: one being
+		// deleted or in ERROR too. The spawner frees a slot only once Nova no longer
+		// has the server.
+		existing[fl] = append(existing[fl], fmt.Sprintf("%s (%s/%s)", s.Name, s.Status, s.TaskState))
+		if s.Status == "ACTIVE" && s.TaskState != "deleting" {
+			active[fl]++
 		}
 		rec := cw.servers[s.ID]
 		if rec == nil {
@@ -260,11 +261,11 @@ func (cw *cloudWatch) poll(ctx context.Context) {
 			cw.wg.Go(func() { cw.play(ctx, rec) })
 		}
 	}
-	for fl, n := range live {
-		cw.maxLive[fl] = max(cw.maxLive[fl], n)
-	}
-	for fl, n := range listed {
-		cw.maxListed[fl] = max(cw.maxListed[fl], n)
+	for fl, names := range existing {
+		if len(names) > cw.maxExisting[fl] {
+			cw.maxExisting[fl] = len(names)
+			cw.peak[fl] = names
+		}
 	}
 	for fl, n := range active {
 		cw.maxActive[fl] = max(cw.maxActive[fl], n)
@@ -422,17 +423,18 @@ func reuseToken(ctx context.Context, env map[string]string) int {
 
 // watchView is a copy of what the watcher saw.
 type watchView struct {
-	servers                       []osServer // in the order first seen
-	maxLive, maxListed, maxActive map[string]int
-	polls, pollErrors             int
-	lastErr                       error
+	servers                []osServer // in the order first seen
+	maxExisting, maxActive map[string]int
+	peak                   map[string][]string
+	polls, pollErrors      int
+	lastErr                error
 }
 
 func (cw *cloudWatch) view() watchView {
 	cw.mu.Lock()
 	defer cw.mu.Unlock()
 	v := watchView{
-		maxLive: maps.Clone(cw.maxLive), maxListed: maps.Clone(cw.maxListed), maxActive: maps.Clone(cw.maxActive),
+		maxExisting: maps.Clone(cw.maxExisting), peak: maps.Clone(cw.peak), maxActive: maps.Clone(cw.maxActive),
 		polls: cw.polls, pollErrors: cw.pollErrors, lastErr: cw.lastErr,
 	}
 	for _, s := range cw.servers {

@@ -74,6 +74,11 @@ func failedCreateKeepsItsSlot(t *testing.T, attempts int) {
 	if r.InstanceDeleted {
 		t.Errorf("runner %s (%s) says its instance is deleted while it exists", leftover, r.State)
 	}
+	// The leftover may still boot: the failed attempt's bootstrap token must not get
+	// it a runner config.
+	if r.TokenHash != "" || !r.TokenExpires.IsZero() {
+		t.Errorf("runner %s of a failed create keeps a live bootstrap token (hash %q, expires %v)", leftover, r.TokenHash, r.TokenExpires)
+	}
 	if held := slots(t, s, "small"); len(held) != 1 || !held[leftover] {
 		t.Fatalf("slots held %v, want only the leftover %s's: its instance still exists", held, leftover)
 	}

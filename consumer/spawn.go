@@ -587,6 +587,10 @@ func (c *Consumer) createFailed(ctx context.Context, f *Flavor, name string, job
 	_, err := st.UpdateRunner(octx, name, func(r *queue.RunnerRecord) error {
 		r.Attempts = attempts
 		r.LastError = cerr.Error()
+		// The attempt's bootstrap token dies with it: an instance the failed create left
+		// behind (or one that appears late) must not fetch a runner config with it. A
+		// retry renders a fresh token.
+		r.TokenHash, r.TokenExpires = "", time.Time{}
 		if retire {
 			if r.State.Advance(queue.RunnerFailed) {
 				r.FinishedAt = c.opts.Now().UTC()

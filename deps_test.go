@@ -70,6 +70,7 @@ var forbidden = []struct {
 	{"internal/secret", module + "/", "a leaf"},
 	{"internal/logkey", module + "/", "a leaf"},
 	{"internal/untrusted", module + "/", "a leaf: every package that prints outside input uses it"},
+	{"internal/runnername", module + "/", "a leaf: backends and bootstrap share its rule"},
 }
 
 // testTools may only be imported by tests and by cmd/spawner's dev commands.

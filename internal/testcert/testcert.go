@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"math/big"
+	"net"
 	"testing"
 	"time"
 )
@@ -20,6 +21,14 @@ import (
 // SelfSigned returns a fresh self-signed ECDSA P-256 certificate for cn, good for
 // client and server authentication for a day, and its key, both PEM.
 func SelfSigned(t testing.TB, cn string) (certPEM, keyPEM []byte) {
+	t.Helper()
+	return SelfSignedFor(t, cn)
+}
+
+// SelfSignedFor is SelfSigned for a server reached as hosts (IP addresses or DNS
+// names, put into the certificate's subject alternative names, which is all TLS
+// clients check).
+func SelfSignedFor(t testing.TB, cn string, hosts ...string) (certPEM, keyPEM []byte) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -36,6 +45,13 @@ func SelfSigned(t testing.TB, cn string) (certPEM, keyPEM []byte) {
 		NotAfter:     time.Now().Add(24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {

@@ -63,7 +63,8 @@ type InstanceSpec struct {
 	// with Env as its environment.
 	Script string
 	// Env holds the bootstrap environment (SPAWNER_BOOTSTRAP_URL,
-	// SPAWNER_BOOTSTRAP_TOKEN, SPAWNER_RUNNER_NAME). The simulated backend reads it
+	// SPAWNER_BOOTSTRAP_TOKEN, SPAWNER_RUNNER_NAME, and SPAWNER_BOOTSTRAP_CA, the
+	// certificate to pin, with an https endpoint). The simulated backend reads it
 	// directly; the exec mode passes it to Script.
 	Env map[string]string
 }

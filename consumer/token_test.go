@@ -2,6 +2,7 @@ package consumer_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -43,7 +44,16 @@ func TestBootstrapTokenIsStoredHashed(t *testing.T) {
 		},
 	})
 	s.GH.CreateJob(githubtest.JobSpec{Labels: []string{"self-hosted", "small"}})
-	s.AllJobsDone(t, 30*time.Second)
+	// The record is written before the instance is created: once the backend was
+	// asked, the record is there to read.
+	systemtest.Eventually(t, 30*time.Second, func() error {
+		spy.mu.Lock()
+		defer spy.mu.Unlock()
+		if len(spy.tokens) == 0 {
+			return errors.New("no instance created yet")
+		}
+		return nil
+	})
 
 	kv, err := s.Conn.JetStream().KeyValue(t.Context(), queue.BucketRunners)
 	if err != nil {
@@ -51,9 +61,6 @@ func TestBootstrapTokenIsStoredHashed(t *testing.T) {
 	}
 	spy.mu.Lock()
 	defer spy.mu.Unlock()
-	if len(spy.tokens) == 0 {
-		t.Fatal("no instance was created")
-	}
 	for name, token := range spy.tokens {
 		if token == "" {
 			t.Fatalf("instance %s got no bootstrap token", name)

@@ -71,6 +71,8 @@ var forbidden = []struct {
 	{"internal/logkey", module + "/", "a leaf"},
 	{"internal/untrusted", module + "/", "a leaf: every package that prints outside input uses it"},
 	{"internal/ghname", module + "/", "a leaf: the receiver and the GitHub client both check names with it"},
+	{"internal/runnername", module + "/", "a leaf: backends and bootstrap share its rule"},
+	{"internal/bootstrapendpoint", module + "/", "a leaf: config and bootstrap share its rules"},
 }
 
 // testTools may only be imported by tests and by cmd/spawner's dev commands.

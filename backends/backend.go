@@ -10,9 +10,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"strconv"
 	"time"
+
+	"github.com/runner-spawner/runner-spawner/internal/runnername"
 )
 
 // Backend creates, deletes and lists the instances of one flavor on one piece of
@@ -68,7 +69,8 @@ type InstanceSpec struct {
 	// with Env as its environment.
 	Script string
 	// Env holds the bootstrap environment (SPAWNER_BOOTSTRAP_URL,
-	// SPAWNER_BOOTSTRAP_TOKEN, SPAWNER_RUNNER_NAME). The simulated backend reads it
+	// SPAWNER_BOOTSTRAP_TOKEN, SPAWNER_RUNNER_NAME, and SPAWNER_BOOTSTRAP_CA, the
+	// certificate to pin, with an https endpoint). The simulated backend reads it
 	// directly; the exec mode passes it to Script.
 	Env map[string]string
 }
@@ -148,15 +150,11 @@ func Tags(deploymentID string, spec InstanceSpec) map[string]string {
 	}
 }
 
-// nameRE is the intersection of what LXD (a hostname label), OpenStack and GitHub
-// runner names accept, so one name works everywhere.
-var nameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,61}[a-z0-9]$`)
-
 // ValidateSpec checks what every backend needs from a spec, so implementations
 // reject a bad one with ErrBadSpec before touching the infrastructure.
 func ValidateSpec(flavor string, spec InstanceSpec) error {
-	if !nameRE.MatchString(spec.Name) {
-		return fmt.Errorf("%w: name %q must be 2-63 lower-case letters, digits and hyphens, starting with a letter", ErrBadSpec, spec.Name)
+	if !runnername.Valid(spec.Name) {
+		return fmt.Errorf("%w: name %q must be %s", ErrBadSpec, spec.Name, runnername.Rule)
 	}
 	if spec.Flavor != flavor {
 		return fmt.Errorf("%w: spec is for flavor %q, this backend serves %q", ErrBadSpec, spec.Flavor, flavor)

@@ -2,8 +2,12 @@ package bootstrap_test
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/pem"
 	"errors"
 	"flag"
+	"log"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -11,10 +15,12 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/runner-spawner/runner-spawner/bootstrap"
+	"github.com/runner-spawner/runner-spawner/internal/syncbuf"
 	"github.com/runner-spawner/runner-spawner/queue"
 	"github.com/runner-spawner/runner-spawner/queue/queuetest"
 )
@@ -36,24 +42,43 @@ func (m *fakeMinter) MintJITConfig(_ context.Context, name string, labels []stri
 		m.fail = nil
 		return 0, "", err
 	}
-	return 4242, "aml0LWNvbmZpZy1mb3It" + name, nil
+	return 4242, jitFor(name), nil
+}
+
+// jitFor is the fake's JIT config for a runner: base64, as GitHub's is, with every
+// character of the alphabet that is not a letter or digit (+, / and =).
+func jitFor(name string) string {
+	return base64.StdEncoding.EncodeToString([]byte("jit-config-for-" + name + "\xfb\xef\xff\xfe\xfb"))
 }
 
 type env struct {
+	ns       *queuetest.Server
 	state    *queue.State
 	srv      *httptest.Server
 	minter   *fakeMinter
 	finished chan string
+	logs     *syncbuf.Buffer // the server's log
+	handled  atomic.Int64    // requests that reached the handler
+	agents   sync.Map        // User-Agent of every request → true
+	tlsLog   *syncbuf.Buffer // the HTTP server's own errors (TLS handshakes)
 }
 
-func newEnv(t *testing.T) *env {
+type envOptions struct {
+	tls bool // serve https with httptest's certificate
+}
+
+func newEnv(t *testing.T, opts ...envOptions) *env {
 	t.Helper()
+	var o envOptions
+	if len(opts) > 0 {
+		o = opts[0]
+	}
 	ns := queuetest.Start(t)
 	st, err := ns.Connect(t, queue.Options{}).State(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{state: st, minter: &fakeMinter{}, finished: make(chan string, 10)}
+	e := &env{ns: ns, state: st, minter: &fakeMinter{}, finished: make(chan string, 10), logs: &syncbuf.Buffer{}, tlsLog: &syncbuf.Buffer{}}
 	s := bootstrap.NewServer(bootstrap.Options{
 		State:  st,
 		Minter: e.minter,
@@ -61,12 +86,28 @@ func newEnv(t *testing.T) *env {
 		Finished: func(name string) {
 			e.finished <- name
 		},
+		Logger: slog.New(slog.NewTextHandler(e.logs, nil)),
 	})
 	mux := http.NewServeMux()
 	mux.Handle(bootstrap.PathPrefix+"/", http.StripPrefix(bootstrap.PathPrefix, s.Routes()))
-	e.srv = httptest.NewServer(mux)
+	e.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e.handled.Add(1)
+		e.agents.Store(r.UserAgent(), true)
+		mux.ServeHTTP(w, r)
+	}))
+	e.srv.Config.ErrorLog = log.New(e.tlsLog, "", 0)
+	if o.tls {
+		e.srv.StartTLS()
+	} else {
+		e.srv.Start()
+	}
 	t.Cleanup(e.srv.Close)
 	return e
+}
+
+// pin is the PEM of the test server's certificate, what an instance pins.
+func (e *env) pin() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: e.srv.Certificate().Raw})
 }
 
 func (e *env) newRunner(t *testing.T, name string, ttl time.Duration) string {
@@ -87,7 +128,8 @@ func (e *env) call(t *testing.T, name, endpoint, token, body string) *http.Respo
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	req.Header.Set("Accept", "application/json")
+	resp, err := e.srv.Client().Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +166,7 @@ func TestConfigIsHandedOutOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rec.State != queue.RunnerIdle || rec.GitHubRunnerID != 4242 || !rec.ConfigFetched || rec.CallbackHash == "" {
+	if rec.State != queue.RunnerIdle || rec.GitHubRunnerID != 4242 || !rec.ConfigFetched || rec.CallbackHash == "" || rec.HookHash == "" {
 		t.Errorf("runner after config: %+v", rec)
 	}
 }
@@ -167,6 +209,22 @@ func TestRenderGolden(t *testing.T) {
 				t.Errorf("exec env: %v", r.Env)
 			}
 		}
+	}
+	// https, with the certificate to pin written by the script itself.
+	pin, err := os.ReadFile(filepath.Join("testdata", "pin.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	https := spec
+	https.URL, https.CACert = "https://10.77.0.1:8443", pin
+	https.Runner.UserDataFormat = bootstrap.FormatScript
+	r, err := bootstrap.Render(https)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "user-data.script-https", r.UserData)
+	if r.Env[bootstrap.EnvCACert] != string(pin) {
+		t.Errorf("exec env carries no pin: %v", r.Env)
 	}
 	for name, bad := range map[string]bootstrap.RunnerSettings{
 		"no command":          {},
@@ -215,47 +273,33 @@ func TestScriptRunsTheProtocol(t *testing.T) {
 			dir := t.TempDir()
 			name := "spawner-small-7-0"
 			token := e.newRunner(t, name, time.Minute)
-			runner := filepath.Join(dir, "fake-run.sh")
-			argsFile := filepath.Join(dir, "args")
-			if err := os.WriteFile(runner, []byte("#!/bin/sh\necho \"$@\" > "+argsFile+"\n\"$ACTIONS_RUNNER_HOOK_JOB_STARTED\" || exit 9\necho \"mirror=$DOCKERHUB_MIRROR extra=$EXTRA\" >> "+argsFile+"\nexit 3\n"), 0o755); err != nil {
-				t.Fatal(err)
-			}
+			runner, argsFile := fakeRunner(t, dir)
 			r, err := bootstrap.Render(bootstrap.Spec{
-				URL: e.srv.URL, RunnerName: name, Flavor: "small", Token: token, RunDir: filepath.Join(dir, "run"),
+				URL: e.srv.URL, RunnerName: name, Flavor: "small", Token: token, RunDir: filepath.Join(dir, "run"), Path: shellPath(shell, dir),
 				Runner: bootstrap.RunnerSettings{Command: runner, User: "nobody-here", UserDataFormat: bootstrap.FormatScript,
 					Env: map[string]string{"EXTRA": "x y"}, PreJobScript: "echo checking repo", DockerhubMirror: ""},
 			})
 			if err != nil {
 				t.Fatal(err)
 			}
-			script := filepath.Join(dir, "bootstrap.sh")
-			if err := os.WriteFile(script, []byte(r.UserData), 0o700); err != nil {
-				t.Fatal(err)
-			}
-			var cmd *exec.Cmd
-			if shell == "busybox" {
-				bin := filepath.Join(dir, "bin")
-				os.Mkdir(bin, 0o755)
-				bb, _ := exec.LookPath("busybox")
-				out, _ := exec.Command(bb, "--list").Output()
-				for _, applet := range strings.Fields(string(out)) {
-					_ = os.Symlink(bb, filepath.Join(bin, applet))
-				}
-				cmd = exec.Command(bb, "sh", script)
-				cmd.Env = []string{"PATH=" + bin}
-			} else {
-				cmd = exec.Command("sh", script)
-			}
 			ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 			defer cancel()
-			run := exec.CommandContext(ctx, cmd.Args[0], cmd.Args[1:]...)
-			run.Env = cmd.Env
-			out, err := run.CombinedOutput()
+			cmd := scriptCmd(ctx, t, shell, dir, r.UserData)
+			out, err := cmd.CombinedOutput()
 			if err != nil {
 				t.Fatalf("bootstrap script: %v\n%s", err, out)
 			}
+			// busybox sh must have used busybox wget, the system sh curl: each of the
+			// script's two HTTP paths ran.
+			wantAgent := map[string]string{"busybox": "Wget", "system": "curl/"}[shell]
+			e.agents.Range(func(k, _ any) bool {
+				if !strings.HasPrefix(k.(string), wantAgent) {
+					t.Errorf("a request from %q, want only %s", k, wantAgent)
+				}
+				return true
+			})
 			args, _ := os.ReadFile(argsFile)
-			if !strings.Contains(string(args), "--jitconfig aml0LWNvbmZpZy1mb3It"+name) || !strings.Contains(string(args), "extra=x y") {
+			if !strings.Contains(string(args), "--jitconfig "+jitFor(name)) || !strings.Contains(string(args), "extra=x y") {
 				t.Errorf("runner saw %q\nscript output:\n%s", args, out)
 			}
 			select {
@@ -274,17 +318,73 @@ func TestScriptRunsTheProtocol(t *testing.T) {
 				rec.BootedAt.IsZero() || rec.PreJobStartedAt.IsZero() || rec.PreJobDoneAt.IsZero() {
 				t.Errorf("runner record after the script: %+v\n%s", rec, out)
 			}
-			if _, err := os.Stat(filepath.Join(dir, "run", "spawner", "config.env")); err == nil {
-				t.Error("the config file with the JIT config was left behind")
+			if _, err := os.Stat(filepath.Join(dir, "run", "spawner", "config.json")); err == nil {
+				t.Error("the config answer with the JIT config was left behind")
 			}
+			checkTokenFiles(t, filepath.Join(dir, "run"), rec)
 			// A second run (a replayed user-data) is refused at once, not retried for minutes.
 			start := time.Now()
-			again := exec.CommandContext(ctx, cmd.Args[0], cmd.Args[1:]...)
-			again.Env = cmd.Env
-			out, err = again.CombinedOutput()
+			out, err = scriptCmd(ctx, t, shell, dir, r.UserData).CombinedOutput()
 			if err == nil || time.Since(start) > 20*time.Second || !strings.Contains(string(out), "refused") {
 				t.Errorf("replayed bootstrap: err=%v after %s\n%s", err, time.Since(start), out)
 			}
 		})
 	}
+}
+
+// scriptCmd runs script (written to dir/bootstrap.sh) in shell: "busybox" is busybox sh
+// with only busybox applets on PATH (so wget, as in the minimal image), "system" the
+// system sh (dash on Debian) with the system PATH (so curl).
+func scriptCmd(ctx context.Context, t *testing.T, shell, dir, script string) *exec.Cmd {
+	t.Helper()
+	path := filepath.Join(dir, "bootstrap.sh")
+	if err := os.WriteFile(path, []byte(script), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if shell == "system" {
+		return exec.CommandContext(ctx, "sh", path)
+	}
+	bb, err := exec.LookPath("busybox")
+	if err != nil {
+		t.Skip("busybox not installed")
+	}
+	bin := filepath.Join(dir, "bin")
+	if _, err := os.Stat(bin); err != nil {
+		if err := os.Mkdir(bin, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(bb, "--list").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, applet := range strings.Fields(string(out)) {
+			if err := os.Symlink(bb, filepath.Join(bin, applet)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	cmd := exec.CommandContext(ctx, bb, "sh", path)
+	cmd.Env = []string{"PATH=" + bin}
+	return cmd
+}
+
+// shellPath is the Spec.Path for shell: busybox applets alone (no curl), or the
+// script's default.
+func shellPath(shell, dir string) string {
+	if shell == "busybox" {
+		return filepath.Join(dir, "bin")
+	}
+	return ""
+}
+
+// fakeRunner writes a runner command that records its arguments and environment in
+// argsFile, runs the pre-job hook as the real runner does, and exits 3.
+func fakeRunner(t *testing.T, dir string) (runner, argsFile string) {
+	t.Helper()
+	runner = filepath.Join(dir, "fake-run.sh")
+	argsFile = filepath.Join(dir, "args")
+	if err := os.WriteFile(runner, []byte("#!/bin/sh\necho \"$@\" > "+argsFile+"\n\"$ACTIONS_RUNNER_HOOK_JOB_STARTED\" || exit 9\necho \"mirror=$DOCKERHUB_MIRROR extra=$EXTRA\" >> "+argsFile+"\nexit 3\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return runner, argsFile
 }

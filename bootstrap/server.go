@@ -1,8 +1,16 @@
 // Package bootstrap is how a runner instance gets its one-time GitHub runner config
 // without any secret in its instance config: the templates (cloud-init user-data and a
-// plain script) carry only the spawner's URL and a one-time token, and the HTTP
-// endpoints here hand out the JIT config once, minted at that moment, and take the
-// runner's status callbacks (booted, job started, pre-job done, job finished).
+// plain script) carry only the spawner's URL, the certificate to pin when it is https,
+// and a one-time token, and the HTTP endpoints here hand out the JIT config once,
+// minted at that moment, and take the runner's status callbacks (booted, job started,
+// pre-job done, job finished).
+//
+// The config answer is JSON whose values all come from small alphabets, which the
+// script checks before it uses them; it never evaluates the answer. It carries two
+// callback tokens with different powers: the root token (every event, job_finished
+// included, which deletes the instance) stays in a root-only file, and the hook token
+// (job_started and pre_job_done) is all the pre-job hook, running as the runner user,
+// can read.
 //
 // State lives in the queue's KV records, so any spawner process can serve any
 // instance. It must not import a backend or the GitHub client: minting and instance
@@ -25,6 +33,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/runner-spawner/runner-spawner/internal/logkey"
+	"github.com/runner-spawner/runner-spawner/internal/runnername"
+	"github.com/runner-spawner/runner-spawner/internal/untrusted"
 	"github.com/runner-spawner/runner-spawner/queue"
 )
 
@@ -123,20 +133,38 @@ func (s *Server) Routes() http.Handler {
 	return r
 }
 
-// ConfigResponse is the JSON form of the config answer (Accept: application/json);
-// the default text form is the same as shell assignments.
+// ConfigResponse is the config answer (JSON: the request must accept
+// application/json). Every value is from an alphabet the script checks: the runner
+// name (runnername), the JIT config (base64) and the tokens (base64url).
 type ConfigResponse struct {
-	RunnerName    string `json:"runner_name"`
-	JITConfig     string `json:"jit_config"`
+	RunnerName string `json:"runner_name"`
+	JITConfig  string `json:"jit_config"`
+	// CallbackToken is the root token: it may report every event.
 	CallbackToken string `json:"callback_token"`
+	// HookToken may report job_started and pre_job_done only.
+	HookToken string `json:"hook_token"`
 }
 
+// base64Chars is the alphabet of a JIT config (standard base64 with padding), as the
+// script checks it.
+const base64Chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+
 func (s *Server) config(w http.ResponseWriter, r *http.Request) {
-	name := chi.URLParam(r, "name")
-	logger := s.logger.With(logkey.Runner, name)
+	name, logger, ok := s.runner(w, r, "config")
+	if !ok {
+		return
+	}
+	if !strings.Contains(r.Header.Get("Accept"), "application/json") {
+		// A script rendered before the answer became JSON asks for a shell answer to
+		// source. Refuse it before anything is claimed or minted: it gives up on the
+		// 4xx and its runner is replaced once its boot timeout passes.
+		s.fail(w, logger, "config", errNotAcceptable)
+		return
+	}
 	token := bearer(r)
 	now := s.opts.Now()
 	callback, callbackHash := NewToken()
+	hook, hookHash := NewToken()
 	var flavor string
 	// Claim the one-time config first, so two concurrent fetches cannot both mint.
 	rec, err := s.opts.State.UpdateRunner(r.Context(), name, func(rec *queue.RunnerRecord) error {
@@ -149,7 +177,7 @@ func (s *Server) config(w http.ResponseWriter, r *http.Request) {
 			return errGone
 		}
 		rec.ConfigFetched = true
-		rec.CallbackHash = callbackHash
+		rec.CallbackHash, rec.HookHash = callbackHash, hookHash
 		flavor = rec.Flavor
 		return nil
 	})
@@ -168,6 +196,10 @@ func (s *Server) config(w http.ResponseWriter, r *http.Request) {
 	runnerID, jit, err := s.opts.Minter.MintJITConfig(mctx, name, labels)
 	cancel()
 	s.mintSecs.Observe(time.Since(start).Seconds())
+	if err == nil && !inAlphabet(jit, base64Chars) {
+		// The script would refuse it; say why here, where someone reads the logs.
+		err = fmt.Errorf("GitHub's JIT config is not base64 (%d bytes)", len(jit))
+	}
 	if err != nil {
 		s.unclaim(r.Context(), name)
 		s.fail(w, logger, "config", fmt.Errorf("mint runner config: %w", err))
@@ -188,14 +220,38 @@ func (s *Server) config(w http.ResponseWriter, r *http.Request) {
 	}
 	s.requests.WithLabelValues("config", "ok").Inc()
 	logger.Info("runner config handed out", "github_runner_id", runnerID)
-	if strings.Contains(r.Header.Get("Accept"), "application/json") {
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(ConfigResponse{RunnerName: name, JITConfig: jit, CallbackToken: callback})
-		return
-	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
-	_, _ = fmt.Fprintf(w, "SPAWNER_JITCONFIG=%s\nSPAWNER_CALLBACK_TOKEN=%s\n", shellQuote(jit), shellQuote(callback))
+	if err := json.NewEncoder(w).Encode(ConfigResponse{RunnerName: name, JITConfig: jit, CallbackToken: callback, HookToken: hook}); err != nil {
+		// The registration is minted but the instance may not have it: it is reaped
+		// as a runner that never took its job.
+		logger.Warn("runner config not delivered", logkey.Error, err)
+	}
+}
+
+// runner reads the {name} segment. A name no runner can have is refused before the
+// store is read; the logger it returns carries the name cut for logs.
+func (s *Server) runner(w http.ResponseWriter, r *http.Request, endpoint string) (string, *slog.Logger, bool) {
+	name := chi.URLParam(r, "name")
+	logger := s.logger.With(logkey.Runner, untrusted.Log(name))
+	if !runnername.Valid(name) {
+		s.fail(w, logger, endpoint, fmt.Errorf("%w: the runner name is not %s", errBadRequest, runnername.Rule))
+		return "", nil, false
+	}
+	return name, logger, true
+}
+
+// inAlphabet reports whether s is not empty and has only bytes of alphabet.
+func inAlphabet(s, alphabet string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if strings.IndexByte(alphabet, s[i]) < 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // unclaim lets the instance try again after a failed mint.
@@ -204,7 +260,7 @@ func (s *Server) unclaim(ctx context.Context, name string) {
 	defer cancel()
 	_, _ = s.opts.State.UpdateRunner(ctx, name, func(rec *queue.RunnerRecord) error {
 		rec.ConfigFetched = false
-		rec.CallbackHash = ""
+		rec.CallbackHash, rec.HookHash = "", ""
 		return nil
 	})
 }
@@ -223,24 +279,71 @@ type StatusRequest struct {
 	ExitCode int    `json:"exit_code"`
 }
 
+// scope is what a presented token may report.
+type scope uint8
+
+const (
+	scopeBoot scope = 1 << iota // the one-time bootstrap token, until it expires
+	scopeHook                   // the hook token: the pre-job hook, as the runner user
+	scopeRoot                   // the root callback token: the bootstrap script, as root
+)
+
+// eventScopes says which tokens may report an event (0: no such event).
+func eventScopes(event string) scope {
+	switch event {
+	case EventBooted:
+		return scopeBoot | scopeRoot
+	case EventJobStarted, EventPreJobDone:
+		return scopeHook | scopeRoot
+	case EventJobFinished:
+		// It deletes the instance: job code, which can read the hook token, must not
+		// be able to say it.
+		return scopeRoot
+	}
+	return 0
+}
+
+// tokenScope is what token may report for rec. A record written before HookHash
+// existed has only CallbackHash, which keeps its full scope.
+func tokenScope(rec *queue.RunnerRecord, token string, now time.Time) scope {
+	var s scope
+	if tokenMatches(token, rec.TokenHash) && now.Before(rec.TokenExpires) {
+		s |= scopeBoot
+	}
+	if tokenMatches(token, rec.HookHash) {
+		s |= scopeHook
+	}
+	if tokenMatches(token, rec.CallbackHash) {
+		s |= scopeRoot
+	}
+	return s
+}
+
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
-	name := chi.URLParam(r, "name")
-	logger := s.logger.With(logkey.Runner, name)
+	name, logger, ok := s.runner(w, r, "status")
+	if !ok {
+		return
+	}
 	var req StatusRequest
 	if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil {
 		s.fail(w, logger, "status", fmt.Errorf("%w: %v", errBadRequest, err))
+		return
+	}
+	allowed := eventScopes(req.Event)
+	if allowed == 0 {
+		s.fail(w, logger, "status", fmt.Errorf("%w: unknown event %q", errBadRequest, untrusted.Log(req.Event)))
 		return
 	}
 	token := bearer(r)
 	now := s.opts.Now().UTC()
 	finished := false
 	_, err := s.opts.State.UpdateRunner(r.Context(), name, func(rec *queue.RunnerRecord) error {
-		// The callback token works for every event; the bootstrap token only says
-		// "booted", before the config is fetched.
-		okCallback := tokenMatches(token, rec.CallbackHash)
-		okBoot := req.Event == EventBooted && tokenMatches(token, rec.TokenHash) && now.Before(rec.TokenExpires)
-		if !okCallback && !okBoot {
+		granted := tokenScope(rec, token, now)
+		switch {
+		case granted == 0:
 			return errUnauthorized
+		case granted&allowed == 0:
+			return fmt.Errorf("%w: %s", errForbidden, req.Event)
 		}
 		switch req.Event {
 		case EventBooted:
@@ -266,8 +369,6 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 				rec.FinishedAt = now
 			}
 			finished = true
-		default:
-			return fmt.Errorf("%w: unknown event %q", errBadRequest, req.Event)
 		}
 		return nil
 	})
@@ -285,9 +386,12 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 
 var (
 	errUnauthorized = errors.New("token not valid for this runner")
+	errForbidden    = errors.New("token may not report this event")
 	errExpired      = errors.New("bootstrap token expired")
 	errGone         = errors.New("runner config already handed out")
 	errBadRequest   = errors.New("bad request")
+	// errNotAcceptable: the client cannot take the JSON config answer.
+	errNotAcceptable = errors.New("config answer is JSON only")
 )
 
 // fail answers with a short fixed reason: never internal text or anything secret.
@@ -302,8 +406,12 @@ func (s *Server) fail(w http.ResponseWriter, logger *slog.Logger, endpoint strin
 		code, reason = http.StatusUnauthorized, "token expired"
 	case errors.Is(err, errGone):
 		code, reason = http.StatusGone, "config already handed out"
+	case errors.Is(err, errForbidden):
+		code, reason = http.StatusForbidden, "forbidden"
 	case errors.Is(err, errBadRequest):
 		code, reason = http.StatusBadRequest, "bad request"
+	case errors.Is(err, errNotAcceptable):
+		code, reason = http.StatusNotAcceptable, "the config answer is JSON: send Accept: application/json"
 	case errors.As(err, &busy):
 		code, reason = http.StatusServiceUnavailable, "busy, retry later"
 		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(busy.RetryAfter.Seconds()))))

@@ -9,6 +9,9 @@ import (
 	"slices"
 	"strings"
 	"text/template"
+
+	"github.com/runner-spawner/runner-spawner/internal/bootstrapendpoint"
+	"github.com/runner-spawner/runner-spawner/internal/runnername"
 )
 
 //go:embed templates/*.tmpl
@@ -52,14 +55,23 @@ type RunnerSettings struct {
 
 // Spec is one runner's bootstrap.
 type Spec struct {
-	URL        string // the spawner's bootstrap base URL as instances reach it
+	// URL is the spawner's bootstrap base URL as instances reach it; it must pass
+	// bootstrapendpoint.CheckURL (Render refuses it otherwise).
+	URL        string
 	RunnerName string
 	Flavor     string
 	Token      string // the one-time bootstrap token
-	Runner     RunnerSettings
+	// CACert, when set, is the PEM the script pins the https endpoint to (PinPEM's
+	// output): curl trusts it and nothing else.
+	CACert []byte
+	Runner RunnerSettings
 	// RunDir is where the script keeps its files (default /run, a tmpfs, so nothing
 	// outlives the boot); tests point it elsewhere.
 	RunDir string
+	// Path is where the script looks for commands first, before the PATH it was
+	// started with (default: the standard directories, since init may start it with
+	// none); tests point it at busybox applets alone, so that no curl is found.
+	Path string
 }
 
 // Rendered is what a backend needs.
@@ -77,13 +89,17 @@ const (
 	EnvURL        = "SPAWNER_BOOTSTRAP_URL"
 	EnvToken      = "SPAWNER_BOOTSTRAP_TOKEN"
 	EnvRunnerName = "SPAWNER_RUNNER_NAME"
+	// EnvCACert is the pinned PEM, for instances played in Go (backends/sim); the
+	// script carries its own copy.
+	EnvCACert = "SPAWNER_BOOTSTRAP_CA"
 )
 
 type envVar struct{ Name, Value string }
 
 type scriptData struct {
 	URL, RunnerName, Flavor, Token string
-	RunDir                         string
+	RunDir, Path                   string
+	CACert, CAFile                 string
 	RunnerCommand, RunnerUser      string
 	Env                            []envVar
 	DockerhubMirror, PreJobScript  string
@@ -91,15 +107,37 @@ type scriptData struct {
 	ScriptBase64                   string
 }
 
-var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+var (
+	envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	// runDirRE: the run directory is written unquoted into a su -c command line.
+	runDirRE = regexp.MustCompile(`^/[A-Za-z0-9._/-]*$`)
+	// tokenRE is the alphabet of NewToken's tokens (base64url).
+	tokenRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+)
 
-// Render produces the user-data, the exec-mode script and its environment.
+// Render produces the user-data, the exec-mode script and its environment. Every
+// value it writes into the script is either checked against a strict alphabet (URL,
+// runner name, token, run directory, certificate) or shell-quoted; the runner command
+// and the pre-job script are the operator's shell, written as given.
 func Render(s Spec) (Rendered, error) {
 	if s.URL == "" || s.RunnerName == "" || s.Token == "" {
 		return Rendered{}, fmt.Errorf("render bootstrap: url, runner name and token are required")
 	}
+	url := strings.TrimRight(s.URL, "/")
+	if err := CheckEndpoint(url, s.CACert); err != nil {
+		return Rendered{}, fmt.Errorf("render bootstrap: %w", err)
+	}
+	if !runnername.Valid(s.RunnerName) {
+		return Rendered{}, fmt.Errorf("render bootstrap: runner name %q is not %s", s.RunnerName, runnername.Rule)
+	}
+	if !tokenRE.MatchString(s.Token) {
+		return Rendered{}, fmt.Errorf("render bootstrap: the token is not base64url")
+	}
+	if strings.ContainsFunc(s.Flavor, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return Rendered{}, fmt.Errorf("render bootstrap: flavor %q has control characters", s.Flavor)
+	}
 	d := scriptData{
-		URL: strings.TrimRight(s.URL, "/"), RunnerName: s.RunnerName, Flavor: s.Flavor,
+		URL: url, RunnerName: s.RunnerName, Flavor: s.Flavor,
 		RunnerCommand: s.Runner.Command, RunnerUser: s.Runner.User,
 		DockerhubMirror: s.Runner.DockerhubMirror, PreJobScript: s.Runner.PreJobScript,
 		FetchBinary: s.Runner.FetchBinary, PowerOff: s.Runner.PowerOff, RunDir: s.RunDir,
@@ -107,10 +145,25 @@ func Render(s Spec) (Rendered, error) {
 	if d.RunDir == "" {
 		d.RunDir = "/run"
 	}
+	d.Path = s.Path
+	if d.Path == "" {
+		d.Path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	}
+	if !runDirRE.MatchString(d.RunDir) {
+		return Rendered{}, fmt.Errorf("render bootstrap: run directory %q must be an absolute path of letters, digits and . _ / -", d.RunDir)
+	}
+	if len(s.CACert) > 0 {
+		// Normalised again: the heredoc that writes it must hold PEM and nothing else.
+		pinned, err := PinPEM(s.CACert)
+		if err != nil {
+			return Rendered{}, fmt.Errorf("render bootstrap: %w", err)
+		}
+		d.CACert, d.CAFile = string(pinned), d.RunDir+"/spawner-hooks/ca.pem"
+	}
 	if d.RunnerCommand == "" || strings.ContainsAny(d.RunnerCommand, "\n\r") {
 		return Rendered{}, fmt.Errorf("render bootstrap: the runner command must be one non-empty line")
 	}
-	for _, delim := range []string{"SPAWNER_LIB_EOF", "SPAWNER_HOOK_EOF", "SPAWNER_RUN_EOF"} {
+	for _, delim := range []string{"SPAWNER_LIB_EOF", "SPAWNER_HOOK_EOF", "SPAWNER_RUN_EOF", "SPAWNER_CA_EOF"} {
 		if strings.Contains(d.PreJobScript, delim) || strings.Contains(d.RunnerCommand, delim) {
 			return Rendered{}, fmt.Errorf("render bootstrap: the pre-job script and runner command must not contain %s", delim)
 		}
@@ -140,6 +193,9 @@ func Render(s Spec) (Rendered, error) {
 		Script: script,
 		Env:    map[string]string{EnvURL: d.URL, EnvToken: s.Token, EnvRunnerName: s.RunnerName},
 	}
+	if d.CACert != "" {
+		out.Env[EnvCACert] = d.CACert
+	}
 	switch s.Runner.UserDataFormat {
 	case FormatScript:
 		out.UserData = withToken
@@ -165,4 +221,33 @@ func execute(name string, d scriptData) (string, error) {
 // shellQuote quotes s for POSIX sh: single quotes, with each ' written as '\”.
 func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// CheckEndpoint checks what every runner's bootstrap is given about the endpoint: a
+// URL that passes bootstrapendpoint.CheckURL (trailing slashes aside), and, when caPEM
+// is set, an https URL and certificates PinPEM accepts. The consumer calls it at
+// start, so a bad setting stops it there rather than failing every runner.
+func CheckEndpoint(url string, caPEM []byte) error {
+	url = strings.TrimRight(url, "/")
+	if err := bootstrapendpoint.CheckURL(url); err != nil {
+		return fmt.Errorf("the bootstrap url %q %w", url, err)
+	}
+	if len(caPEM) == 0 {
+		return nil
+	}
+	if !bootstrapendpoint.HTTPS(url) {
+		return fmt.Errorf("a certificate to pin needs an https bootstrap url (got %q)", url)
+	}
+	_, err := PinPEM(caPEM)
+	return err
+}
+
+// PinPEM returns the certificates in data re-encoded as PEM alone, refusing any
+// other block (see bootstrapendpoint.PinPEM).
+func PinPEM(data []byte) ([]byte, error) {
+	out, err := bootstrapendpoint.PinPEM(data)
+	if err != nil {
+		return nil, fmt.Errorf("the certificate to pin %w", err)
+	}
+	return out, nil
 }

@@ -75,7 +75,8 @@ type NATS struct {
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
 }
 
-// TLS for the NATS connection.
+// TLS names certificate files: for the NATS connection (key "nats.tls") and for the
+// bootstrap endpoint (key "bootstrap.tls").
 type TLS struct {
 	CAFile   string `yaml:"ca_file"`
 	CertFile string `yaml:"cert_file"`

@@ -73,6 +73,19 @@ type Bootstrap struct {
 	// images that run the fake runner (`spawner dev runner`). Never needed with real
 	// runner images.
 	ServeBinary bool `yaml:"serve_binary"`
+	// TLS: with cert_file and key_file the endpoint serves https. Instances pin
+	// ca_file when set (a private CA, or a TLS proxy in front), else cert_file.
+	TLS TLS `yaml:"tls"`
+}
+
+// PinFile is the PEM file every instance pins the bootstrap endpoint to:
+// tls.ca_file, else tls.cert_file; empty: none (http, or an https URL the images'
+// own CAs verify).
+func (b Bootstrap) PinFile() string {
+	if b.TLS.CAFile != "" {
+		return b.TLS.CAFile
+	}
+	return b.TLS.CertFile
 }
 
 // Janitor configures the reconciler (key "janitor").

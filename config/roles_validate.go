@@ -1,12 +1,18 @@
 package config
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"net"
 	"net/url"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/runner-spawner/runner-spawner/internal/bootstrapendpoint"
 )
 
 var (
@@ -50,12 +56,15 @@ func (f *File) validateRoles(p *problems) {
 		checkHostPort(p, "bootstrap.listen", b.Listen)
 	}
 	if b.URL != "" {
-		if u, err := url.Parse(b.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			p.add("bootstrap.url", "must be an http(s) URL instances can reach (got %q)", b.URL)
+		// The URL is written into every instance's bootstrap script: a strict
+		// alphabet, so that nothing in it can be shell.
+		if err := bootstrapendpoint.CheckURL(strings.TrimRight(b.URL, "/")); err != nil {
+			p.add("bootstrap.url", "%v (got %q)", err, b.URL)
 		}
 	} else if f.needsReachableBootstrap() && !listenHasHost(b.Listen) {
 		p.add("bootstrap.url", "is required: instances need an address of the spawner they can reach (bootstrap.listen %q names no host)", b.Listen)
 	}
+	f.validateBootstrapTLS(p)
 
 	j := f.Janitor
 	if j.Interval < time.Second {
@@ -194,6 +203,82 @@ func (r *Runner) validate(key string, p *problems) {
 	}
 	positive(p, key+".boot_timeout", r.BootTimeout)
 	positive(p, key+".idle_ttl", r.IdleTTL)
+}
+
+// validateBootstrapTLS checks bootstrap.tls: the key pair loads and matches, what
+// instances pin holds certificates only, the URL is https, and the pinned
+// certificates verify the endpoint's certificate for the URL's host, as curl in the
+// instance will.
+func (f *File) validateBootstrapTLS(p *problems) {
+	b := f.Bootstrap
+	t := b.TLS
+	checkFile(p, "bootstrap.tls.cert_file", t.CertFile)
+	checkFile(p, "bootstrap.tls.key_file", t.KeyFile)
+	checkFile(p, "bootstrap.tls.ca_file", t.CAFile)
+	if t.CertFile == "" && t.KeyFile == "" && t.CAFile == "" {
+		return
+	}
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		p.add("bootstrap.tls", "cert_file and key_file go together")
+	}
+	var chain []*x509.Certificate
+	if t.CertFile != "" && t.KeyFile != "" && fileExists(t.CertFile) && fileExists(t.KeyFile) {
+		pair, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			p.add("bootstrap.tls.key_file", "does not load with bootstrap.tls.cert_file (they must be a matching pair): %v", err)
+		} else {
+			for _, der := range pair.Certificate {
+				c, err := x509.ParseCertificate(der)
+				if err != nil {
+					p.add("bootstrap.tls.cert_file", "%v", err)
+					break
+				}
+				chain = append(chain, c)
+			}
+		}
+	}
+	var roots *x509.CertPool
+	pinKey := "bootstrap.tls.cert_file"
+	if t.CAFile != "" {
+		pinKey = "bootstrap.tls.ca_file"
+	}
+	if pin := b.PinFile(); fileExists(pin) {
+		data, err := os.ReadFile(pin)
+		if err != nil {
+			p.add(pinKey, "cannot read %q: %v", pin, err)
+		} else if pem, err := bootstrapendpoint.PinPEM(data); err != nil {
+			// Every instance gets this file: a key in it would go to all of them.
+			p.add(pinKey, "%q is handed to every instance to pin, and %v", pin, err)
+		} else {
+			roots = x509.NewCertPool()
+			roots.AppendCertsFromPEM(pem)
+		}
+	}
+	base := strings.TrimRight(b.URL, "/")
+	host := ""
+	switch {
+	case base == "" && t.CertFile == "":
+		p.add("bootstrap.url", "is required with bootstrap.tls.ca_file alone (the endpoint is served by a TLS proxy): its https:// address")
+	case base == "":
+		if listenHasHost(b.Listen) {
+			host, _, _ = net.SplitHostPort(b.Listen)
+		}
+	case !bootstrapendpoint.HTTPS(base):
+		p.add("bootstrap.url", "must be https:// with bootstrap.tls (got %q)", b.URL)
+	default:
+		if u, err := url.Parse(base); err == nil {
+			host = u.Hostname()
+		}
+	}
+	if host != "" && roots != nil && len(chain) > 0 {
+		inter := x509.NewCertPool()
+		for _, c := range chain[1:] {
+			inter.AddCert(c)
+		}
+		if _, err := chain[0].Verify(x509.VerifyOptions{DNSName: host, Roots: roots, Intermediates: inter}); err != nil {
+			p.add(pinKey, "does not verify bootstrap.tls.cert_file for %s, as instances will check it: %v", host, err)
+		}
+	}
 }
 
 // needsReachableBootstrap: instances of real backends call the bootstrap endpoint over

@@ -55,6 +55,9 @@ type Options struct {
 	DeploymentID string
 	// BootstrapURL is the spawner's bootstrap endpoint as instances reach it.
 	BootstrapURL string
+	// BootstrapCA, with an https BootstrapURL, is the PEM every instance pins the
+	// endpoint to (bootstrap.PinPEM's input); empty: the image's own CAs.
+	BootstrapCA []byte
 	// Workers per flavor in this process.
 	Workers int
 	// VerifyAge: a job event older than this (or redelivered) is checked with GitHub
@@ -165,6 +168,9 @@ func New(opts Options) (*Consumer, error) {
 	}
 	if opts.BootstrapURL == "" {
 		return nil, errors.New("consumer: no bootstrap URL")
+	}
+	if err := bootstrap.CheckEndpoint(opts.BootstrapURL, opts.BootstrapCA); err != nil {
+		return nil, fmt.Errorf("consumer: %w", err)
 	}
 	return c, nil
 }

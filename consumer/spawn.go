@@ -450,7 +450,7 @@ func (c *Consumer) create(ctx context.Context, f *Flavor, ev *queue.JobEvent, jo
 		return retryIn(time.Second)
 	}
 
-	rendered, err := bootstrap.Render(bootstrap.Spec{URL: c.opts.BootstrapURL, RunnerName: name, Flavor: f.Name, Token: token, Runner: f.Runner})
+	rendered, err := bootstrap.Render(bootstrap.Spec{URL: c.opts.BootstrapURL, CACert: c.opts.BootstrapCA, RunnerName: name, Flavor: f.Name, Token: token, Runner: f.Runner})
 	if err != nil {
 		return c.createFailed(ctx, f, name, job, fmt.Errorf("%w: %v", backends.ErrBadSpec, err), rec.Attempts, logger)
 	}

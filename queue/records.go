@@ -152,9 +152,15 @@ type RunnerRecord struct {
 	// TokenHash is the SHA-256 of the one-time bootstrap token; TokenExpires ends it.
 	TokenHash    string    `json:"token_hash,omitempty"`
 	TokenExpires time.Time `json:"token_expires,omitzero"`
-	// CallbackHash is the SHA-256 of the token the instance uses for status callbacks
-	// once it has its config.
-	CallbackHash  string `json:"callback_hash,omitempty"`
+	// CallbackHash is the SHA-256 of the instance's root callback token, handed out
+	// with the config and kept in a root-only file: it may report every event,
+	// job_finished (which deletes the instance) included. A record written before
+	// HookHash existed has only this one, and its instance uses it for every event.
+	CallbackHash string `json:"callback_hash,omitempty"`
+	// HookHash is the SHA-256 of the hook token, handed out with the config for the
+	// pre-job hook, which runs as the runner user (so job code can read it too): it
+	// may report job_started and pre_job_done only.
+	HookHash      string `json:"hook_hash,omitempty"`
 	ConfigFetched bool   `json:"config_fetched,omitempty"`
 
 	// CreatingUntil is the lease of the worker creating the instance: until then,

@@ -3,6 +3,8 @@ package sim
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -25,8 +27,9 @@ type PlayOptions struct {
 // Play does what an instance does after it boots, in Go: the bootstrap protocol
 // against the spawner (booted, fetch the one-time config, job callbacks) and the
 // runner. env carries SPAWNER_BOOTSTRAP_URL, SPAWNER_BOOTSTRAP_TOKEN and
-// SPAWNER_RUNNER_NAME. Tests use it to play the instances of a real backend whose
-// servers never really boot (OpenStack's fake compute driver).
+// SPAWNER_RUNNER_NAME, and SPAWNER_BOOTSTRAP_CA (the PEM to pin) when the endpoint is
+// https. Tests use it to play the instances of a real backend whose servers never
+// really boot (OpenStack's fake compute driver).
 func Play(ctx context.Context, env map[string]string, opts PlayOptions) error {
 	if opts.HTTPClient == nil {
 		opts.HTTPClient = &http.Client{Timeout: 30 * time.Second}
@@ -45,17 +48,33 @@ func (c *Cloud) bootstrap(ctx context.Context, name string, env map[string]strin
 
 // play is the bootstrap protocol as an instance speaks it (see package bootstrap): the
 // same calls the shell script makes.
-func (c *Cloud) play(ctx context.Context, env map[string]string, started func()) error {
+func (cl *Cloud) play(ctx context.Context, env map[string]string, started func()) error {
 	base, token, runner := env["SPAWNER_BOOTSTRAP_URL"], env["SPAWNER_BOOTSTRAP_TOKEN"], env["SPAWNER_RUNNER_NAME"]
 	if base == "" || token == "" || runner == "" {
 		return errNoBootstrap
 	}
+	c := caller{client: cl.opts.HTTPClient}
+	if ca := env["SPAWNER_BOOTSTRAP_CA"]; ca != "" {
+		// As the script does with curl --cacert: this certificate and nothing else.
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM([]byte(ca)) {
+			return fmt.Errorf("SPAWNER_BOOTSTRAP_CA holds no certificate")
+		}
+		c.client = &http.Client{
+			Timeout:   cl.opts.HTTPClient.Timeout,
+			Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}},
+		}
+		defer c.client.CloseIdleConnections()
+	}
 	url := strings.TrimRight(base, "/") + "/bootstrap/v1/runners/" + runner
 	_ = c.post(ctx, url+"/status", token, map[string]any{"event": "booted"}, nil)
 
+	// The root token reports job_finished; the hook token, which the script hands to
+	// the pre-job hook, only the pre-job events.
 	var cfg struct {
 		JITConfig     string `json:"jit_config"`
 		CallbackToken string `json:"callback_token"`
+		HookToken     string `json:"hook_token"`
 	}
 	for attempt := 0; ; attempt++ {
 		code, err := c.postCode(ctx, url+"/config", token, map[string]any{}, &cfg)
@@ -76,15 +95,15 @@ func (c *Cloud) play(ctx context.Context, env map[string]string, started func())
 	}
 
 	exit := 0
-	if c.opts.Runner != nil {
+	if cl.opts.Runner != nil {
 		hooks := Hooks{JobStarted: func(ctx context.Context) error {
-			if err := c.post(ctx, url+"/status", cfg.CallbackToken, map[string]any{"event": "job_started"}, nil); err != nil {
+			if err := c.post(ctx, url+"/status", cfg.HookToken, map[string]any{"event": "job_started"}, nil); err != nil {
 				return err
 			}
-			return c.post(ctx, url+"/status", cfg.CallbackToken, map[string]any{"event": "pre_job_done"}, nil)
+			return c.post(ctx, url+"/status", cfg.HookToken, map[string]any{"event": "pre_job_done"}, nil)
 		}}
 		var err error
-		exit, err = c.opts.Runner(ctx, cfg.JITConfig, hooks)
+		exit, err = cl.opts.Runner(ctx, cfg.JITConfig, hooks)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -95,7 +114,10 @@ func (c *Cloud) play(ctx context.Context, env map[string]string, started func())
 	return c.post(ctx, url+"/status", cfg.CallbackToken, map[string]any{"event": "job_finished", "exit_code": exit}, nil)
 }
 
-func (c *Cloud) post(ctx context.Context, url, token string, body, out any) error {
+// caller makes the instance's HTTP calls.
+type caller struct{ client *http.Client }
+
+func (c caller) post(ctx context.Context, url, token string, body, out any) error {
 	var err error
 	for attempt := 0; attempt < 5; attempt++ {
 		var code int
@@ -112,7 +134,7 @@ func (c *Cloud) post(ctx context.Context, url, token string, body, out any) erro
 	return err
 }
 
-func (c *Cloud) postCode(ctx context.Context, url, token string, body, out any) (int, error) {
+func (c caller) postCode(ctx context.Context, url, token string, body, out any) (int, error) {
 	data, _ := json.Marshal(body)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(data))
 	if err != nil {
@@ -121,7 +143,7 @@ func (c *Cloud) postCode(ctx context.Context, url, token string, body, out any) 
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
-	resp, err := c.opts.HTTPClient.Do(req)
+	resp, err := c.client.Do(req)
 	if err != nil {
 		return 0, err
 	}

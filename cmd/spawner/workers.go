@@ -185,7 +185,11 @@ func (a *app) bootstrapServer(st *queue.State, minter bootstrap.Minter, finished
 	r := chi.NewRouter()
 	r.Mount(bootstrap.PathPrefix, bs.Routes())
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	return httpserve.Listen("bootstrap", a.cfg.Bootstrap.Listen, r, a.logger.With(logkey.Component, "http"))
+	logger := a.logger.With(logkey.Component, "http")
+	if t := a.cfg.Bootstrap.TLS; t.CertFile != "" {
+		return httpserve.ListenTLS("bootstrap", a.cfg.Bootstrap.Listen, r, t.CertFile, t.KeyFile, logger)
+	}
+	return httpserve.Listen("bootstrap", a.cfg.Bootstrap.Listen, r, logger)
 }
 
 // opsServer serves /healthz, /readyz and /metrics on metrics.listen.

@@ -6,6 +6,7 @@ package httpserve
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -75,6 +76,25 @@ func ListenOptions(name, addr string, h http.Handler, logger *slog.Logger, opts 
 		},
 		ln: ln, logger: logger, name: name,
 	}, nil
+}
+
+// ListenTLS is Listen serving https with the key pair in certFile and keyFile, loaded
+// now so that a bad pair fails at start, not at the first client.
+func ListenTLS(name, addr string, h http.Handler, certFile, keyFile string, logger *slog.Logger) (*Server, error) {
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("load the %s key pair: %w", name, err)
+	}
+	s, err := Listen(name, addr, h, logger)
+	if err != nil {
+		return nil, err
+	}
+	s.ln = tls.NewListener(s.ln, &tls.Config{
+		Certificates: []tls.Certificate{pair},
+		MinVersion:   tls.VersionTLS12,
+		NextProtos:   []string{"http/1.1"},
+	})
+	return s, nil
 }
 
 // Addr is the bound address (useful with port 0).

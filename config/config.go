@@ -75,6 +75,9 @@ type NATS struct {
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
 }
 
+// DefaultNATSUser is nats.user when only a password is set.
+const DefaultNATSUser = "spawner"
+
 // TLS names certificate files: for the NATS connection (key "nats.tls") and for the
 // bootstrap endpoint (key "bootstrap.tls").
 type TLS struct {

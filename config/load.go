@@ -259,6 +259,12 @@ func resolveSecrets(f *File, getenv func(string) string, p *problems) {
 	readSecretFile(&f.NATS.Token, f.NATS.TokenFile, "nats.token", p)
 	envSecret(&f.NATS.Password, "SPAWNER_NATS_PASSWORD", getenv)
 	envSecret(&f.NATS.Token, "SPAWNER_NATS_TOKEN", getenv)
+	if f.NATS.User == "" && !f.NATS.Password.IsZero() {
+		// A password alone means the user every example names: one environment file
+		// (SPAWNER_NATS_PASSWORD) then serves serve's embedded server and the split
+		// roles of an external cluster alike.
+		f.NATS.User = DefaultNATSUser
+	}
 	readSecretFile(&f.GitHub.Token, f.GitHub.TokenFile, "github.token", p)
 	envSecret(&f.GitHub.Token, "SPAWNER_GITHUB_TOKEN", getenv)
 	readSecretFile(&f.Admin.Token, f.Admin.TokenFile, "admin.token", p)

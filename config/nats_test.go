@@ -48,7 +48,8 @@ func TestEmbeddedNATSNeedsCredentialBeyondLoopback(t *testing.T) {
 		{"creds for the embedded server", "{creds_file: " + creds + "}", "nats.creds_file"},
 		{"creds for an external server", "{url: nats://n1:4222, creds_file: " + creds + "}", ""},
 		{"external server, listen unused", "{url: nats://n1:4222, listen: 0.0.0.0:4222}", ""},
-		{"password without user", "{password: pw}", "nats.user"},
+		{"every interface with a password alone (user spawner)", "{listen: 0.0.0.0:4222, password: pw}", ""},
+		{"user without password", "{user: spawner}", "nats.password"},
 		{"embedded TLS", "{tls: {ca_file: " + cert + ", cert_file: " + cert + ", key_file: " + key + "}}", ""},
 		{"a key that is no key", "{tls: {cert_file: " + cert + ", key_file: " + seedFile + "}}", "nats.tls.cert_file"},
 		{"a CA for an embedded server without TLS", "{tls: {ca_file: " + cert + "}}", "nats.tls.ca_file"},
@@ -91,5 +92,23 @@ func TestBadNATSURLIsPrintedRedacted(t *testing.T) {
 	}
 	if s := err.Error(); strings.Contains(s, "hunter") || !strings.Contains(s, "nats.url") {
 		t.Errorf("nats.url error leaks its credential or names no key: %s", s)
+	}
+}
+
+// TestPasswordAloneIsUserSpawner: the environment file every unit shares sets only
+// SPAWNER_NATS_PASSWORD; it means the user the examples name, for serve's embedded
+// server and the split roles alike.
+func TestPasswordAloneIsUserSpawner(t *testing.T) {
+	env := map[string]string{"SPAWNER_NATS_PASSWORD": "pw"}
+	f, err := Parse([]byte(minimal), func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.NATS.User != DefaultNATSUser || f.NATS.Password.Reveal() != "pw" {
+		t.Errorf("nats.user %q with a password alone, want %q", f.NATS.User, DefaultNATSUser)
+	}
+	f, err = Parse([]byte(minimal+"nats: {user: ops, password: pw}\n"), nil)
+	if err != nil || f.NATS.User != "ops" {
+		t.Errorf("an explicit user was replaced: %q (%v)", f.NATS.User, err)
 	}
 }

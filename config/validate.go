@@ -77,9 +77,6 @@ func (f *File) validateNATS(p *problems) {
 	if n.User != "" && n.Password.IsZero() {
 		p.add("nats.password", "is required with nats.user (or SPAWNER_NATS_PASSWORD, or nats.password_file)")
 	}
-	if n.User == "" && !n.Password.IsZero() {
-		p.add("nats.user", "is required with nats.password")
-	}
 	checkFile(p, "nats.creds_file", n.CredsFile)
 	checkFile(p, "nats.nkey_file", n.NKeyFile)
 	if n.NKeyFile != "" && fileExists(n.NKeyFile) {

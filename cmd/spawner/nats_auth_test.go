@@ -148,6 +148,7 @@ func attackEmbedded(t *testing.T, opts queue.Options, bootAddr, runner string, j
 	}
 	hreq, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+bootAddr+bootstrap.PathPrefix+"/runners/"+runner+"/config", strings.NewReader("{}"))
 	hreq.Header.Set("Authorization", "Bearer "+token)
+	hreq.Header.Set("Accept", "application/json") // as the bootstrap script asks
 	if resp, err := http.DefaultClient.Do(hreq); err == nil {
 		resp.Body.Close()
 		if resp.StatusCode == http.StatusOK {

@@ -62,6 +62,16 @@ type organization struct{ Login string }
 
 type installation struct{ ID int64 }
 
+// parseDelivery returns the workflow_job payload a delivery's body carries, in either
+// of GitHub's content types.
+func parseDelivery(contentType string, body []byte) (*workflowJobPayload, error) {
+	doc, err := jsonBody(contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	return parseWorkflowJob(doc)
+}
+
 // jsonBody returns the JSON document of a delivery: the body itself for
 // application/json, the "payload" form field for application/x-www-form-urlencoded
 // (GitHub's two content types).

@@ -1,6 +1,10 @@
 package webhook
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 type metrics struct {
 	requests          *prometheus.CounterVec
@@ -38,4 +42,31 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		reg.MustRegister(m.requests, m.signatureFailures, m.publishSeconds, m.routed, m.notForwarded)
 	}
 	return m
+}
+
+func signatureReason(err error) string {
+	switch {
+	case errors.Is(err, ErrSignatureMissing):
+		return "missing"
+	case errors.Is(err, ErrSignatureMalformed):
+		return "malformed"
+	default:
+		return "mismatch"
+	}
+}
+
+// eventLabel and actionLabel keep metric cardinality bounded whatever is posted.
+func eventLabel(e string) string {
+	switch e {
+	case "workflow_job", "ping", "":
+		return e
+	}
+	return "other"
+}
+
+func actionLabel(a string) string {
+	if a == "" || knownAction(a) {
+		return a
+	}
+	return "other"
 }

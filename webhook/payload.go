@@ -62,6 +62,16 @@ type organization struct{ Login string }
 
 type installation struct{ ID int64 }
 
+// parseDelivery returns the workflow_job payload a delivery's body carries, in either
+// of GitHub's content types.
+func parseDelivery(contentType string, body []byte) (*workflowJobPayload, error) {
+	doc, err := jsonBody(contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	return parseWorkflowJob(doc)
+}
+
 // jsonBody returns the JSON document of a delivery: the body itself for
 // application/json, the "payload" form field for application/x-www-form-urlencoded
 // (GitHub's two content types).
@@ -103,18 +113,48 @@ func parseWorkflowJob(doc []byte) (*workflowJobPayload, error) {
 	if !root.IsObject() {
 		return nil, fmt.Errorf("%w: not a JSON object", ErrBadPayload)
 	}
-	var p workflowJobPayload
-	var bad, over []string
+	var probs fieldProblems
+	p := pickPayload(root, &probs)
+	if err := probs.err(p.missing()); err != nil {
+		return nil, err
+	}
+	// The repository goes into GitHub API paths, subjects of logs and operator tables:
+	// "../..", a newline or an escape sequence must stop here.
+	if err := ghname.ValidRepo(p.Repository.FullName); err != nil {
+		return nil, fmt.Errorf("%w: repository.full_name is %v", ErrBadPayload, err)
+	}
+	return p, nil
+}
+
+// fieldProblems collects, during the one pass over a payload, the fields of the wrong
+// type (bad) and those over a limit (over).
+type fieldProblems struct{ bad, over []string }
+
+// err reports the payload's problems, the fields of the wrong type first, then the
+// missing ones, then those over a limit; nil when there are none.
+func (f *fieldProblems) err(missing []string) error {
+	switch {
+	case len(f.bad) > 0:
+		return fmt.Errorf("%w: wrong type for %s", ErrBadPayload, strings.Join(f.bad, ", "))
+	case len(missing) > 0:
+		return fmt.Errorf("%w: missing %s", ErrBadPayload, strings.Join(missing, ", "))
+	case len(f.over) > 0:
+		return fmt.Errorf("%w: %s", ErrBadPayload, strings.Join(f.over, ", "))
+	}
+	return nil
+}
+
+// pickPayload picks the top-level fields we use out of the payload object root. A
+// field of the wrong type is left unset, and reported as missing if it is required.
+func pickPayload(root gjson.Result, probs *fieldProblems) *workflowJobPayload {
+	p := &workflowJobPayload{}
 	root.ForEach(func(k, v gjson.Result) bool {
 		switch k.Str {
 		case "action":
-			if v.Type == gjson.String {
-				a := v.Str
-				p.Action = &a
-			}
+			setString(&p.Action, v)
 		case "workflow_job":
 			if v.IsObject() {
-				p.WorkflowJob = parseJob(v, &bad, &over)
+				p.WorkflowJob = parseJob(v, probs)
 			}
 		case "repository":
 			if v.IsObject() {
@@ -131,6 +171,11 @@ func parseWorkflowJob(doc []byte) (*workflowJobPayload, error) {
 		}
 		return true
 	})
+	return p
+}
+
+// missing lists the required fields p lacks (or has empty or not positive).
+func (p *workflowJobPayload) missing() []string {
 	var missing []string
 	if p.Action == nil || *p.Action == "" {
 		missing = append(missing, "action")
@@ -151,100 +196,107 @@ func parseWorkflowJob(doc []byte) (*workflowJobPayload, error) {
 	if p.Repository == nil || p.Repository.FullName == "" {
 		missing = append(missing, "repository.full_name")
 	}
-	if len(bad) > 0 {
-		return nil, fmt.Errorf("%w: wrong type for %s", ErrBadPayload, strings.Join(bad, ", "))
-	}
-	if len(missing) > 0 {
-		return nil, fmt.Errorf("%w: missing %s", ErrBadPayload, strings.Join(missing, ", "))
-	}
-	if len(over) > 0 {
-		return nil, fmt.Errorf("%w: %s", ErrBadPayload, strings.Join(over, ", "))
-	}
-	// The repository goes into GitHub API paths, subjects of logs and operator tables:
-	// "../..", a newline or an escape sequence must stop here.
-	if err := ghname.ValidRepo(p.Repository.FullName); err != nil {
-		return nil, fmt.Errorf("%w: repository.full_name is %v", ErrBadPayload, err)
-	}
-	return &p, nil
+	return missing
 }
 
-func parseJob(obj gjson.Result, bad, over *[]string) *workflowJob {
+func parseJob(obj gjson.Result, probs *fieldProblems) *workflowJob {
 	j := &workflowJob{}
 	obj.ForEach(func(k, v gjson.Result) bool {
-		switch k.Str {
-		case "id":
-			j.ID = positiveInt(v, "workflow_job.id", bad)
-		case "run_id":
-			j.RunID = positiveInt(v, "workflow_job.run_id", bad)
-		case "run_attempt":
-			j.RunAttempt = int(v.Int())
-		case "name":
-			j.Name = v.String()
-		case "workflow_name":
-			j.WorkflowName = v.String()
-		case "url":
-			j.URL = v.String()
-		case "html_url":
-			j.HTMLURL = v.String()
-		case "status":
-			j.Status = v.String()
-		case "conclusion":
-			if v.Type == gjson.String {
-				c := v.Str
-				j.Conclusion = &c
-			}
-		case "labels":
-			if !v.IsArray() {
-				*bad = append(*bad, "workflow_job.labels")
-				return true
-			}
-			labels := []string{}
-			v.ForEach(func(_, l gjson.Result) bool {
-				switch {
-				case l.Type != gjson.String:
-					*bad = append(*bad, "workflow_job.labels")
-					return false
-				case len(labels) == MaxLabels:
-					*over = append(*over, fmt.Sprintf("workflow_job.labels has more than %d entries", MaxLabels))
-					return false
-				case len(l.Str) > MaxLabelLen:
-					*over = append(*over, fmt.Sprintf("a workflow_job.labels entry is longer than %d bytes", MaxLabelLen))
-					return false
-				}
-				labels = append(labels, l.Str)
-				return true
-			})
-			j.Labels = &labels
-		case "runner_id":
-			if v.Type == gjson.Number {
-				id := v.Int()
-				j.RunnerID = &id
-			}
-		case "runner_name":
-			if v.Type == gjson.String {
-				n := v.Str
-				j.RunnerName = &n
-			}
-		case "created_at":
-			j.CreatedAt = timestamp(v)
-		case "started_at":
-			j.StartedAt = timestamp(v)
-		case "completed_at":
-			j.CompletedAt = timestamp(v)
-		}
+		j.set(k.Str, v, probs)
 		return true
 	})
 	return j
 }
 
-func positiveInt(v gjson.Result, key string, bad *[]string) *int64 {
+// set stores the workflow_job field key. The ids and labels we require note a wrong
+// type in probs; the optional fields are left unset.
+func (j *workflowJob) set(key string, v gjson.Result, probs *fieldProblems) {
+	switch key {
+	case "id":
+		j.ID = positiveInt(v, "workflow_job.id", probs)
+	case "run_id":
+		j.RunID = positiveInt(v, "workflow_job.run_id", probs)
+	case "run_attempt":
+		j.RunAttempt = int(v.Int())
+	case "name":
+		j.Name = v.String()
+	case "workflow_name":
+		j.WorkflowName = v.String()
+	case "url":
+		j.URL = v.String()
+	case "html_url":
+		j.HTMLURL = v.String()
+	case "status":
+		j.Status = v.String()
+	case "conclusion":
+		setString(&j.Conclusion, v)
+	case "labels":
+		if labels := parseLabels(v, probs); labels != nil {
+			j.Labels = labels
+		}
+	case "runner_id":
+		setInt(&j.RunnerID, v)
+	case "runner_name":
+		setString(&j.RunnerName, v)
+	case "created_at":
+		j.CreatedAt = timestamp(v)
+	case "started_at":
+		j.StartedAt = timestamp(v)
+	case "completed_at":
+		j.CompletedAt = timestamp(v)
+	}
+}
+
+// parseLabels returns the job's labels, stopping at the first that is not a string
+// or over a limit (noted in probs); nil when v is not an array.
+func parseLabels(v gjson.Result, probs *fieldProblems) *[]string {
+	if !v.IsArray() {
+		probs.bad = append(probs.bad, "workflow_job.labels")
+		return nil
+	}
+	labels := []string{}
+	v.ForEach(func(_, l gjson.Result) bool {
+		switch {
+		case l.Type != gjson.String:
+			probs.bad = append(probs.bad, "workflow_job.labels")
+			return false
+		case len(labels) == MaxLabels:
+			probs.over = append(probs.over, fmt.Sprintf("workflow_job.labels has more than %d entries", MaxLabels))
+			return false
+		case len(l.Str) > MaxLabelLen:
+			probs.over = append(probs.over, fmt.Sprintf("a workflow_job.labels entry is longer than %d bytes", MaxLabelLen))
+			return false
+		}
+		labels = append(labels, l.Str)
+		return true
+	})
+	return &labels
+}
+
+// setString and setInt store v in dst when it has the type dst holds, and otherwise
+// leave dst as it was.
+func setString(dst **string, v gjson.Result) {
+	if v.Type == gjson.String {
+		s := v.Str
+		*dst = &s
+	}
+}
+
+func setInt(dst **int64, v gjson.Result) {
+	if v.Type == gjson.Number {
+		n := v.Int()
+		*dst = &n
+	}
+}
+
+func positiveInt(v gjson.Result, key string, probs *fieldProblems) *int64 {
 	if v.Type != gjson.Number {
-		*bad = append(*bad, key)
+		probs.bad = append(probs.bad, key)
 		return nil
 	}
 	n, err := strconv.ParseInt(v.Raw, 10, 64)
 	if err != nil {
-		*bad = append(*bad, key)
+		probs.bad = append(probs.bad, key)
 		return nil
 	}
 	return &n

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/runner-spawner/runner-spawner/bootstrap"
+	"github.com/runner-spawner/runner-spawner/fleet"
+	"github.com/runner-spawner/runner-spawner/fleet/fleettest"
 	"github.com/runner-spawner/runner-spawner/internal/syncbuf"
 	"github.com/runner-spawner/runner-spawner/queue"
 	"github.com/runner-spawner/runner-spawner/queue/queuetest"
@@ -53,7 +55,8 @@ func jitFor(name string) string {
 
 type env struct {
 	ns       *queuetest.Server
-	state    *queue.State
+	conn     *queue.Conn
+	state    *fleet.Fleet
 	srv      *httptest.Server
 	minter   *fakeMinter
 	finished chan string
@@ -74,13 +77,14 @@ func newEnv(t *testing.T, opts ...envOptions) *env {
 		o = opts[0]
 	}
 	ns := queuetest.Start(t)
-	st, err := ns.Connect(t, queue.Options{}).State(t.Context())
+	conn := ns.Connect(t, queue.Options{})
+	st, err := fleet.Open(t.Context(), conn, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{ns: ns, state: st, minter: &fakeMinter{}, finished: make(chan string, 10), logs: &syncbuf.Buffer{}, tlsLog: &syncbuf.Buffer{}}
+	e := &env{ns: ns, conn: conn, state: st, minter: &fakeMinter{}, finished: make(chan string, 10), logs: &syncbuf.Buffer{}, tlsLog: &syncbuf.Buffer{}}
 	s := bootstrap.NewServer(bootstrap.Options{
-		State:  st,
+		Fleet:  st,
 		Minter: e.minter,
 		Labels: func(f string) ([]string, bool) { return []string{"self-hosted", f}, f == "small" },
 		Finished: func(name string) {
@@ -113,12 +117,10 @@ func (e *env) pin() []byte {
 func (e *env) newRunner(t *testing.T, name string, ttl time.Duration) string {
 	t.Helper()
 	token, hash := bootstrap.NewToken()
-	if err := e.state.CreateRunner(t.Context(), &queue.RunnerRecord{
-		Name: name, Flavor: "small", State: queue.RunnerBooting, ForJob: 1,
+	fleettest.PutRunner(t, e.conn, fleet.RunnerRecord{
+		Name: name, Flavor: "small", State: fleet.RunnerBooting, ForJob: 1,
 		TokenHash: hash, TokenExpires: time.Now().Add(ttl),
-	}); err != nil {
-		t.Fatal(err)
-	}
+	})
 	return token
 }
 
@@ -166,7 +168,7 @@ func TestConfigIsHandedOutOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rec.State != queue.RunnerIdle || rec.GitHubRunnerID != 4242 || !rec.ConfigFetched || rec.CallbackHash == "" || rec.HookHash == "" {
+	if rec.State != fleet.RunnerIdle || rec.GitHubRunnerID != 4242 || !rec.ConfigFetched || rec.CallbackHash == "" || rec.HookHash == "" {
 		t.Errorf("runner after config: %+v", rec)
 	}
 }
@@ -314,7 +316,7 @@ func TestScriptRunsTheProtocol(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if rec.State != queue.RunnerFinished || rec.ExitCode == nil || *rec.ExitCode != 3 ||
+			if rec.State != fleet.RunnerFinished || rec.ExitCode == nil || *rec.ExitCode != 3 ||
 				rec.BootedAt.IsZero() || rec.PreJobStartedAt.IsZero() || rec.PreJobDoneAt.IsZero() {
 				t.Errorf("runner record after the script: %+v\n%s", rec, out)
 			}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/runner-spawner/runner-spawner/bootstrap"
+	"github.com/runner-spawner/runner-spawner/fleet"
+	"github.com/runner-spawner/runner-spawner/fleet/fleettest"
 	"github.com/runner-spawner/runner-spawner/internal/testcert"
 	"github.com/runner-spawner/runner-spawner/queue"
 )
@@ -35,16 +37,7 @@ func (e *env) fetchConfig(t *testing.T, name, token string) bootstrap.ConfigResp
 // rawRunner is the runner's record as the KV store holds it, bytes and all.
 func (e *env) rawRunner(t *testing.T, name string) string {
 	t.Helper()
-	conn := e.ns.Connect(t, queue.Options{Name: "raw-reader"})
-	kv, err := conn.JetStream().KeyValue(t.Context(), queue.BucketRunners)
-	if err != nil {
-		t.Fatal(err)
-	}
-	entry, err := kv.Get(t.Context(), name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(entry.Value())
+	return string(fleettest.Raw(t, e.ns.Connect(t, queue.Options{Name: "raw-reader"}), queue.BucketRunners, name))
 }
 
 // Each token of a runner can say only what its holder may say: the hook token (which
@@ -84,7 +77,7 @@ func TestTokenScopes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rec.State != queue.RunnerBusy || rec.PreJobDoneAt.IsZero() || rec.ExitCode != nil {
+	if rec.State != fleet.RunnerBusy || rec.PreJobDoneAt.IsZero() || rec.ExitCode != nil {
 		t.Errorf("after the hook's events: %+v", rec)
 	}
 	select {
@@ -106,11 +99,9 @@ func TestRecordWithoutHookHashKeepsRootScope(t *testing.T) {
 	e := newEnv(t)
 	name := "spawner-small-3-0"
 	token, hash := bootstrap.NewToken()
-	if err := e.state.CreateRunner(t.Context(), &queue.RunnerRecord{
-		Name: name, Flavor: "small", State: queue.RunnerIdle, ForJob: 3, ConfigFetched: true, CallbackHash: hash,
-	}); err != nil {
-		t.Fatal(err)
-	}
+	fleettest.PutRunner(t, e.conn, fleet.RunnerRecord{
+		Name: name, Flavor: "small", State: fleet.RunnerIdle, ForJob: 3, ConfigFetched: true, CallbackHash: hash,
+	})
 	for _, ev := range []string{bootstrap.EventJobStarted, bootstrap.EventPreJobDone, bootstrap.EventJobFinished} {
 		if got := e.call(t, name, "status", token, `{"event":"`+ev+`"}`).StatusCode; got != http.StatusNoContent {
 			t.Errorf("%s with an old record's callback token: %d", ev, got)
@@ -210,7 +201,7 @@ func TestUnknownEventIsCutInLogs(t *testing.T) {
 // checkTokenFiles checks what the script left: the root callback token in a root-only
 // file in a root-only directory, the hook token where the hook reads it, and neither
 // in lib.sh nor the root token anywhere the runner user may read.
-func checkTokenFiles(t *testing.T, runDir string, rec *queue.RunnerRecord) {
+func checkTokenFiles(t *testing.T, runDir string, rec *fleet.RunnerRecord) {
 	t.Helper()
 	mode := func(p string) fs.FileMode {
 		st, err := os.Stat(p)
@@ -357,7 +348,7 @@ func TestScriptPinsTheCertificate(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if rec.State != queue.RunnerFinished || rec.PreJobDoneAt.IsZero() {
+		if rec.State != fleet.RunnerFinished || rec.PreJobDoneAt.IsZero() {
 			t.Errorf("runner record after the script: %+v\n%s", rec, out)
 		}
 		if got, err := os.ReadFile(filepath.Join(dir, "run", "spawner-hooks", "ca.pem")); err != nil || string(got) != string(e.pin()) {

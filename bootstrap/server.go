@@ -12,7 +12,7 @@
 // (job_started and pre_job_done) is all the pre-job hook, running as the runner user,
 // can read.
 //
-// State lives in the queue's KV records, so any spawner process can serve any
+// State lives in the fleet's KV records, so any spawner process can serve any
 // instance. It must not import a backend or the GitHub client: minting and instance
 // cleanup are passed in.
 package bootstrap
@@ -32,10 +32,10 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/runner-spawner/runner-spawner/fleet"
 	"github.com/runner-spawner/runner-spawner/internal/logkey"
 	"github.com/runner-spawner/runner-spawner/internal/runnername"
 	"github.com/runner-spawner/runner-spawner/internal/untrusted"
-	"github.com/runner-spawner/runner-spawner/queue"
 )
 
 // Minter mints a single-use runner config on GitHub.
@@ -55,7 +55,8 @@ func (e *BusyError) Unwrap() error { return e.Err }
 
 // Options configures the Server.
 type Options struct {
-	State  *queue.State
+	// Fleet holds the runner records; the server moves them with its verbs.
+	Fleet  *fleet.Fleet
 	Minter Minter
 	// Labels returns the runner labels of a flavor (false: unknown flavor).
 	Labels func(flavor string) ([]string, bool)
@@ -75,6 +76,7 @@ type Options struct {
 // Server serves the bootstrap endpoints under /bootstrap/v1.
 type Server struct {
 	opts     Options
+	fleet    *fleet.Fleet
 	logger   *slog.Logger
 	requests *prometheus.CounterVec
 	mintSecs prometheus.Histogram
@@ -85,8 +87,8 @@ const PathPrefix = "/bootstrap/v1"
 
 // NewServer builds a Server.
 func NewServer(opts Options) *Server {
-	if opts.State == nil || opts.Minter == nil || opts.Labels == nil {
-		panic("bootstrap: NewServer needs State, Minter and Labels")
+	if opts.Fleet == nil || opts.Minter == nil || opts.Labels == nil {
+		panic("bootstrap: NewServer needs Fleet, Minter and Labels")
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -102,6 +104,7 @@ func NewServer(opts Options) *Server {
 	}
 	s := &Server{
 		opts:   opts,
+		fleet:  opts.Fleet.WithClock(opts.Now),
 		logger: opts.Logger,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "spawner_bootstrap_requests_total",
@@ -167,20 +170,18 @@ func (s *Server) config(w http.ResponseWriter, r *http.Request) {
 	hook, hookHash := NewToken()
 	var flavor string
 	// Claim the one-time config first, so two concurrent fetches cannot both mint.
-	rec, err := s.opts.State.UpdateRunner(r.Context(), name, func(rec *queue.RunnerRecord) error {
+	rec, err := s.fleet.ClaimConfig(r.Context(), name, func(rec *fleet.RunnerRecord) error {
 		switch {
 		case !tokenMatches(token, rec.TokenHash):
 			return errUnauthorized
 		case now.After(rec.TokenExpires):
 			return errExpired
-		case rec.ConfigFetched || rec.State.Terminal():
-			return errGone
 		}
-		rec.ConfigFetched = true
-		rec.CallbackHash, rec.HookHash = callbackHash, hookHash
-		flavor = rec.Flavor
 		return nil
-	})
+	}, callbackHash, hookHash, errGone)
+	if err == nil {
+		flavor = rec.Flavor
+	}
 	if err != nil {
 		s.fail(w, logger, "config", err)
 		return
@@ -209,13 +210,7 @@ func (s *Server) config(w http.ResponseWriter, r *http.Request) {
 	// since GitHub now has the registration.
 	wctx, wcancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
 	defer wcancel()
-	if _, err := s.opts.State.UpdateRunner(wctx, name, func(rec *queue.RunnerRecord) error {
-		rec.GitHubRunnerID = runnerID
-		if rec.State.Advance(queue.RunnerIdle) {
-			rec.IdleAt = s.opts.Now().UTC()
-		}
-		return nil
-	}); err != nil {
+	if err := s.fleet.Registered(wctx, name, runnerID); err != nil {
 		logger.Warn("runner config handed out but its record was not updated", logkey.Error, err)
 	}
 	s.requests.WithLabelValues("config", "ok").Inc()
@@ -258,11 +253,11 @@ func inAlphabet(s, alphabet string) bool {
 func (s *Server) unclaim(ctx context.Context, name string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	_, _ = s.opts.State.UpdateRunner(ctx, name, func(rec *queue.RunnerRecord) error {
-		rec.ConfigFetched = false
-		rec.CallbackHash, rec.HookHash = "", ""
-		return nil
-	})
+	if err := s.fleet.UnclaimConfig(ctx, name); err != nil {
+		// The instance's next fetch finds the config handed out (410) and gives up;
+		// its runner never registers and is replaced after its boot timeout.
+		s.logger.Warn("runner config not unclaimed after a failed mint", logkey.Runner, name, logkey.Error, err)
+	}
 }
 
 // Status events an instance reports.
@@ -272,6 +267,12 @@ const (
 	EventPreJobDone  = "pre_job_done"
 	EventJobFinished = "job_finished"
 )
+
+// instanceEvents maps the wire names of the status events to the lifecycle's.
+var instanceEvents = map[string]fleet.InstanceEvent{
+	EventBooted: fleet.EventBooted, EventJobStarted: fleet.EventJobStarted,
+	EventPreJobDone: fleet.EventPreJobDone, EventJobFinished: fleet.EventJobFinished,
+}
 
 // StatusRequest is the body of a status callback.
 type StatusRequest struct {
@@ -305,7 +306,7 @@ func eventScopes(event string) scope {
 
 // tokenScope is what token may report for rec. A record written before HookHash
 // existed has only CallbackHash, which keeps its full scope.
-func tokenScope(rec *queue.RunnerRecord, token string, now time.Time) scope {
+func tokenScope(rec *fleet.RunnerRecord, token string, now time.Time) scope {
 	var s scope
 	if tokenMatches(token, rec.TokenHash) && now.Before(rec.TokenExpires) {
 		s |= scopeBoot
@@ -336,8 +337,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	}
 	token := bearer(r)
 	now := s.opts.Now().UTC()
-	finished := false
-	_, err := s.opts.State.UpdateRunner(r.Context(), name, func(rec *queue.RunnerRecord) error {
+	err := s.fleet.Report(r.Context(), name, instanceEvents[req.Event], req.ExitCode, func(rec *fleet.RunnerRecord) error {
 		granted := tokenScope(rec, token, now)
 		switch {
 		case granted == 0:
@@ -345,37 +345,13 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		case granted&allowed == 0:
 			return fmt.Errorf("%w: %s", errForbidden, req.Event)
 		}
-		switch req.Event {
-		case EventBooted:
-			if !rec.BootedAt.IsZero() {
-				return queue.ErrSkip
-			}
-			rec.BootedAt = now
-		case EventJobStarted:
-			if rec.State.Advance(queue.RunnerBusy) {
-				rec.BusyAt = now
-			}
-			if rec.PreJobStartedAt.IsZero() {
-				rec.PreJobStartedAt = now
-			}
-		case EventPreJobDone:
-			if rec.PreJobDoneAt.IsZero() {
-				rec.PreJobDoneAt = now
-			}
-		case EventJobFinished:
-			code := req.ExitCode
-			rec.ExitCode = &code
-			if rec.State.Advance(queue.RunnerFinished) {
-				rec.FinishedAt = now
-			}
-			finished = true
-		}
 		return nil
 	})
-	if err != nil && !errors.Is(err, queue.ErrSkip) {
+	if err != nil && !errors.Is(err, fleet.ErrUnchanged) {
 		s.fail(w, logger, "status", err)
 		return
 	}
+	finished := req.Event == EventJobFinished
 	if finished {
 		s.opts.Finished(name)
 	}
@@ -399,7 +375,7 @@ func (s *Server) fail(w http.ResponseWriter, logger *slog.Logger, endpoint strin
 	code, reason := http.StatusInternalServerError, "internal error"
 	var busy *BusyError
 	switch {
-	case errors.Is(err, queue.ErrNoRecord), errors.Is(err, errUnauthorized):
+	case errors.Is(err, fleet.ErrNoRecord), errors.Is(err, errUnauthorized):
 		// An unknown runner and a wrong token look the same from outside.
 		code, reason = http.StatusUnauthorized, "unauthorized"
 	case errors.Is(err, errExpired):

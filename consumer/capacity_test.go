@@ -10,9 +10,9 @@ import (
 
 	"github.com/runner-spawner/runner-spawner/backends"
 	"github.com/runner-spawner/runner-spawner/consumer"
+	"github.com/runner-spawner/runner-spawner/fleet"
 	"github.com/runner-spawner/runner-spawner/github/githubtest"
 	"github.com/runner-spawner/runner-spawner/internal/systemtest"
-	"github.com/runner-spawner/runner-spawner/queue"
 )
 
 // TestFailedCreateKeepsItsSlotUntilItsInstanceIsGone: a create fails after making
@@ -47,16 +47,16 @@ func failedCreateKeepsItsSlot(t *testing.T, attempts int) {
 	first := s.GH.CreateJob(githubtest.JobSpec{Labels: []string{"small"}})
 	var leftover string
 	systemtest.Eventually(t, 15*time.Second, func() error {
-		j, err := s.State.Job(ctx, first.ID)
+		j, err := s.Fleet.Job(ctx, first.ID)
 		if err != nil || len(j.Runners) == 0 {
 			return fmt.Errorf("job %d has no runner yet (%v)", first.ID, err)
 		}
 		leftover = j.Runners[0]
-		r, err := s.State.Runner(ctx, leftover)
+		r, err := s.Fleet.Runner(ctx, leftover)
 		if err != nil {
 			return err
 		}
-		if r.State != queue.RunnerFailed {
+		if r.State != fleet.RunnerFailed {
 			return fmt.Errorf("runner %s not failed yet: %s, instance %q, %d attempts", leftover, r.State, r.InstanceID, r.Attempts)
 		}
 		if r.Attempts != attempts {
@@ -67,7 +67,7 @@ func failedCreateKeepsItsSlot(t *testing.T, attempts int) {
 	if !s.Cloud.Exists(leftover) {
 		t.Fatalf("the failed create left no instance: the case did not happen")
 	}
-	r, err := s.State.Runner(ctx, leftover)
+	r, err := s.Fleet.Runner(ctx, leftover)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +108,7 @@ func failedCreateKeepsItsSlot(t *testing.T, attempts int) {
 		if slots(t, s, "small")[leftover] {
 			return fmt.Errorf("leftover %s's slot still held after its instance is gone", leftover)
 		}
-		r, err := s.State.Runner(ctx, leftover)
+		r, err := s.Fleet.Runner(ctx, leftover)
 		if err != nil || !r.InstanceDeleted {
 			return fmt.Errorf("runner %s not settled: %+v %v", leftover, r, err)
 		}
@@ -133,7 +133,7 @@ func TestUnknownCreateOutcomeGivesUpTheName(t *testing.T) {
 	before := time.Now()
 	jobDone(t, s, job.ID, 30*time.Second)
 
-	j, err := s.State.Job(ctx, job.ID)
+	j, err := s.Fleet.Job(ctx, job.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,11 +141,11 @@ func TestUnknownCreateOutcomeGivesUpTheName(t *testing.T) {
 		t.Fatalf("job runners %v, want the given-up name and a new one", j.Runners)
 	}
 	given := j.Runners[0]
-	r, err := s.State.Runner(ctx, given)
+	r, err := s.Fleet.Runner(ctx, given)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.State != queue.RunnerFailed || r.InstanceDeleted {
+	if r.State != fleet.RunnerFailed || r.InstanceDeleted {
 		t.Errorf("given-up runner %s: state %s, instance deleted %v; want failed with its instance unconfirmed", given, r.State, r.InstanceDeleted)
 	}
 	if min := before.Add(backends.LateInstanceWindow - time.Minute); r.HoldSlotUntil.Before(min) {
@@ -163,7 +163,7 @@ func TestUnknownCreateOutcomeGivesUpTheName(t *testing.T) {
 // slots returns the runners holding a slot of flavor.
 func slots(t *testing.T, s *systemtest.System, flavor string) map[string]bool {
 	t.Helper()
-	c, err := s.State.Capacity(t.Context(), flavor)
+	c, err := s.Fleet.Capacity(t.Context(), flavor)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/runner-spawner/runner-spawner/fleet"
 	"github.com/runner-spawner/runner-spawner/internal/logkey"
 	"github.com/runner-spawner/runner-spawner/queue"
 )
@@ -44,9 +45,9 @@ func (c *Consumer) deleteFinished(ctx context.Context, name string) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	logger := c.logger.With(logkey.Runner, name)
-	rec, err := c.opts.State.Runner(ctx, name)
+	rec, err := c.fleet.Runner(ctx, name)
 	if err != nil {
-		if !errors.Is(err, queue.ErrNoRecord) {
+		if !errors.Is(err, fleet.ErrNoRecord) {
 			logger.Warn("cannot read the finished runner; the janitor will delete it", logkey.Error, err)
 		}
 		return
@@ -62,22 +63,10 @@ func (c *Consumer) deleteFinished(ctx context.Context, name string) {
 		logger.Warn("instance not deleted; the janitor will retry", logkey.Backend, f.BackendName, logkey.Error, err)
 		return
 	}
-	if _, err := c.opts.State.UpdateRunner(ctx, name, func(r *queue.RunnerRecord) error {
-		r.InstanceDeleted = true
-		if r.State.Advance(queue.RunnerFinished) {
-			r.FinishedAt = c.opts.Now().UTC()
-		}
-		return nil
-	}); err != nil {
-		logger.Warn("runner record not updated after delete", logkey.Error, err)
-	}
-	if err := c.opts.State.ReleaseSlot(ctx, rec.Flavor, name); err != nil {
-		logger.Warn("capacity slot not released; the janitor will", logkey.Error, err)
-	}
-	if rec.Spare {
-		if err := c.opts.State.RemoveSpare(ctx, rec.Flavor, name); err != nil {
-			logger.Warn("spare index not updated; the next adoption drops the entry", logkey.Error, err)
-		}
+	if _, err := c.fleet.InstanceGone(ctx, rec.Flavor, name, true); err != nil {
+		// What is left (the record, the slot) is settled by the janitor, which finds a
+		// finished runner whose instance is not listed.
+		logger.Warn("instance deleted but not all of its runner settled; the janitor will", logkey.Error, err)
 	}
 	c.metrics.deleted.WithLabelValues(rec.Flavor).Inc()
 	logger.Info("runner finished; instance deleted", "job", rec.TookJob, "exit_code", exitCode(rec))
@@ -88,7 +77,7 @@ func (c *Consumer) deleteFinished(ctx context.Context, name string) {
 	}
 }
 
-func exitCode(r *queue.RunnerRecord) any {
+func exitCode(r *fleet.RunnerRecord) any {
 	if r.ExitCode == nil {
 		return nil
 	}

@@ -24,6 +24,7 @@ import (
 
 	"github.com/runner-spawner/runner-spawner/backends"
 	"github.com/runner-spawner/runner-spawner/bootstrap"
+	"github.com/runner-spawner/runner-spawner/fleet"
 	"github.com/runner-spawner/runner-spawner/github"
 	"github.com/runner-spawner/runner-spawner/internal/logkey"
 	"github.com/runner-spawner/runner-spawner/queue"
@@ -48,8 +49,10 @@ type Flavor struct {
 
 // Options configures a Consumer.
 type Options struct {
-	Conn         *queue.Conn
-	State        *queue.State
+	Conn *queue.Conn
+	// Fleet is the job and runner records and their verbs; the consumer uses it
+	// with its own clock (Now).
+	Fleet        *fleet.Fleet
 	GitHub       GitHub // nil: jobs are never checked with GitHub
 	Flavors      []Flavor
 	DeploymentID string
@@ -129,6 +132,7 @@ func (o *Options) defaults() {
 // Consumer runs the workers of every flavor it serves.
 type Consumer struct {
 	opts    Options
+	fleet   *fleet.Fleet
 	logger  *slog.Logger
 	flavors map[string]*Flavor
 	metrics *metrics
@@ -141,12 +145,13 @@ type Consumer struct {
 
 // New builds a Consumer; it panics on a wiring mistake (a nil dependency).
 func New(opts Options) (*Consumer, error) {
-	if opts.Conn == nil || opts.State == nil {
-		panic("consumer: New needs Conn and State")
+	if opts.Conn == nil || opts.Fleet == nil {
+		panic("consumer: New needs Conn and Fleet")
 	}
 	opts.defaults()
 	c := &Consumer{
 		opts:    opts,
+		fleet:   opts.Fleet.WithClock(opts.Now),
 		logger:  opts.Logger,
 		flavors: map[string]*Flavor{},
 		metrics: newMetrics(opts.Registerer),
@@ -243,15 +248,9 @@ func (c *Consumer) consume(ctx context.Context, spec consumerSpec, f *Flavor, wo
 	workCtx := context.WithoutCancel(ctx)
 	backoff := time.Second
 	for ctx.Err() == nil {
-		cons, err := c.opts.Conn.JetStream().CreateOrUpdateConsumer(ctx, queue.StreamJobs, jetstream.ConsumerConfig{
-			Durable:        spec.name,
-			Description:    "runner-spawner consumer of " + f.Name,
-			FilterSubjects: spec.filters,
-			AckPolicy:      jetstream.AckExplicitPolicy,
-			AckWait:        c.opts.AckWait,
-			MaxDeliver:     -1,
-			MaxAckPending:  10000,
-			DeliverPolicy:  jetstream.DeliverAllPolicy,
+		cons, err := c.opts.Conn.JobConsumer(ctx, queue.JobConsumerSpec{
+			Name: spec.name, Description: "runner-spawner consumer of " + f.Name,
+			Filters: spec.filters, AckWait: c.opts.AckWait,
 		})
 		if err != nil {
 			if ctx.Err() != nil {
@@ -337,4 +336,13 @@ func sleep(ctx context.Context, d time.Duration) {
 // finds what a crashed one made.
 func RunnerName(deploymentID, flavor string, jobID int64, n int) string {
 	return deploymentID + "-" + flavor + "-" + strconv.FormatInt(jobID, 10) + "-" + strconv.Itoa(n)
+}
+
+// settled logs a failed ack, nak or term once, at debug: nothing is lost by it. An
+// event not acked comes back after AckWait and is handled again, idempotently; a nak
+// or term that did not reach the server is the same as no answer.
+func settled(logger *slog.Logger, what string, err error) {
+	if err != nil {
+		logger.Debug(what+" not delivered; the event comes back after ack_wait", logkey.Error, err)
+	}
 }

@@ -5,9 +5,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/runner-spawner/runner-spawner/fleet"
 	"github.com/runner-spawner/runner-spawner/github/githubtest"
 	"github.com/runner-spawner/runner-spawner/internal/systemtest"
-	"github.com/runner-spawner/runner-spawner/queue"
 )
 
 func twoFlavors() []systemtest.FlavorSpec {
@@ -53,7 +53,7 @@ func TestEveryJobRunsOnItsFlavor(t *testing.T) {
 		spares = s.OnlySparesLeft(t, 5*time.Second)
 		held := 0
 		for _, f := range []string{"small", "large"} {
-			capRec, err := s.State.Capacity(t.Context(), f)
+			capRec, err := s.Fleet.Capacity(t.Context(), f)
 			if err != nil {
 				return err
 			}
@@ -64,10 +64,10 @@ func TestEveryJobRunsOnItsFlavor(t *testing.T) {
 		}
 		return nil
 	})
-	runners, _ := s.State.Runners(t.Context())
+	runners, _ := s.Fleet.Runners(t.Context())
 	finished := 0
 	for _, r := range runners {
-		if r.State == queue.RunnerFinished && r.InstanceDeleted {
+		if r.State == fleet.RunnerFinished && r.InstanceDeleted {
 			finished++
 		} else if !r.Spare {
 			t.Logf("runner neither finished nor spare: %+v", r)

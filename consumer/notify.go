@@ -33,7 +33,7 @@ func (n *notifier) broadcast() {
 // watchCapacity keeps a flavor's notifier fed until ctx ends, re-watching after errors.
 func (c *Consumer) watchCapacity(ctx context.Context, flavor string, n *notifier) {
 	for ctx.Err() == nil {
-		err := c.opts.State.WatchCapacity(ctx, flavor, n.broadcast)
+		err := c.fleet.WatchCapacity(ctx, flavor, n.broadcast)
 		if ctx.Err() != nil {
 			return
 		}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/runner-spawner/runner-spawner/backends"
 	"github.com/runner-spawner/runner-spawner/consumer"
+	"github.com/runner-spawner/runner-spawner/fleet"
 	"github.com/runner-spawner/runner-spawner/github/githubtest"
 	"github.com/runner-spawner/runner-spawner/internal/systemtest"
 	"github.com/runner-spawner/runner-spawner/queue"
@@ -30,7 +31,7 @@ func TestStolenRunners(t *testing.T) {
 	s.RecordsSettled(t, 10*time.Second)
 	spares := s.OnlySparesLeft(t, 30*time.Second)
 	stolen, replaced := 0, 0
-	jobs, err := s.State.Jobs(t.Context())
+	jobs, err := s.Fleet.Jobs(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +67,7 @@ func TestCancelledJobsRunnerIsAdopted(t *testing.T) {
 	})
 	j1 := s.GH.CreateJob(githubtest.JobSpec{Labels: []string{"small"}})
 	systemtest.Eventually(t, 10*time.Second, func() error {
-		j, err := s.State.Job(t.Context(), j1.ID)
+		j, err := s.Fleet.Job(t.Context(), j1.ID)
 		if err != nil || len(j.Runners) == 0 {
 			return fmt.Errorf("no runner yet")
 		}
@@ -76,8 +77,8 @@ func TestCancelledJobsRunnerIsAdopted(t *testing.T) {
 		t.Fatal(err)
 	}
 	systemtest.Eventually(t, 10*time.Second, func() error {
-		j, _ := s.State.Job(t.Context(), j1.ID)
-		r, err := s.State.Runner(t.Context(), j.Runners[0])
+		j, _ := s.Fleet.Job(t.Context(), j1.ID)
+		r, err := s.Fleet.Runner(t.Context(), j.Runners[0])
 		if err != nil || !r.Spare {
 			return fmt.Errorf("runner not spare yet: %+v %v", r, err)
 		}
@@ -107,9 +108,9 @@ func TestDuplicateAndOutOfOrderDeliveries(t *testing.T) {
 	s.AllJobsDone(t, 60*time.Second)
 	s.RecordsSettled(t, 10*time.Second)
 	spares := s.OnlySparesLeft(t, 20*time.Second)
-	jobs, _ := s.State.Jobs(t.Context())
+	jobs, _ := s.Fleet.Jobs(t.Context())
 	for _, j := range jobs {
-		if j.State != queue.JobCompleted {
+		if j.State != fleet.JobCompleted {
 			t.Errorf("job %d record: %s", j.ID, j.State)
 		}
 	}
@@ -129,7 +130,7 @@ func TestCapacityFullThenFreed(t *testing.T) {
 	}
 	// While the first two run, the rest wait, queued.
 	systemtest.Eventually(t, 10*time.Second, func() error {
-		c, err := s.State.Capacity(t.Context(), "small")
+		c, err := s.Fleet.Capacity(t.Context(), "small")
 		if err != nil || len(c.Slots) != 2 {
 			return fmt.Errorf("slots %v", c)
 		}
@@ -151,7 +152,7 @@ func TestTransientCreateFailuresBackOffThenSucceed(t *testing.T) {
 	j := s.GH.CreateJob(githubtest.JobSpec{Labels: []string{"small"}})
 	s.AllJobsDone(t, 30*time.Second)
 	s.NoInstancesLeft(t, 10*time.Second)
-	rec, _ := s.State.Job(t.Context(), j.ID)
+	rec, _ := s.Fleet.Job(t.Context(), j.ID)
 	if len(rec.Runners) != 1 || rec.DeadLettered {
 		t.Errorf("job after transient failures: %+v", rec)
 	}
@@ -181,14 +182,14 @@ func TestDeadLetters(t *testing.T) {
 		t.Logf("dead letter for job %d: %s", dl.Event.JobID, dl.Reason)
 	}
 	// Nothing held: no slot, no instance, and the stream has nothing left to deliver.
-	c, _ := s.State.Capacity(t.Context(), "small")
+	c, _ := s.Fleet.Capacity(t.Context(), "small")
 	if len(c.Slots) != 0 || len(s.Cloud.All()) != 0 {
 		t.Errorf("after dead letters: slots %v, instances %v", c.Slots, s.Cloud.All())
 	}
 }
 
 func deadLettered(t *testing.T, s *systemtest.System, id int64) error {
-	j, err := s.State.Job(t.Context(), id)
+	j, err := s.Fleet.Job(t.Context(), id)
 	if err != nil || !j.DeadLettered {
 		return fmt.Errorf("job %d not dead-lettered: %+v %v", id, j, err)
 	}
@@ -210,7 +211,7 @@ func TestGoneJobIsDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 	systemtest.Eventually(t, 10*time.Second, func() error {
-		j, err := s.State.Job(t.Context(), 987654321)
+		j, err := s.Fleet.Job(t.Context(), 987654321)
 		if err != nil || !j.Gone {
 			return fmt.Errorf("job not marked gone: %+v %v", j, err)
 		}

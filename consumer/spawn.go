@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/runner-spawner/runner-spawner/backends"
 	"github.com/runner-spawner/runner-spawner/bootstrap"
+	"github.com/runner-spawner/runner-spawner/fleet"
 	"github.com/runner-spawner/runner-spawner/github"
 	"github.com/runner-spawner/runner-spawner/internal/logkey"
 	"github.com/runner-spawner/runner-spawner/queue"
@@ -71,14 +71,9 @@ func (c *Consumer) handleQueued(ctx context.Context, f *Flavor, msg jetstream.Ms
 func (c *Consumer) settle(ctx context.Context, f *Flavor, msg jetstream.Msg, ev *queue.JobEvent, v verdict, logger *slog.Logger) {
 	switch v.kind {
 	case vAck:
-		if err := msg.Ack(); err != nil {
-			// The event comes back after AckWait and is handled again, idempotently.
-			logger.Warn("ack failed", logkey.Error, err)
-		}
+		settled(logger, "ack", msg.Ack())
 	case vNak:
-		if err := msg.NakWithDelay(v.delay); err != nil {
-			logger.Warn("nak failed", logkey.Error, err)
-		}
+		settled(logger, "nak", msg.NakWithDelay(v.delay))
 	case vDead:
 		c.metrics.deadLetters.WithLabelValues(f.Name, v.label).Inc()
 		logger.Error("job dead-lettered: no runner will be spawned for it", "reason", v.reason)
@@ -95,18 +90,14 @@ func (c *Consumer) settle(ctx context.Context, f *Flavor, msg jetstream.Msg, ev 
 		if err != nil {
 			// Not stored as a dead letter: keep the event and try again later.
 			logger.Warn("dead letter not stored; retrying later", logkey.Error, err)
-			_ = msg.NakWithDelay(5 * time.Second)
+			settled(logger, "nak", msg.NakWithDelay(5*time.Second))
 			return
 		}
-		if _, err := c.opts.State.UpdateJob(octx, ev.JobID, func(j *queue.JobRecord) error {
-			j.DeadLettered = true
-			j.LastError = v.reason
-			return nil
-		}); err != nil {
+		if err := c.fleet.JobDeadLettered(octx, ev.JobID, v.reason); err != nil {
 			// The dead letter is stored; only `jobs list` misses the mark.
 			logger.Warn("job record not marked dead-lettered", logkey.Error, err)
 		}
-		_ = msg.Term()
+		settled(logger, "term", msg.Term())
 	}
 }
 
@@ -119,73 +110,43 @@ func (c *Consumer) deadLetterRaw(ctx context.Context, f *Flavor, msg jetstream.M
 	if meta != nil {
 		id = fmt.Sprintf("dead-raw-%d", meta.Sequence.Stream)
 	}
+	logger := c.logger.With(logkey.Flavor, f.Name)
 	if err := c.opts.Conn.PublishDeadLetter(octx, f.Name, id, &queue.DeadLetter{Raw: msg.Data(), Subject: msg.Subject(), Reason: reason, At: c.opts.Now().UTC()}); err != nil {
-		_ = msg.NakWithDelay(5 * time.Second)
+		logger.Warn("dead letter not stored; retrying later", logkey.Error, err)
+		settled(logger, "nak", msg.NakWithDelay(5*time.Second))
 		return
 	}
-	c.logger.Error("undecodable job event dead-lettered", logkey.Flavor, f.Name, "reason", reason)
-	_ = msg.Term()
+	logger.Error("undecodable job event dead-lettered", "reason", reason)
+	settled(logger, "term", msg.Term())
 }
 
 func (c *Consumer) spawn(ctx context.Context, f *Flavor, ev *queue.JobEvent, delivered uint64, logger *slog.Logger) verdict {
-	st := c.opts.State
 	now := c.opts.Now()
 	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 
-	job, err := st.UpdateJob(octx, ev.JobID, func(j *queue.JobRecord) error {
-		if j.Flavor != "" {
-			return queue.ErrSkip
-		}
-		initJob(j, ev)
-		return nil
-	})
-	if err != nil && !errors.Is(err, queue.ErrSkip) {
+	job, err := c.fleet.SeeJob(octx, ev)
+	if err != nil {
 		logger.Warn("job record unavailable; retrying", logkey.Error, err)
 		return retryIn(time.Second)
 	}
-	if job.State != queue.JobQueued || job.Gone || job.DeadLettered {
+	if job.State != fleet.JobQueued || job.Gone || job.DeadLettered {
 		c.metrics.events.WithLabelValues(f.Name, ev.Action, "not_queued").Inc()
 		logger.Debug("job no longer waits for a runner", "state", job.State, "gone", job.Gone)
 		return ack()
 	}
-
-	// A runner already meant for this job: nothing new, or resume its create.
-	resume := ""
-	for _, name := range job.Runners {
-		r, err := st.Runner(octx, name)
-		if errors.Is(err, queue.ErrNoRecord) {
-			continue
-		}
-		if err != nil {
-			return retryIn(time.Second)
-		}
-		if r.ForJob != job.ID || !r.Untaken() || r.Spare {
-			continue
-		}
-		if r.State == queue.RunnerCreating {
-			if now.After(r.CreatingUntil) {
-				resume = name // its creator crashed, or its retry is due
-				continue
-			}
-			// Someone holds the create lease (a worker creating it now, or a retry
-			// waiting for its backoff). Come back when the lease ends rather than ack:
-			// if that worker died, this event is what resumes the create.
-			return retryIn(r.CreatingUntil.Sub(now) + time.Second)
-		}
-		c.metrics.events.WithLabelValues(f.Name, ev.Action, "has_runner").Inc()
-		logger.Debug("job already has a runner", logkey.Runner, name, "state", r.State)
-		return ack()
+	resume, v, done := c.ownRunner(octx, f, ev, job, now, logger)
+	if done {
+		return v
 	}
-
 	counted := ev.CountsAsReplacement()
 	if resume == "" {
 		if counted && job.Replacements >= c.opts.MaxReplacements {
 			return deadLetter(deadReplacementLimit, fmt.Sprintf("replacement limit: the job's %d runners were all taken or lost (max_replacements %d)", len(job.Runners), c.opts.MaxReplacements))
 		}
-		if name, ok := c.adoptSpare(octx, f, job, counted, logger); ok {
+		if name, from, ok := c.fleet.Adopt(octx, f.Name, job.ID, counted); ok {
 			c.metrics.adopted.WithLabelValues(f.Name).Inc()
-			logger.Info("spare runner adopted", logkey.Runner, name)
+			logger.Info("spare runner adopted", logkey.Runner, name, "from_job", from)
 			return ack()
 		}
 	}
@@ -209,6 +170,39 @@ func (c *Consumer) spawn(ctx context.Context, f *Flavor, ev *queue.JobEvent, del
 	return c.create(ctx, f, ev, job, name, resume != "", counted, logger)
 }
 
+// ownRunner looks for a runner already meant for the job. done: the verdict is final
+// (the job has a runner, or one is being created under a lease someone holds). resume
+// names a runner whose create is to be resumed (its creator crashed, or its retry is
+// due).
+func (c *Consumer) ownRunner(ctx context.Context, f *Flavor, ev *queue.JobEvent, job *fleet.JobRecord, now time.Time, logger *slog.Logger) (resume string, v verdict, done bool) {
+	for _, name := range job.Runners {
+		r, err := c.fleet.Runner(ctx, name)
+		if errors.Is(err, fleet.ErrNoRecord) {
+			continue
+		}
+		if err != nil {
+			return "", retryIn(time.Second), true
+		}
+		if r.ForJob != job.ID || !r.Untaken() || r.Spare {
+			continue
+		}
+		if r.State == fleet.RunnerCreating {
+			if now.After(r.CreatingUntil) {
+				resume = name // its creator crashed, or its retry is due
+				continue
+			}
+			// Someone holds the create lease (a worker creating it now, or a retry
+			// waiting for its backoff). Come back when the lease ends rather than ack:
+			// if that worker died, this event is what resumes the create.
+			return "", retryIn(r.CreatingUntil.Sub(now) + time.Second), true
+		}
+		c.metrics.events.WithLabelValues(f.Name, ev.Action, "has_runner").Inc()
+		logger.Debug("job already has a runner", logkey.Runner, name, "state", r.State)
+		return "", ack(), true
+	}
+	return resume, verdict{}, false
+}
+
 // claim takes a capacity slot for the runner, waiting up to CapacityWait for one to
 // free (woken by the capacity watch, not by polling). When the flavor stays full the
 // job goes back to the queue.
@@ -219,9 +213,9 @@ func (c *Consumer) claim(ctx context.Context, f *Flavor, name string, jobID int6
 	for {
 		changed := c.freed[f.Name].wait()
 		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		claimed, err := c.opts.State.ClaimSlot(octx, f.Name, name, jobID, f.MaxRunners)
+		claimed, err := c.fleet.Claim(octx, f.Name, name, jobID, f.MaxRunners)
 		cancel()
-		if errors.Is(err, queue.ErrFlavorPaused) {
+		if errors.Is(err, fleet.ErrFlavorPaused) {
 			logger.Info("flavor paused by a flush; the job waits")
 			return retryIn(c.opts.CapacityRetry), false
 		}
@@ -261,25 +255,15 @@ func (c *Consumer) untrusted(ev *queue.JobEvent, delivered uint64, now time.Time
 	return false
 }
 
-func initJob(j *queue.JobRecord, ev *queue.JobEvent) {
-	j.Flavor, j.Repo, j.RunID, j.RunAttempt = ev.Flavor, ev.Repo, ev.RunID, ev.RunAttempt
-	j.Labels = ev.Labels
-	j.State = queue.JobQueued
-	j.ReceivedAt = ev.ReceivedAt
-	if ev.CreatedAt != nil {
-		j.QueuedAt = *ev.CreatedAt
-	}
-}
-
 // verify asks GitHub whether the job still waits. done means the verdict is final.
 // slot is the runner the capacity slot was claimed for; resumed says whether an
 // earlier attempt of it may have left an instance.
-func (c *Consumer) verify(ctx context.Context, f *Flavor, job *queue.JobRecord, slot string, resumed bool, logger *slog.Logger) (verdict, bool) {
+func (c *Consumer) verify(ctx context.Context, f *Flavor, job *fleet.JobRecord, slot string, resumed bool, logger *slog.Logger) (verdict, bool) {
 	gj, err := c.opts.GitHub.GetJob(ctx, job.Repo, job.ID)
 	switch {
 	case errors.Is(err, github.ErrNotFound):
 		c.metrics.githubChecks.WithLabelValues("gone").Inc()
-		if _, err := c.opts.State.UpdateJob(ctx, job.ID, func(j *queue.JobRecord) error { j.Gone = true; return nil }); err != nil {
+		if err := c.fleet.JobGone(ctx, job.ID); err != nil {
 			logger.Warn("job record not marked gone", logkey.Error, err)
 		}
 		c.unclaim(ctx, f, slot, resumed, logger)
@@ -296,18 +280,11 @@ func (c *Consumer) verify(ctx context.Context, f *Flavor, job *queue.JobRecord, 
 	if gj.Status == "queued" || gj.Status == "waiting" || gj.Status == "" {
 		return verdict{}, false
 	}
-	next := queue.JobInProgress
+	next := fleet.JobInProgress
 	if gj.Status == "completed" {
-		next = queue.JobCompleted
+		next = fleet.JobCompleted
 	}
-	if _, err := c.opts.State.UpdateJob(ctx, job.ID, func(j *queue.JobRecord) error {
-		j.State.Advance(next)
-		j.Conclusion = gj.Conclusion
-		if j.TakenBy == "" {
-			j.TakenBy = gj.RunnerName
-		}
-		return nil
-	}); err != nil {
+	if err := c.fleet.JobObserved(ctx, job.ID, next, gj.Conclusion, gj.RunnerName); err != nil {
 		logger.Warn("job record not updated from GitHub", logkey.Error, err)
 	}
 	c.unclaim(ctx, f, slot, resumed, logger)
@@ -326,16 +303,10 @@ func (c *Consumer) unclaim(ctx context.Context, f *Flavor, name string, resumed 
 	if resumed {
 		// Take the create lease first, so that no other worker creates the instance
 		// while this one deletes what is left of it.
-		now := c.opts.Now()
-		_, err := c.opts.State.UpdateRunner(wctx, name, func(r *queue.RunnerRecord) error {
-			if r.State != queue.RunnerCreating || now.Before(r.CreatingUntil) {
-				return queue.ErrSkip // another worker took the create over: the slot is its
-			}
-			r.CreatingUntil = now.Add(CreateLease)
-			return nil
-		})
+		err := c.fleet.TakeCreateLease(wctx, name, c.opts.Now().Add(CreateLease))
 		if err != nil {
-			if !errors.Is(err, queue.ErrSkip) {
+			// ErrCreateLeased: another worker took the create over, and the slot is its.
+			if !errors.Is(err, fleet.ErrCreateLeased) {
 				logger.Warn("runner record unavailable; its capacity slot stays held for the janitor", logkey.Error, err)
 			}
 			return
@@ -346,20 +317,13 @@ func (c *Consumer) unclaim(ctx context.Context, f *Flavor, name string, resumed 
 			logger.Warn("an earlier attempt's instance may be left; its capacity slot stays held for the janitor", logkey.Error, err)
 			return
 		}
-		if _, err := c.opts.State.UpdateRunner(wctx, name, func(r *queue.RunnerRecord) error {
-			if r.State.Advance(queue.RunnerFailed) {
-				r.FinishedAt = c.opts.Now().UTC()
-			}
-			r.FailReason = "its job no longer needs a runner"
-			r.CreatingUntil, r.InstanceDeleted = time.Time{}, true
-			return nil
-		}); err != nil {
+		if err := c.fleet.Abandon(wctx, name, "its job no longer needs a runner"); err != nil {
 			// Slot freed all the same: the instance is gone, and the janitor settles a
 			// record whose instance is not listed.
 			logger.Warn("runner record not settled; the janitor will", logkey.Error, err)
 		}
 	}
-	if err := c.opts.State.ReleaseSlot(wctx, f.Name, name); err != nil {
+	if err := c.fleet.Unclaim(wctx, f.Name, name); err != nil {
 		logger.Warn("capacity slot not released; the janitor will", logkey.Error, err)
 	}
 }
@@ -386,40 +350,45 @@ func (c *Consumer) confirmGone(ctx context.Context, f *Flavor, name string) erro
 const deleteTimeout = 2 * time.Minute
 
 // create makes the runner's record and instance. The capacity slot is held.
-func (c *Consumer) create(ctx context.Context, f *Flavor, ev *queue.JobEvent, job *queue.JobRecord, name string, resume, counted bool, logger *slog.Logger) verdict {
-	st := c.opts.State
-	now := c.opts.Now()
+func (c *Consumer) create(ctx context.Context, f *Flavor, ev *queue.JobEvent, job *fleet.JobRecord, name string, resume, counted bool, logger *slog.Logger) verdict {
+	token, hash := bootstrap.NewToken()
+	attempts, resume, v, ok := c.startRecord(ctx, f, job, name, hash, resume, counted, logger)
+	if !ok {
+		return v
+	}
+	rendered, err := bootstrap.Render(bootstrap.Spec{URL: c.opts.BootstrapURL, CACert: c.opts.BootstrapCA, RunnerName: name, Flavor: f.Name, Token: token, Runner: f.Runner})
+	if err != nil {
+		return c.createFailed(ctx, f, name, job, fmt.Errorf("%w: %v", backends.ErrBadSpec, err), attempts, logger)
+	}
+	spec := backends.InstanceSpec{Name: name, Flavor: f.Name, JobID: job.ID, UserData: rendered.UserData, Script: rendered.Script, Env: rendered.Env}
+	inst, start, err := c.createInstance(ctx, f, spec, resume, logger)
+	if err != nil {
+		return c.createFailed(ctx, f, name, job, err, attempts, logger)
+	}
+	c.recordCreated(ctx, f, job, name, inst.ID, logger)
+	c.metrics.events.WithLabelValues(f.Name, ev.Action, "spawned").Inc()
+	c.metrics.spawnLatency.WithLabelValues(f.Name).Observe(start.Sub(ev.ReceivedAt).Seconds())
+	logger.Info("runner created", logkey.Instance, inst.ID, logkey.Backend, f.BackendName, "since_webhook", start.Sub(ev.ReceivedAt).Round(time.Millisecond))
+	return ack()
+}
+
+// startRecord writes the runner's record with the create lease (or takes the lease
+// of the record an earlier attempt left: then resumed) and lists the runner on its
+// job. ok false: the verdict says when to come back.
+func (c *Consumer) startRecord(ctx context.Context, f *Flavor, job *fleet.JobRecord, name, tokenHash string, resume, counted bool, logger *slog.Logger) (attempts int, resumed bool, v verdict, ok bool) {
 	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	token, hash := bootstrap.NewToken()
-	lease := now.Add(CreateLease)
-
-	rec := &queue.RunnerRecord{
-		Name: name, Flavor: f.Name, Backend: f.BackendName, State: queue.RunnerCreating, ForJob: job.ID,
-		TokenHash: hash, TokenExpires: now.Add(f.BootTimeout), CreatingUntil: lease,
+	now := c.opts.Now()
+	again, attempts, err := c.fleet.StartCreate(octx, &fleet.RunnerRecord{
+		Name: name, Flavor: f.Name, Backend: f.BackendName, ForJob: job.ID,
+		TokenHash: tokenHash, TokenExpires: now.Add(f.BootTimeout), CreatingUntil: now.Add(CreateLease),
 		// The attempts of runners whose names the job gave up count on.
 		Attempts: job.CreateAttempts,
-	}
-	err := st.CreateRunner(octx, rec)
-	if errors.Is(err, queue.ErrExists) {
-		// A resumed create, or a race with another worker: take the create lease only
-		// if nobody holds it.
-		var attempts int
-		_, err = st.UpdateRunner(octx, name, func(r *queue.RunnerRecord) error {
-			if r.State != queue.RunnerCreating || now.Before(r.CreatingUntil) {
-				return queue.ErrSkip
-			}
-			r.TokenHash, r.TokenExpires, r.CreatingUntil = hash, now.Add(f.BootTimeout), lease
-			r.ForJob = job.ID
-			attempts = r.Attempts
-			return nil
-		})
-		if errors.Is(err, queue.ErrSkip) {
-			// Someone else is creating it; come back after their lease in case they die.
-			return retryIn(CreateLease)
-		}
-		rec.Attempts = attempts
-		resume = true
+	})
+	resume = resume || again
+	if errors.Is(err, fleet.ErrCreateLeased) {
+		// Someone else is creating it; come back after their lease in case they die.
+		return 0, resume, retryIn(CreateLease), false
 	}
 	if err != nil {
 		logger.Warn("runner record unavailable; retrying", logkey.Error, err)
@@ -427,87 +396,69 @@ func (c *Consumer) create(ctx context.Context, f *Flavor, ev *queue.JobEvent, jo
 		// its earlier attempt: its slot stays held, and its expired create lease
 		// brings it back (to a consumer, or to the janitor, which deletes it first).
 		if !resume {
-			if err := st.ReleaseSlot(octx, f.Name, name); err != nil {
+			if err := c.fleet.Unclaim(octx, f.Name, name); err != nil {
 				logger.Warn("capacity slot not released; the janitor will", logkey.Error, err)
 			}
 		}
-		return retryIn(time.Second)
+		return 0, resume, retryIn(time.Second), false
 	}
-	if _, err := st.UpdateJob(octx, job.ID, func(j *queue.JobRecord) error {
-		if slices.Contains(j.Runners, name) {
-			return queue.ErrSkip
-		}
-		if len(j.Runners) > 0 {
-			c.metrics.replacements.WithLabelValues(f.Name).Inc()
-			if counted {
-				j.Replacements++
-			}
-		}
-		j.Runners = append(j.Runners, name)
-		return nil
-	}); err != nil && !errors.Is(err, queue.ErrSkip) {
-		logger.Warn("job record unavailable; retrying", logkey.Error, err)
-		return retryIn(time.Second)
-	}
-
-	rendered, err := bootstrap.Render(bootstrap.Spec{URL: c.opts.BootstrapURL, CACert: c.opts.BootstrapCA, RunnerName: name, Flavor: f.Name, Token: token, Runner: f.Runner})
+	replacement, err := c.fleet.AttachRunner(octx, job.ID, name, counted)
 	if err != nil {
-		return c.createFailed(ctx, f, name, job, fmt.Errorf("%w: %v", backends.ErrBadSpec, err), rec.Attempts, logger)
+		logger.Warn("job record unavailable; retrying", logkey.Error, err)
+		return 0, resume, retryIn(time.Second), false
 	}
-	spec := backends.InstanceSpec{Name: name, Flavor: f.Name, JobID: job.ID, UserData: rendered.UserData, Script: rendered.Script, Env: rendered.Env}
+	if replacement {
+		c.metrics.replacements.WithLabelValues(f.Name).Inc()
+	}
+	return attempts, resume, verdict{}, true
+}
 
+// createInstance asks the backend for the instance, first removing what an earlier
+// attempt left (resume), while renewing the create lease. It returns when the create
+// started, for the latency metrics.
+func (c *Consumer) createInstance(ctx context.Context, f *Flavor, spec backends.InstanceSpec, resume bool, logger *slog.Logger) (backends.Instance, time.Time, error) {
 	cctx, ccancel := context.WithTimeout(ctx, c.opts.CreateTimeout)
 	defer ccancel()
 	// Renewed from here: the delete of what an earlier attempt left may take a while
 	// (a cloud that deletes in the background is waited for).
-	stopRenew := c.renewCreateLease(ctx, name, logger)
+	stopRenew := c.renewCreateLease(ctx, spec.Name, logger)
+	defer stopRenew()
 	if resume {
 		// What a crashed or failed create left carries a token we no longer know:
 		// remove it and start clean (Delete of nothing is success). Never create on
 		// top of what could not be removed: this counts as a failed attempt, and the
 		// slot stays held while it may still be there.
-		if err := f.Backend.Delete(cctx, name); err != nil && !errors.Is(err, backends.ErrNotFound) {
-			stopRenew()
-			return c.createFailed(ctx, f, name, job, fmt.Errorf("remove what the earlier attempt left: %w", err), rec.Attempts, logger)
+		if err := f.Backend.Delete(cctx, spec.Name); err != nil && !errors.Is(err, backends.ErrNotFound) {
+			return backends.Instance{}, c.opts.Now(), fmt.Errorf("remove what the earlier attempt left: %w", err)
 		}
 	}
 	start := c.opts.Now()
-	c.metrics.spawnLatency.WithLabelValues(f.Name).Observe(start.Sub(ev.ReceivedAt).Seconds())
 	inst, err := f.Backend.Create(cctx, spec)
-	stopRenew()
 	c.metrics.createSeconds.WithLabelValues(f.Name, f.BackendName, resultLabel(err)).Observe(time.Since(start).Seconds())
-	if err != nil {
-		return c.createFailed(ctx, f, name, job, err, rec.Attempts, logger)
-	}
-	wctx, wcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer wcancel()
-	if _, err := st.UpdateRunner(wctx, name, func(r *queue.RunnerRecord) error {
-		if r.State.Advance(queue.RunnerBooting) {
-			r.BootingAt = c.opts.Now().UTC()
-		}
-		r.InstanceID = inst.ID
-		r.CreatingUntil = time.Time{}
-		r.Attempts, r.LastError = 0, ""
-		return nil
-	}); err != nil {
+	return inst, start, err
+}
+
+// recordCreated says on the records that the instance exists. The writes run to
+// their end even if ctx ends: the instance is there.
+func (c *Consumer) recordCreated(ctx context.Context, f *Flavor, job *fleet.JobRecord, name, instanceID string, logger *slog.Logger) {
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := c.fleet.Created(wctx, name, instanceID); err != nil {
 		// The instance exists and will call in; its record catches up then, and the
 		// janitor keeps watch.
 		logger.Warn("instance created but its record was not updated", logkey.Error, err)
 	}
 	if job.CreateAttempts != 0 {
-		if _, err := st.UpdateJob(wctx, job.ID, func(j *queue.JobRecord) error { j.CreateAttempts = 0; return nil }); err != nil {
+		if err := c.fleet.CarryCreateAttempts(wctx, job.ID, 0); err != nil {
 			logger.Warn("job's create attempts not reset", logkey.Error, err)
 		}
 	}
-	c.metrics.events.WithLabelValues(f.Name, ev.Action, "spawned").Inc()
-	logger.Info("runner created", logkey.Instance, inst.ID, logkey.Backend, f.BackendName, "since_webhook", start.Sub(ev.ReceivedAt).Round(time.Millisecond))
 	// The job may have been taken by another runner (or cancelled) while this one was
 	// being created, after its in_progress or completed event marked the job's other
 	// runners spare: mark this one too, so the next job adopts it.
-	if j, err := st.Job(wctx, job.ID); err == nil && j.State != queue.JobQueued {
+	if j, err := c.fleet.Job(wctx, job.ID); err == nil && j.State != fleet.JobQueued {
 		c.makeSpare(wctx, name, job.ID, logger)
 	}
-	return ack()
 }
 
 // CreateLease is how long a create may go without renewing its lease before another
@@ -531,15 +482,9 @@ func (c *Consumer) renewCreateLease(ctx context.Context, name string, logger *sl
 				return
 			case <-t.C:
 				octx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				_, err := c.opts.State.UpdateRunner(octx, name, func(r *queue.RunnerRecord) error {
-					if r.State != queue.RunnerCreating {
-						return queue.ErrSkip
-					}
-					r.CreatingUntil = c.opts.Now().Add(CreateLease)
-					return nil
-				})
+				err := c.fleet.RenewCreateLease(octx, name, c.opts.Now().Add(CreateLease))
 				cancel()
-				if err != nil && !errors.Is(err, queue.ErrSkip) {
+				if err != nil {
 					logger.Warn("create lease not renewed", logkey.Error, err)
 				}
 			}
@@ -560,8 +505,7 @@ func (c *Consumer) renewCreateLease(ctx context.Context, name string, logger *sl
 // instance for backends.LateInstanceWindow, so its name is given up (never created
 // again, which would risk two instances under one name and one slot) and held that
 // long; the job's retry gets a runner of a new name, carrying the attempts on.
-func (c *Consumer) createFailed(ctx context.Context, f *Flavor, name string, job *queue.JobRecord, cerr error, attempts int, logger *slog.Logger) verdict {
-	st := c.opts.State
+func (c *Consumer) createFailed(ctx context.Context, f *Flavor, name string, job *fleet.JobRecord, cerr error, attempts int, logger *slog.Logger) verdict {
 	octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	permanent := errors.Is(cerr, backends.ErrBadSpec)
@@ -583,43 +527,24 @@ func (c *Consumer) createFailed(ctx context.Context, f *Flavor, name string, job
 	if unknown {
 		holdUntil = c.opts.Now().Add(backends.LateInstanceWindow).UTC()
 	}
-	retire := giveUp || unknown // the record ends here; the instance, if any, is the janitor's
-	_, err := st.UpdateRunner(octx, name, func(r *queue.RunnerRecord) error {
-		r.Attempts = attempts
-		r.LastError = cerr.Error()
-		// The attempt's bootstrap token dies with it: an instance the failed create left
-		// behind (or one that appears late) must not fetch a runner config with it. A
-		// retry renders a fresh token.
-		r.TokenHash, r.TokenExpires = "", time.Time{}
-		if retire {
-			if r.State.Advance(queue.RunnerFailed) {
-				r.FinishedAt = c.opts.Now().UTC()
-			}
-			r.FailReason = "create failed: " + cerr.Error()
-			r.InstanceDeleted = gone
-			r.HoldSlotUntil = holdUntil
-			r.CreatingUntil = time.Time{}
-			return nil
-		}
-		// Until the retry is due, other events for this job leave it alone.
-		r.CreatingUntil = c.opts.Now().Add(delay)
-		return nil
+	err := c.fleet.FailCreate(octx, name, fleet.CreateFailure{
+		Attempts: attempts, Err: cerr,
+		GiveUp:       giveUp || unknown, // the record ends here; the instance, if any, is the janitor's
+		InstanceGone: gone, HoldSlotUntil: holdUntil,
+		RetryAt: c.opts.Now().Add(delay),
 	})
 	if err != nil {
 		logger.Warn("runner record not updated after a failed create", logkey.Error, err)
 	}
 	if unknown && !giveUp {
-		if _, err := st.UpdateJob(octx, job.ID, func(j *queue.JobRecord) error {
-			j.CreateAttempts = attempts
-			return nil
-		}); err != nil {
+		if err := c.fleet.CarryCreateAttempts(octx, job.ID, attempts); err != nil {
 			logger.Warn("job's create attempts not carried to its next runner", logkey.Error, err)
 		}
 	}
 	switch {
 	case gone:
 		// The slot is free while the job waits: other jobs may use the capacity.
-		if err := st.ReleaseSlot(octx, f.Name, name); err != nil {
+		if err := c.fleet.Unclaim(octx, f.Name, name); err != nil {
 			logger.Warn("capacity slot not released; the janitor will", logkey.Error, err)
 		}
 	case unknown:
@@ -648,50 +573,6 @@ func (c *Consumer) backoff(attempt int) time.Duration {
 	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
 }
 
-// adoptSpare gives the job an untaken runner of the flavor whose own job no longer
-// needs it.
-func (c *Consumer) adoptSpare(ctx context.Context, f *Flavor, job *queue.JobRecord, counted bool, logger *slog.Logger) (string, bool) {
-	spares, err := c.opts.State.Spares(ctx, f.Name)
-	if err != nil || len(spares) == 0 {
-		return "", false
-	}
-	for name := range spares {
-		var prev int64
-		_, err := c.opts.State.UpdateRunner(ctx, name, func(r *queue.RunnerRecord) error {
-			if !r.Spare || !r.Untaken() {
-				return queue.ErrSkip
-			}
-			prev = r.ForJob
-			r.ForJob, r.Spare = job.ID, false
-			return nil
-		})
-		// Adopted, or not spare any more (taken, gone): either way out of the index.
-		if rerr := c.opts.State.RemoveSpare(ctx, f.Name, name); rerr != nil {
-			// A stale entry is dropped by whoever finds it next.
-			logger.Warn("spare index not updated", logkey.Runner, name, logkey.Error, rerr)
-		}
-		if err != nil {
-			continue
-		}
-		if _, err := c.opts.State.UpdateJob(ctx, job.ID, func(j *queue.JobRecord) error {
-			if slices.Contains(j.Runners, name) {
-				return queue.ErrSkip
-			}
-			if counted {
-				j.Replacements++
-			}
-			j.Runners = append(j.Runners, name)
-			return nil
-		}); err != nil && !errors.Is(err, queue.ErrSkip) {
-			// The runner's record names the job (ForJob): it serves it all the same.
-			logger.Warn("job record does not list its adopted runner", logkey.Runner, name, logkey.Error, err)
-		}
-		logger.Debug("adopting spare", logkey.Runner, name, "from_job", prev)
-		return name, true
-	}
-	return "", false
-}
-
 // keepInProgress tells JetStream every interval that the message is still being
 // worked on, until the returned stop is called.
 func keepInProgress(msg jetstream.Msg, every time.Duration) func() {
@@ -706,7 +587,9 @@ func keepInProgress(msg jetstream.Msg, every time.Duration) func() {
 			case <-done:
 				return
 			case <-t.C:
-				_ = msg.InProgress()
+				// A missed one is harmless: the next comes a third of AckWait later,
+				// and at worst the event is delivered again and handled idempotently.
+				_ = msg.InProgress() // decided: see above
 			}
 		}
 	}()

@@ -11,6 +11,7 @@ import (
 	"github.com/runner-spawner/runner-spawner/backends"
 	"github.com/runner-spawner/runner-spawner/bootstrap"
 	"github.com/runner-spawner/runner-spawner/consumer"
+	"github.com/runner-spawner/runner-spawner/fleet/fleettest"
 	"github.com/runner-spawner/runner-spawner/github/githubtest"
 	"github.com/runner-spawner/runner-spawner/internal/systemtest"
 	"github.com/runner-spawner/runner-spawner/queue"
@@ -55,21 +56,13 @@ func TestBootstrapTokenIsStoredHashed(t *testing.T) {
 		return nil
 	})
 
-	kv, err := s.Conn.JetStream().KeyValue(t.Context(), queue.BucketRunners)
-	if err != nil {
-		t.Fatal(err)
-	}
 	spy.mu.Lock()
 	defer spy.mu.Unlock()
 	for name, token := range spy.tokens {
 		if token == "" {
 			t.Fatalf("instance %s got no bootstrap token", name)
 		}
-		entry, err := kv.Get(t.Context(), name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw := string(entry.Value())
+		raw := string(fleettest.Raw(t, s.Conn, queue.BucketRunners, name))
 		if strings.Contains(raw, token) {
 			t.Errorf("runner %s: the bootstrap token is in the stored record: %s", name, raw)
 		}

@@ -8,14 +8,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/runner-spawner/runner-spawner/control"
 	"github.com/runner-spawner/runner-spawner/github/githubtest"
 	"github.com/runner-spawner/runner-spawner/internal/secret"
-	"github.com/runner-spawner/runner-spawner/janitor"
 )
 
 func TestAdminHandlerNeedsAToken(t *testing.T) {
 	s := system(t, githubtest.Options{})
-	if _, err := janitor.AdminHandler(janitor.AdminOptions{Conn: s.Conn, State: s.State}); err == nil {
+	if _, err := control.AdminHandler(control.AdminOptions{Conn: s.Conn, State: s.State, Fleet: s.Fleet}); err == nil {
 		t.Fatal("an admin endpoint without a token was built")
 	}
 }
@@ -23,7 +23,7 @@ func TestAdminHandlerNeedsAToken(t *testing.T) {
 func TestAdminHandler(t *testing.T) {
 	s := system(t, githubtest.Options{})
 	const token = "admin-token-0123456789"
-	h, err := janitor.AdminHandler(janitor.AdminOptions{Conn: s.Conn, State: s.State, Token: secret.New(token), Flavors: []string{"small", "slow", "big"}})
+	h, err := control.AdminHandler(control.AdminOptions{Conn: s.Conn, State: s.State, Fleet: s.Fleet, Token: secret.New(token), Flavors: []string{"small", "slow", "big"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,10 +7,11 @@ import (
 	"time"
 
 	"github.com/runner-spawner/runner-spawner/backends"
+	"github.com/runner-spawner/runner-spawner/control"
+	"github.com/runner-spawner/runner-spawner/fleet"
 	"github.com/runner-spawner/runner-spawner/github/githubtest"
 	"github.com/runner-spawner/runner-spawner/internal/systemtest"
 	"github.com/runner-spawner/runner-spawner/janitor"
-	"github.com/runner-spawner/runner-spawner/queue"
 )
 
 // TestSlotWithoutRecordWaitsForItsInstance: a slot whose runner has no record is a
@@ -30,9 +31,9 @@ func TestSlotWithoutRecordWaitsForItsInstance(t *testing.T) {
 		o.Now = clk.now
 	})
 
-	pass := func() janitor.PassSummary {
+	pass := func() control.PassSummary {
 		t.Helper()
-		sum, err := janitor.RequestReconcile(t.Context(), s.Conn)
+		sum, err := control.Reconcile(t.Context(), s.Conn)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -69,7 +70,7 @@ func TestUnknownCreateHoldsItsSlot(t *testing.T) {
 	hold := clk.now().Add(backends.LateInstanceWindow)
 	failed := func(job int64) string {
 		name := fmt.Sprintf("spawner-small-%d-0", job)
-		p.runner(queue.RunnerRecord{Name: name, Flavor: "small", State: queue.RunnerFailed, ForJob: job,
+		p.runner(fleet.RunnerRecord{Name: name, Flavor: "small", State: fleet.RunnerFailed, ForJob: job,
 			FinishedAt: clk.now(), HoldSlotUntil: hold, FailReason: "create failed: outcome unknown"})
 		p.slot("small", name, job)
 		return name
@@ -81,7 +82,7 @@ func TestUnknownCreateHoldsItsSlot(t *testing.T) {
 	})
 	pass := func() {
 		t.Helper()
-		if _, err := janitor.RequestReconcile(t.Context(), s.Conn); err != nil {
+		if _, err := control.Reconcile(t.Context(), s.Conn); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -101,7 +102,7 @@ func TestUnknownCreateHoldsItsSlot(t *testing.T) {
 	if s.Cloud.Exists(late) || heldSlot(t, s, "small", late) {
 		t.Errorf("late instance %s: exists %v, slot held %v; want deleted and freed", late, s.Cloud.Exists(late), heldSlot(t, s, "small", late))
 	}
-	if r, err := s.State.Runner(t.Context(), late); err != nil || !r.InstanceDeleted || !r.HoldSlotUntil.IsZero() {
+	if r, err := s.Fleet.Runner(t.Context(), late); err != nil || !r.InstanceDeleted || !r.HoldSlotUntil.IsZero() {
 		t.Errorf("runner %s after its late instance was deleted: %+v, %v", late, r, err)
 	}
 	if !heldSlot(t, s, "small", never) {
@@ -119,7 +120,7 @@ func TestUnknownCreateHoldsItsSlot(t *testing.T) {
 // heldSlot reports whether runner name holds a slot of flavor.
 func heldSlot(t *testing.T, s *systemtest.System, flavor, name string) bool {
 	t.Helper()
-	c, err := s.State.Capacity(t.Context(), flavor)
+	c, err := s.Fleet.Capacity(t.Context(), flavor)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/runner-spawner/runner-spawner/control"
 	"github.com/runner-spawner/runner-spawner/github/githubtest"
 	"github.com/runner-spawner/runner-spawner/internal/systemtest"
 	"github.com/runner-spawner/runner-spawner/janitor"
@@ -93,7 +94,7 @@ func TestFailover(t *testing.T) {
 	if h := holder(); h != "b" {
 		t.Fatalf("holder %q after the handover, want b", h)
 	}
-	if _, err := flush(t, s, janitor.FlushIdle, ""); err != nil {
+	if _, err := flush(t, s, control.FlushIdle, ""); err != nil {
 		t.Fatalf("flush after the handover: %v", err)
 	}
 

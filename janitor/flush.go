@@ -9,8 +9,11 @@ import (
 	"slices"
 	"time"
 
+	"github.com/runner-spawner/runner-spawner/control"
+	"github.com/runner-spawner/runner-spawner/fleet"
 	"github.com/runner-spawner/runner-spawner/github"
 	"github.com/runner-spawner/runner-spawner/internal/logkey"
+	"github.com/runner-spawner/runner-spawner/internal/untrusted"
 	"github.com/runner-spawner/runner-spawner/queue"
 )
 
@@ -26,24 +29,16 @@ const registrationWait = 5 * time.Second
 // flush carries out one flush command. It pauses new spawns for the flavors in
 // scope, lets creates in flight finish, waits (in the *_WAIT_REPO_CHECK modes) while
 // a runner is in its pre-job phase, removes the runners the mode names, asks fresh
-// runners for the queued jobs that lost theirs, and lifts the pause.
-func (j *Janitor) flush(ctx context.Context, req FlushRequest) (res FlushResult) {
+// runners for the queued jobs that lost theirs, and lifts the pause. req.Mode was
+// parsed where the command entered (control.Mode).
+func (j *Janitor) flush(ctx context.Context, req control.FlushRequest) (res control.FlushResult) {
 	res.Mode = req.Mode
-	mode, err := ParseMode(req.Mode)
+	scope, err := j.flushScope(req.Flavor)
 	if err != nil {
 		res.Error = err.Error()
 		return res
 	}
-	res.Mode = string(mode)
-	scope := j.names
-	if req.Flavor != "" {
-		if j.flavors[req.Flavor] == nil {
-			res.Error = fmt.Sprintf("unknown flavor %q", req.Flavor)
-			return res
-		}
-		scope = []string{req.Flavor}
-	}
-	logger := j.logger.With(logkey.Mode, string(mode), logkey.Flavor, req.Flavor)
+	logger := j.logger.With(logkey.Mode, string(req.Mode), logkey.Flavor, req.Flavor)
 	logger.Info("flush started")
 	start := j.opts.Now()
 	defer func() {
@@ -51,36 +46,21 @@ func (j *Janitor) flush(ctx context.Context, req FlushRequest) (res FlushResult)
 		if res.Error != "" {
 			result = "incomplete"
 		}
-		j.metrics.flushes.WithLabelValues(string(mode), result).Inc()
+		j.metrics.flushes.WithLabelValues(string(req.Mode), result).Inc()
 		logger.Info("flush done", "removed", res.Removed, "skipped_busy", res.SkippedBusy, "failed", res.Failed,
 			"waited_seconds", round(res.WaitedSeconds), "seconds", round(j.opts.Now().Sub(start).Seconds()), logkey.Error, res.Error)
 	}()
 
 	// No new runner while the flush runs, so none from before it survives it. The
 	// pause is bounded: should this janitor die, it lapses on its own.
-	by := "flush:" + j.opts.ID
-	until := start.Add(2*j.waitBound() + flushRemoveBound)
-	var paused []string
-	defer func() {
-		// Whatever happened, lift the pause this flush set.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
-		defer cancel()
-		for _, f := range paused {
-			if err := j.opts.State.ResumeFlavor(rctx, f, by); err != nil {
-				logger.Warn("flavor not resumed after the flush; its pause lapses on its own", logkey.Flavor, f, "paused_until", until, logkey.Error, err)
-			}
-		}
-	}()
-	for _, f := range scope {
-		if err := j.opts.State.PauseFlavor(ctx, f, by, until); err != nil {
-			res.Error = fmt.Sprintf("pause flavor %s: %v", f, err)
-			return res
-		}
-		paused = append(paused, f)
+	resume, err := j.pause(ctx, scope, start.Add(2*j.waitBound()+flushRemoveBound), logger)
+	defer resume()
+	if err != nil {
+		res.Error = err.Error()
+		return res
 	}
-
 	waited := j.waitWhile(ctx, logger, "creates in flight", func(ctx context.Context) (bool, error) { return j.createsInFlight(ctx, scope) })
-	if mode.waitRepoCheck() {
+	if req.Mode.WaitRepoCheck() {
 		waited += j.waitWhile(ctx, logger, "runners in their pre-job phase", func(ctx context.Context) (bool, error) { return j.inPreJob(ctx, scope) })
 	}
 	res.WaitedSeconds = waited.Seconds()
@@ -88,18 +68,58 @@ func (j *Janitor) flush(ctx context.Context, req FlushRequest) (res FlushResult)
 		res.Error = "the janitor stopped acting during the flush (lease lost or shutting down)"
 		return res
 	}
+	j.flushRemove(ctx, req.Mode, scope, &res, logger)
+	return res
+}
 
+// flushScope is the flavors a flush covers: one, or all.
+func (j *Janitor) flushScope(flavor string) ([]string, error) {
+	if flavor == "" {
+		return j.names, nil
+	}
+	if j.flavors[flavor] == nil {
+		return nil, fmt.Errorf("unknown flavor %q", untrusted.Log(flavor))
+	}
+	return []string{flavor}, nil
+}
+
+// pause holds new runners of the flavors in scope back until until, and returns what
+// lifts the pause again: it runs to its end whatever happened to ctx.
+func (j *Janitor) pause(ctx context.Context, scope []string, until time.Time, logger *slog.Logger) (resume func(), err error) {
+	by := "flush:" + j.opts.ID
+	var paused []string
+	resume = func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+		defer cancel()
+		for _, f := range paused {
+			if err := j.fleet.Resume(rctx, f, by); err != nil {
+				logger.Warn("flavor not resumed after the flush; its pause lapses on its own", logkey.Flavor, f, "paused_until", until, logkey.Error, err)
+			}
+		}
+	}
+	for _, f := range scope {
+		if err := j.fleet.Pause(ctx, f, by, until); err != nil {
+			return resume, fmt.Errorf("pause flavor %s: %v", f, err)
+		}
+		paused = append(paused, f)
+	}
+	return resume, nil
+}
+
+// flushRemove removes the runners the mode names, then asks fresh runners for the
+// queued jobs that lost theirs.
+func (j *Janitor) flushRemove(ctx context.Context, mode control.Mode, scope []string, res *control.FlushResult, logger *slog.Logger) {
 	j.workMu.Lock()
 	defer j.workMu.Unlock()
 	targets, err := j.flushTargets(ctx, scope)
 	if err != nil {
 		res.Error = err.Error()
-		return res
+		return
 	}
 	if f := j.opts.hooks.beforeFlushRemove; f != nil {
 		f()
 	}
-	fl := &flushRun{j: j, ctx: ctx, mode: mode, res: &res, replace: map[int64]string{}, logger: logger}
+	fl := &flushRun{j: j, ctx: ctx, mode: mode, res: res, replace: map[int64]string{}, logger: logger}
 	for _, t := range targets {
 		if ctx.Err() != nil {
 			break
@@ -120,7 +140,6 @@ func (j *Janitor) flush(ctx context.Context, req FlushRequest) (res FlushResult)
 	case res.Failed > 0:
 		res.Error = fmt.Sprintf("%d runners not removed; first: %s", res.Failed, fl.firstErr)
 	}
-	return res
 }
 
 func (j *Janitor) waitBound() time.Duration {
@@ -161,17 +180,17 @@ func (j *Janitor) waitWhile(ctx context.Context, logger *slog.Logger, what strin
 // whose record is not written yet, or a record being created that holds its slot
 // (a create waiting for its retry holds none, and is not waited for).
 func (j *Janitor) createsInFlight(ctx context.Context, scope []string) (bool, error) {
-	recs, err := j.opts.State.Runners(ctx)
+	recs, err := j.fleet.Runners(ctx)
 	if err != nil {
 		return false, err
 	}
-	byName := map[string]*queue.RunnerRecord{}
+	byName := map[string]*fleet.RunnerRecord{}
 	for _, r := range recs {
 		byName[r.Name] = r
 	}
 	now := j.opts.Now()
 	for _, f := range scope {
-		capRec, err := j.opts.State.Capacity(ctx, f)
+		capRec, err := j.fleet.Capacity(ctx, f)
 		if err != nil {
 			return false, err
 		}
@@ -180,7 +199,7 @@ func (j *Janitor) createsInFlight(ctx context.Context, scope []string) (bool, er
 			switch {
 			case r == nil && now.Sub(slot.Since) < slotGrace:
 				return true, nil
-			case r != nil && r.State == queue.RunnerCreating && now.Before(r.CreatingUntil):
+			case r != nil && r.State == fleet.RunnerCreating && now.Before(r.CreatingUntil):
 				return true, nil
 			}
 		}
@@ -190,7 +209,7 @@ func (j *Janitor) createsInFlight(ctx context.Context, scope []string) (bool, er
 
 // inPreJob reports whether a runner in scope is in its pre-job phase.
 func (j *Janitor) inPreJob(ctx context.Context, scope []string) (bool, error) {
-	recs, err := j.opts.State.Runners(ctx)
+	recs, err := j.fleet.Runners(ctx)
 	if err != nil {
 		return false, err
 	}
@@ -206,7 +225,7 @@ func (j *Janitor) inPreJob(ctx context.Context, scope []string) (bool, error) {
 type flushTarget struct {
 	f    *Flavor
 	name string
-	rec  *queue.RunnerRecord // nil: an instance with no record
+	rec  *fleet.RunnerRecord // nil: an instance with no record
 	inst bool                // an instance exists
 	prot bool                // the instance carries the protected tag
 }
@@ -227,7 +246,7 @@ func (j *Janitor) flushTargets(ctx context.Context, scope []string) ([]flushTarg
 			byName[in.Name] = &flushTarget{f: f, name: in.Name, inst: true, prot: in.Protected}
 		}
 	}
-	recs, err := j.opts.State.Runners(ctx)
+	recs, err := j.fleet.Runners(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read runner records: %w", err)
 	}
@@ -257,8 +276,8 @@ func (j *Janitor) flushTargets(ctx context.Context, scope []string) ([]flushTarg
 type flushRun struct {
 	j        *Janitor
 	ctx      context.Context
-	mode     Mode
-	res      *FlushResult
+	mode     control.Mode
+	res      *control.FlushResult
 	replace  map[int64]string // queued jobs that lost their runner → flavor
 	firstErr string
 	logger   *slog.Logger
@@ -286,8 +305,8 @@ func (fl *flushRun) remove(t flushTarget, try int) {
 		fl.reap(t, rec, nil)
 		return
 	}
-	busy := rec.State == queue.RunnerBusy || rec.TookJob != 0
-	if busy && !fl.mode.busy() {
+	busy := rec.State == fleet.RunnerBusy || rec.TookJob != 0
+	if busy && !fl.mode.Busy() {
 		fl.res.SkippedBusy++
 		return
 	}
@@ -301,7 +320,7 @@ func (fl *flushRun) remove(t flushTarget, try int) {
 			return
 		}
 		id = rec.GitHubRunnerID
-		if id == 0 && !fl.mode.busy() {
+		if id == 0 && !fl.mode.Busy() {
 			fl.failed(fmt.Errorf("runner %s: its registration is still being made", name))
 			return
 		}
@@ -309,12 +328,12 @@ func (fl *flushRun) remove(t flushTarget, try int) {
 	if id == 0 {
 		// Never registered: no job can reach it. Mark it over only if it still has
 		// not fetched its config (then the bootstrap endpoint refuses it).
-		var still func(*queue.RunnerRecord) bool
-		if !fl.mode.busy() {
-			still = func(r *queue.RunnerRecord) bool { return !r.ConfigFetched && r.GitHubRunnerID == 0 && r.TookJob == 0 }
+		var still func(*fleet.RunnerRecord) bool
+		if !fl.mode.Busy() {
+			still = func(r *fleet.RunnerRecord) bool { return !r.ConfigFetched && r.GitHubRunnerID == 0 && r.TookJob == 0 }
 		}
 		if fl.reap(t, rec, still) == changed && try < 2 {
-			if fresh, err := j.opts.State.Runner(fl.ctx, name); err == nil {
+			if fresh, err := j.fleet.Runner(fl.ctx, name); err == nil {
 				t.rec = fresh
 				fl.remove(t, try+1)
 			}
@@ -324,7 +343,7 @@ func (fl *flushRun) remove(t flushTarget, try int) {
 	err := j.opts.GitHub.DeleteRunner(fl.ctx, id)
 	switch {
 	case err == nil:
-	case errors.Is(err, github.ErrRunnerBusy) && !fl.mode.busy():
+	case errors.Is(err, github.ErrRunnerBusy) && !fl.mode.Busy():
 		// It took a job after we looked: it keeps it.
 		fl.res.SkippedBusy++
 		fl.logger.Info("flush skips a runner that took a job", logkey.Runner, name)
@@ -332,7 +351,7 @@ func (fl *flushRun) remove(t flushTarget, try int) {
 	case errors.Is(err, github.ErrRunnerBusy):
 		// Busy modes remove it anyway: its job fails, and its registration goes
 		// with the job (or with a later reconcile pass).
-	case fl.mode.force():
+	case fl.mode.Force():
 		fl.logger.Warn("github refused removing the runner; FORCE deletes its instance anyway (reconcile removes the registration later)", logkey.Runner, name, logkey.Error, err)
 	default:
 		fl.failed(fmt.Errorf("remove runner %s from github: %w", name, err))
@@ -343,10 +362,10 @@ func (fl *flushRun) remove(t flushTarget, try int) {
 }
 
 // awaitRegistration re-reads a runner until its registration id is known, briefly.
-func (fl *flushRun) awaitRegistration(name string) *queue.RunnerRecord {
+func (fl *flushRun) awaitRegistration(name string) *fleet.RunnerRecord {
 	deadline := fl.j.opts.Now().Add(registrationWait)
 	for {
-		rec, err := fl.j.opts.State.Runner(fl.ctx, name)
+		rec, err := fl.j.fleet.Runner(fl.ctx, name)
 		if err != nil {
 			return nil
 		}
@@ -357,7 +376,7 @@ func (fl *flushRun) awaitRegistration(name string) *queue.RunnerRecord {
 	}
 }
 
-func (fl *flushRun) reap(t flushTarget, rec *queue.RunnerRecord, still func(*queue.RunnerRecord) bool) reapOutcome {
+func (fl *flushRun) reap(t flushTarget, rec *fleet.RunnerRecord, still func(*fleet.RunnerRecord) bool) reapOutcome {
 	text := "flushed (" + string(fl.mode) + ")"
 	outcome, job, err := fl.j.reap(fl.ctx, t.f, t.name, rec != nil, removal{reason: reasonFlush, text: text, still: still, deferReplacement: true})
 	if err != nil {

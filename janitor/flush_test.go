@@ -8,10 +8,12 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/runner-spawner/runner-spawner/control"
+	"github.com/runner-spawner/runner-spawner/fleet"
+	"github.com/runner-spawner/runner-spawner/fleet/fleettest"
 	"github.com/runner-spawner/runner-spawner/github/githubtest"
 	"github.com/runner-spawner/runner-spawner/internal/systemtest"
 	"github.com/runner-spawner/runner-spawner/janitor"
-	"github.com/runner-spawner/runner-spawner/queue"
 )
 
 func startJanitor(t *testing.T, s *systemtest.System, edit func(*janitor.Options)) *systemtest.RunningJanitor {
@@ -42,12 +44,12 @@ func TestFlushIdle(t *testing.T) {
 	spareRunner := spare(t, s)
 	slowJob, bootRunner := booting(t, s)
 
-	res, err := flush(t, s, janitor.FlushIdle, "")
+	res, err := flush(t, s, control.FlushIdle, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	res.WaitedSeconds = 0
-	if d := cmp.Diff(janitor.FlushResult{Mode: "FLUSH_IDLE", Removed: 2, SkippedBusy: 1}, res); d != "" {
+	if d := cmp.Diff(control.FlushResult{Mode: "FLUSH_IDLE", Removed: 2, SkippedBusy: 1}, res); d != "" {
 		t.Errorf("flush result (-want +got):\n%s", d)
 	}
 	gone(t, s, spareRunner, bootRunner)
@@ -61,14 +63,14 @@ func TestFlushIdle(t *testing.T) {
 		t.Errorf("the busy runner's job is %s", j.Status)
 	}
 	for _, name := range []string{spareRunner, bootRunner} {
-		if r, err := s.State.Runner(t.Context(), name); err != nil || !r.State.Terminal() || !r.InstanceDeleted {
+		if r, err := s.Fleet.Runner(t.Context(), name); err != nil || !r.State.Terminal() || !r.InstanceDeleted {
 			t.Errorf("flushed runner %s: %+v, %v", name, r, err)
 		}
 	}
 	notPaused(t, s, "small", "slow")
 	// The slow job still waits: it gets a new runner after the flush.
 	systemtest.Eventually(t, 15*time.Second, func() error {
-		j, err := s.State.Job(t.Context(), slowJob.ID)
+		j, err := s.Fleet.Job(t.Context(), slowJob.ID)
 		if err != nil || len(j.Runners) < 2 || !s.Cloud.Exists(j.Runners[1]) {
 			return fmt.Errorf("no replacement runner for job %d yet", slowJob.ID)
 		}
@@ -99,12 +101,12 @@ func TestFlushIdleSparesARunnerThatTakesAJob(t *testing.T) {
 	})
 	name = spare(t, s)
 
-	res, err := flush(t, s, janitor.FlushIdle, "small")
+	res, err := flush(t, s, control.FlushIdle, "small")
 	if err != nil {
 		t.Fatal(err)
 	}
 	res.WaitedSeconds = 0
-	if d := cmp.Diff(janitor.FlushResult{Mode: "FLUSH_IDLE", SkippedBusy: 1}, res); d != "" {
+	if d := cmp.Diff(control.FlushResult{Mode: "FLUSH_IDLE", SkippedBusy: 1}, res); d != "" {
 		t.Errorf("flush result (-want +got):\n%s", d)
 	}
 	job := <-jobs
@@ -119,12 +121,12 @@ func TestFlushBusyDuringALongJob(t *testing.T) {
 	startJanitor(t, s, nil)
 	job, name := busy(t, s, 10*time.Minute)
 
-	res, err := flush(t, s, janitor.FlushBusy, "")
+	res, err := flush(t, s, control.FlushBusy, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	res.WaitedSeconds = 0
-	if d := cmp.Diff(janitor.FlushResult{Mode: "FLUSH_BUSY", Removed: 1}, res); d != "" {
+	if d := cmp.Diff(control.FlushResult{Mode: "FLUSH_BUSY", Removed: 1}, res); d != "" {
 		t.Errorf("flush result (-want +got):\n%s", d)
 	}
 	gone(t, s, name)
@@ -137,19 +139,19 @@ func TestFlushBusyDuringALongJob(t *testing.T) {
 func TestFlushWaitRepoCheck(t *testing.T) {
 	tests := []struct {
 		name     string
-		mode     janitor.Mode
+		mode     control.Mode
 		wait     time.Duration // FlushWait (× 4 attempts)
 		endAfter time.Duration // the pre-job phase ends this long after the flush starts (0: never)
 		minWait  float64
 		maxWait  float64
-		want     janitor.FlushResult
+		want     control.FlushResult
 	}{
-		{"idle mode waits out its bound", janitor.FlushIdleWaitRepoCheck, 200 * time.Millisecond, 0, 0.8, 1.8,
-			janitor.FlushResult{Mode: "FLUSH_IDLE_WAIT_REPO_CHECK", SkippedBusy: 1}},
-		{"busy mode goes on when the pre-job phase ends", janitor.FlushBusyWaitRepoCheck, 750 * time.Millisecond, 500 * time.Millisecond, 0.3, 2.5,
-			janitor.FlushResult{Mode: "FLUSH_BUSY_WAIT_REPO_CHECK", Removed: 1}},
-		{"a mode without the check does not wait", janitor.FlushBusy, 500 * time.Millisecond, 0, 0, 0.3,
-			janitor.FlushResult{Mode: "FLUSH_BUSY", Removed: 1}},
+		{"idle mode waits out its bound", control.FlushIdleWaitRepoCheck, 200 * time.Millisecond, 0, 0.8, 1.8,
+			control.FlushResult{Mode: "FLUSH_IDLE_WAIT_REPO_CHECK", SkippedBusy: 1}},
+		{"busy mode goes on when the pre-job phase ends", control.FlushBusyWaitRepoCheck, 750 * time.Millisecond, 500 * time.Millisecond, 0.3, 2.5,
+			control.FlushResult{Mode: "FLUSH_BUSY_WAIT_REPO_CHECK", Removed: 1}},
+		{"a mode without the check does not wait", control.FlushBusy, 500 * time.Millisecond, 0, 0, 0.3,
+			control.FlushResult{Mode: "FLUSH_BUSY", Removed: 1}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -157,15 +159,12 @@ func TestFlushWaitRepoCheck(t *testing.T) {
 			startJanitor(t, s, func(o *janitor.Options) { o.FlushWait, o.FlushWaitAttempts = tc.wait, 4 })
 			_, name := busy(t, s, 10*time.Minute)
 			setPreJobDone := func(done bool) {
-				if _, err := s.State.UpdateRunner(t.Context(), name, func(r *queue.RunnerRecord) error {
+				fleettest.EditRunner(t, s.Conn, name, func(r *fleet.RunnerRecord) {
 					r.PreJobDoneAt = time.Time{}
 					if done {
 						r.PreJobDoneAt = time.Now()
 					}
-					return nil
-				}); err != nil {
-					t.Error(err)
-				}
+				})
 			}
 			// Back into the pre-job phase: job started, the repository check not done.
 			setPreJobDone(false)
@@ -196,13 +195,13 @@ func TestFlushWaitRepoCheck(t *testing.T) {
 func TestFlushWithGitHubDown(t *testing.T) {
 	tests := []struct {
 		name    string
-		mode    janitor.Mode
-		want    janitor.FlushResult
+		mode    control.Mode
+		want    control.FlushResult
 		wantErr error
 	}{
-		{"FORCE deletes every instance", janitor.ForceFlushWaitRepoCheck, janitor.FlushResult{Mode: "FORCE_FLUSH_WAIT_REPO_CHECK", Removed: 2}, nil},
-		{"BUSY reports the refusal", janitor.FlushBusy, janitor.FlushResult{Mode: "FLUSH_BUSY", Failed: 2}, janitor.ErrFlushIncomplete},
-		{"IDLE reports the refusal", janitor.FlushIdle, janitor.FlushResult{Mode: "FLUSH_IDLE", SkippedBusy: 1, Failed: 1}, janitor.ErrFlushIncomplete},
+		{"FORCE deletes every instance", control.ForceFlushWaitRepoCheck, control.FlushResult{Mode: "FORCE_FLUSH_WAIT_REPO_CHECK", Removed: 2}, nil},
+		{"BUSY reports the refusal", control.FlushBusy, control.FlushResult{Mode: "FLUSH_BUSY", Failed: 2}, control.ErrFlushIncomplete},
+		{"IDLE reports the refusal", control.FlushIdle, control.FlushResult{Mode: "FLUSH_IDLE", SkippedBusy: 1, Failed: 1}, control.ErrFlushIncomplete},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -249,16 +248,16 @@ func TestFlushWithGitHubDown(t *testing.T) {
 func TestFlushNeedsAnActiveJanitor(t *testing.T) {
 	s := system(t, githubtest.Options{})
 	start := time.Now()
-	_, err := flush(t, s, janitor.FlushIdle, "")
-	if !errors.Is(err, janitor.ErrNoJanitor) {
-		t.Fatalf("flush without a janitor: %v, want ErrNoJanitor", err)
+	_, err := flush(t, s, control.FlushIdle, "")
+	if !errors.Is(err, control.ErrNoJanitor) {
+		t.Fatalf("flush without a janitor: %v, want control.ErrNoJanitor", err)
 	}
 	if time.Since(start) > 5*time.Second {
 		t.Errorf("took %s to notice no janitor answers", time.Since(start))
 	}
 	startJanitor(t, s, nil)
 	res, err := flush(t, s, "flush-idle", "nosuch")
-	if !errors.Is(err, janitor.ErrFlushIncomplete) || res.Error != `unknown flavor "nosuch"` {
+	if !errors.Is(err, control.ErrFlushIncomplete) || res.Error != `unknown flavor "nosuch"` {
 		t.Fatalf("flush of an unknown flavor: %+v, %v", res, err)
 	}
 }

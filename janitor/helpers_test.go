@@ -7,10 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/runner-spawner/runner-spawner/control"
+	"github.com/runner-spawner/runner-spawner/fleet"
 	"github.com/runner-spawner/runner-spawner/github/githubtest"
 	"github.com/runner-spawner/runner-spawner/internal/systemtest"
-	"github.com/runner-spawner/runner-spawner/janitor"
-	"github.com/runner-spawner/runner-spawner/queue"
 )
 
 // system starts the spawner with the flavors "small" (runners boot in 500 ms, so a
@@ -33,7 +33,7 @@ func runnerOf(t *testing.T, s *systemtest.System, jobID int64) string {
 	t.Helper()
 	var name string
 	systemtest.Eventually(t, 15*time.Second, func() error {
-		j, err := s.State.Job(t.Context(), jobID)
+		j, err := s.Fleet.Job(t.Context(), jobID)
 		if err != nil || len(j.Runners) == 0 {
 			return fmt.Errorf("job %d has no runner yet", jobID)
 		}
@@ -52,8 +52,8 @@ func spare(t *testing.T, s *systemtest.System) string {
 	if err := s.GH.CancelJob(job.ID); err != nil {
 		t.Fatal(err)
 	}
-	waitRunner(t, s, name, "idle spare, online on GitHub", func(r *queue.RunnerRecord) bool {
-		return r.State == queue.RunnerIdle && r.Spare && online(s, name)
+	waitRunner(t, s, name, "idle spare, online on GitHub", func(r *fleet.RunnerRecord) bool {
+		return r.State == fleet.RunnerIdle && r.Spare && online(s, name)
 	})
 	return name
 }
@@ -65,15 +65,15 @@ func busy(t *testing.T, s *systemtest.System, d time.Duration) (githubtest.Job, 
 	job := s.GH.CreateJob(githubtest.JobSpec{Labels: []string{"small"}, Duration: d})
 	var name string
 	systemtest.Eventually(t, 15*time.Second, func() error {
-		j, err := s.State.Job(t.Context(), job.ID)
+		j, err := s.Fleet.Job(t.Context(), job.ID)
 		if err != nil || j.TakenBy == "" {
 			return fmt.Errorf("job %d not taken yet", job.ID)
 		}
 		name = j.TakenBy
 		return nil
 	})
-	waitRunner(t, s, name, "busy after its pre-job phase", func(r *queue.RunnerRecord) bool {
-		return r.State == queue.RunnerBusy && !r.PreJobDoneAt.IsZero()
+	waitRunner(t, s, name, "busy after its pre-job phase", func(r *fleet.RunnerRecord) bool {
+		return r.State == fleet.RunnerBusy && !r.PreJobDoneAt.IsZero()
 	})
 	return job, name
 }
@@ -84,15 +84,15 @@ func booting(t *testing.T, s *systemtest.System) (githubtest.Job, string) {
 	t.Helper()
 	job := s.GH.CreateJob(githubtest.JobSpec{Labels: []string{"slow"}})
 	name := runnerOf(t, s, job.ID)
-	waitRunner(t, s, name, "booting", func(r *queue.RunnerRecord) bool { return r.State == queue.RunnerBooting })
+	waitRunner(t, s, name, "booting", func(r *fleet.RunnerRecord) bool { return r.State == fleet.RunnerBooting })
 	return job, name
 }
 
-func waitRunner(t *testing.T, s *systemtest.System, name, what string, ok func(*queue.RunnerRecord) bool) *queue.RunnerRecord {
+func waitRunner(t *testing.T, s *systemtest.System, name, what string, ok func(*fleet.RunnerRecord) bool) *fleet.RunnerRecord {
 	t.Helper()
-	var rec *queue.RunnerRecord
+	var rec *fleet.RunnerRecord
 	systemtest.Eventually(t, 20*time.Second, func() error {
-		r, err := s.State.Runner(t.Context(), name)
+		r, err := s.Fleet.Runner(t.Context(), name)
 		if err != nil {
 			return err
 		}
@@ -114,11 +114,11 @@ func registered(s *systemtest.System, name string) bool {
 }
 
 // flush asks the active janitor for a flush, bounded.
-func flush(t *testing.T, s *systemtest.System, mode janitor.Mode, flavor string) (janitor.FlushResult, error) {
+func flush(t *testing.T, s *systemtest.System, mode control.Mode, flavor string) (control.FlushResult, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	return janitor.RequestFlush(ctx, s.Conn, janitor.FlushRequest{Mode: string(mode), Flavor: flavor})
+	return control.Flush(ctx, s.Conn, control.FlushRequest{Mode: mode, Flavor: flavor})
 }
 
 // jobDone waits until the fake completed job with the conclusion want.
@@ -151,7 +151,7 @@ func gone(t *testing.T, s *systemtest.System, names ...string) {
 func notPaused(t *testing.T, s *systemtest.System, flavors ...string) {
 	t.Helper()
 	for _, f := range flavors {
-		c, err := s.State.Capacity(t.Context(), f)
+		c, err := s.Fleet.Capacity(t.Context(), f)
 		if err != nil {
 			t.Fatal(err)
 		}

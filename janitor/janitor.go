@@ -11,12 +11,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/runner-spawner/runner-spawner/control"
+	"github.com/runner-spawner/runner-spawner/fleet"
 	"github.com/runner-spawner/runner-spawner/internal/logkey"
 	"github.com/runner-spawner/runner-spawner/queue"
 )
 
-// LeaseName is the lease the active janitor holds (queue.State.LeaseHolder reads it).
-const LeaseName = "janitor"
+// LeaseName is the lease the active janitor holds: the one control's requests reach.
+const LeaseName = control.JanitorLease
 
 // Lease timing, against the bucket's TTL (queue.LeaseTTL, 15 s): renew every 3 s,
 // give each renewal at most 3 s, and stop acting at the first failure. The last
@@ -33,6 +35,7 @@ var (
 // Janitor reconciles, flushes and recovers lost webhooks while it holds the lease.
 type Janitor struct {
 	opts      Options
+	fleet     *fleet.Fleet
 	logger    *slog.Logger
 	flavors   map[string]*Flavor
 	names     []string // flavor names, sorted
@@ -57,8 +60,8 @@ type mark struct {
 // New builds a Janitor. It panics on a wiring mistake (nil Conn, State or GitHub) and
 // returns Validate's problems.
 func New(opts Options) (*Janitor, error) {
-	if opts.Conn == nil || opts.State == nil || opts.GitHub == nil {
-		panic("janitor: New needs Conn, State and GitHub")
+	if opts.Conn == nil || opts.State == nil || opts.Fleet == nil || opts.GitHub == nil {
+		panic("janitor: New needs Conn, State, Fleet and GitHub")
 	}
 	if err := opts.Validate(); err != nil {
 		return nil, fmt.Errorf("janitor options: %w", err)
@@ -67,6 +70,7 @@ func New(opts Options) (*Janitor, error) {
 	opts.defaults()
 	j := &Janitor{
 		opts:      opts,
+		fleet:     opts.Fleet.WithClock(opts.Now),
 		logger:    opts.Logger.With(logkey.Component, "janitor", "janitor", opts.ID),
 		flavors:   map[string]*Flavor{},
 		protected: map[string]bool{},
@@ -150,7 +154,7 @@ func (j *Janitor) watchLease(ctx context.Context, wake chan<- struct{}) {
 func (j *Janitor) lead(ctx context.Context, lease *queue.Lease) {
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	ctl, err := j.subscribeControl()
+	ctl, err := control.Listen(j.opts.Conn, renewTimeout, j.logger)
 	if err != nil {
 		// A janitor that cannot take commands must not be the one that gets them.
 		j.logger.Warn("cannot subscribe to control commands; giving up the lease", logkey.Error, err)
@@ -171,7 +175,7 @@ func (j *Janitor) lead(ctx context.Context, lease *queue.Lease) {
 
 	var wg sync.WaitGroup
 	wg.Go(func() { j.reconcileLoop(actx) })
-	wg.Go(func() { j.serveControl(actx, ctl) })
+	wg.Go(func() { ctl.Serve(actx, responder{j}) })
 	if j.opts.Hook != nil {
 		wg.Go(func() { j.sweepLoop(actx) })
 	}

@@ -9,6 +9,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/runner-spawner/runner-spawner/backends/sim"
+	"github.com/runner-spawner/runner-spawner/control"
+	"github.com/runner-spawner/runner-spawner/fleet"
 	"github.com/runner-spawner/runner-spawner/github"
 	"github.com/runner-spawner/runner-spawner/github/githubtest"
 	"github.com/runner-spawner/runner-spawner/internal/secret"
@@ -26,6 +28,10 @@ func TestRunStopsEverything(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	fl, err := fleet.Open(t.Context(), conn, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	gh := githubtest.NewServer(githubtest.Options{})
 	t.Cleanup(gh.Close)
 	client, err := github.New(github.Options{BaseURL: gh.URL(), Path: "octo-org", Token: secret.New("x"), RatePerHour: 1_000_000})
@@ -35,7 +41,7 @@ func TestRunStopsEverything(t *testing.T) {
 	cloud := sim.NewCloud(sim.CloudOptions{})
 	t.Cleanup(cloud.Close)
 	opts := janitor.Options{
-		Conn: conn, State: st, GitHub: client, DeploymentID: "spawner", ID: "leak",
+		Conn: conn, State: st, Fleet: fl, GitHub: client, DeploymentID: "spawner", ID: "leak",
 		Flavors:  []janitor.Flavor{{Name: "small", Backend: cloud.Backend(sim.BackendOptions{DeploymentID: "spawner", Flavor: "small"})}},
 		Interval: 50 * time.Millisecond, Hook: &github.HookRef{Kind: github.HookOrg, HookID: 1}, SweepInterval: 50 * time.Millisecond,
 		PollRepos: []string{"octo-org/octo-repo"}, PollInterval: 50 * time.Millisecond,
@@ -50,7 +56,7 @@ func TestRunStopsEverything(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- j.Run(ctx) }()
 	systemtest.Eventually(t, 10*time.Second, func() error {
-		var last janitor.PassSummary
+		var last control.PassSummary
 		if err := st.Meta(t.Context(), queue.MetaLastReconcile, &last); err != nil {
 			return err
 		}
@@ -59,7 +65,7 @@ func TestRunStopsEverything(t *testing.T) {
 		}
 		return nil
 	})
-	if _, err := janitor.RequestFlush(t.Context(), conn, janitor.FlushRequest{Mode: "FLUSH_IDLE"}); err != nil {
+	if _, err := control.Flush(t.Context(), conn, control.FlushRequest{Mode: "FLUSH_IDLE"}); err != nil {
 		t.Fatal(err)
 	}
 	cancel()

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/runner-spawner/runner-spawner/backends"
+	"github.com/runner-spawner/runner-spawner/fleet"
 	"github.com/runner-spawner/runner-spawner/github"
 	"github.com/runner-spawner/runner-spawner/queue"
 )
@@ -52,8 +53,12 @@ type Flavor struct {
 
 // Options configures a Janitor. Zero values take the defaults noted.
 type Options struct {
-	Conn    *queue.Conn
-	State   *queue.State
+	Conn *queue.Conn
+	// State is the janitor's own bookkeeping (its lease, the status documents, the
+	// sweeper's memory).
+	State *queue.State
+	// Fleet is the job and runner records; the janitor uses it with its own clock.
+	Fleet   *fleet.Fleet
 	GitHub  GitHub
 	Flavors []Flavor
 	// DeploymentID is the runner-name prefix (names are "<id>-<flavor>-<job>-<n>").

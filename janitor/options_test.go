@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/runner-spawner/runner-spawner/backends/sim"
+	"github.com/runner-spawner/runner-spawner/control"
 	"github.com/runner-spawner/runner-spawner/github"
 	"github.com/runner-spawner/runner-spawner/janitor"
 )
@@ -13,24 +14,24 @@ import (
 func TestParseMode(t *testing.T) {
 	tests := []struct {
 		in      string
-		want    janitor.Mode
+		want    control.Mode
 		wantErr bool
 	}{
-		{"FLUSH_IDLE", janitor.FlushIdle, false},
-		{"flush-idle", janitor.FlushIdle, false},
-		{"flush-idle-wait-repo-check", janitor.FlushIdleWaitRepoCheck, false},
-		{"FLUSH_BUSY", janitor.FlushBusy, false},
-		{"flush-busy-wait-repo-check", janitor.FlushBusyWaitRepoCheck, false},
-		{"force-flush-wait-repo-check", janitor.ForceFlushWaitRepoCheck, false},
-		{" FORCE_FLUSH_WAIT_REPO_CHECK ", janitor.ForceFlushWaitRepoCheck, false},
+		{"FLUSH_IDLE", control.FlushIdle, false},
+		{"flush-idle", control.FlushIdle, false},
+		{"flush-idle-wait-repo-check", control.FlushIdleWaitRepoCheck, false},
+		{"FLUSH_BUSY", control.FlushBusy, false},
+		{"flush-busy-wait-repo-check", control.FlushBusyWaitRepoCheck, false},
+		{"force-flush-wait-repo-check", control.ForceFlushWaitRepoCheck, false},
+		{" FORCE_FLUSH_WAIT_REPO_CHECK ", control.ForceFlushWaitRepoCheck, false},
 		{"force-flush", "", true},
 		{"", "", true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.in, func(t *testing.T) {
-			got, err := janitor.ParseMode(tc.in)
+			got, err := control.ParseMode(tc.in)
 			if (err != nil) != tc.wantErr || got != tc.want {
-				t.Errorf("ParseMode(%q) = %q, %v; want %q (error %v)", tc.in, got, err, tc.want, tc.wantErr)
+				t.Errorf("control.ParseMode(%q) = %q, %v; want %q (error %v)", tc.in, got, err, tc.want, tc.wantErr)
 			}
 		})
 	}

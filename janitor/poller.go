@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/runner-spawner/runner-spawner/fleet"
 	"github.com/runner-spawner/runner-spawner/internal/logkey"
 	"github.com/runner-spawner/runner-spawner/queue"
 )
@@ -53,7 +54,7 @@ func (j *Janitor) poll(ctx context.Context) int {
 			if now.Sub(gj.CreatedAt) < j.opts.PollMinAge {
 				continue
 			}
-			if _, err := j.opts.State.Job(ctx, gj.ID); !errors.Is(err, queue.ErrNoRecord) {
+			if _, err := j.fleet.Job(ctx, gj.ID); !errors.Is(err, fleet.ErrNoRecord) {
 				continue // known (or unreadable: try next time)
 			}
 			flavor, ok := j.opts.Route(gj.Labels)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/runner-spawner/runner-spawner/fleet"
 	"github.com/runner-spawner/runner-spawner/internal/logkey"
 	"github.com/runner-spawner/runner-spawner/queue"
 )
@@ -36,7 +37,7 @@ type removal struct {
 	// still re-checks the record, under compare-and-set, just before it is marked
 	// terminal: false means it changed since it was judged (it took a job, came
 	// up), and it is left alone. nil: remove whatever its state.
-	still func(*queue.RunnerRecord) bool
+	still func(*fleet.RunnerRecord) bool
 	// deferReplacement leaves the replacement request to the caller (a flush asks
 	// once its removals are done, so that no replacement adopts a runner about to
 	// be flushed).
@@ -56,8 +57,6 @@ const (
 	protected                    // protected: left alone
 )
 
-var errProtected = errors.New("protected")
-
 // reap deletes a runner's instance and settles the rest: the record is marked
 // terminal first (so the bootstrap endpoint refuses its config and no job adopts it
 // while it goes), then the instance is deleted, then the record says so, then the
@@ -71,48 +70,14 @@ func (j *Janitor) reap(ctx context.Context, f *Flavor, name string, hasRecord bo
 		return protected, 0, nil
 	}
 	logger := j.logger.With(logkey.Runner, name, logkey.Flavor, f.Name, "reason", rm.reason)
-	now := j.opts.Now().UTC()
-	var before *queue.RunnerRecord
+	var before *fleet.RunnerRecord
 	if hasRecord {
-		outcome := reaped
-		_, err := j.opts.State.UpdateRunner(ctx, name, func(r *queue.RunnerRecord) error {
-			if r.Protected {
-				outcome = protected
-				return errProtected
-			}
-			if rm.still != nil && !rm.still(r) {
-				outcome = changed
-				return queue.ErrSkip
-			}
-			outcome = reaped
-			cp := *r
-			before = &cp
-			if r.State.Terminal() && r.CreatingUntil.IsZero() {
-				return queue.ErrSkip // nothing to write; the instance still goes
-			}
-			next := queue.RunnerFailed
-			if r.TookJob != 0 || r.State == queue.RunnerBusy {
-				next = queue.RunnerFinished
-			}
-			if r.State.Advance(next) {
-				r.FinishedAt = now
-				if r.FailReason == "" {
-					r.FailReason = rm.text
-				}
-			}
-			r.CreatingUntil = time.Time{}
-			return nil
-		})
-		switch {
-		case outcome != reaped:
-			return outcome, 0, nil
-		case errors.Is(err, queue.ErrNoRecord):
-			before = nil // gone meanwhile: delete the instance all the same
-		case err != nil && !errors.Is(err, queue.ErrSkip):
-			return reaped, 0, fmt.Errorf("mark runner %s: %w", name, err)
+		rec, outcome, err := j.retire(ctx, name, rm)
+		if outcome != reaped || err != nil {
+			return outcome, 0, err
 		}
+		before = rec // nil: gone meanwhile; the instance is deleted all the same
 	}
-
 	dctx, cancel := context.WithTimeout(ctx, deleteTimeout)
 	err := f.Backend.Delete(dctx, name)
 	cancel()
@@ -124,31 +89,10 @@ func (j *Janitor) reap(ctx context.Context, f *Flavor, name string, hasRecord bo
 	// ends this moment.
 	wctx, wcancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer wcancel()
-	if before != nil {
-		if _, err := j.opts.State.UpdateRunner(wctx, name, func(r *queue.RunnerRecord) error {
-			// A listed instance deleted is the one a create of unknown outcome may
-			// have made: nothing more can appear under the name.
-			settled := !rm.gone && !r.HoldSlotUntil.IsZero()
-			if r.InstanceDeleted && !settled {
-				return queue.ErrSkip
-			}
-			r.InstanceDeleted = true
-			if settled {
-				r.HoldSlotUntil = time.Time{}
-			}
-			return nil
-		}); err != nil && !errors.Is(err, queue.ErrSkip) && !errors.Is(err, queue.ErrNoRecord) {
-			logger.Warn("instance deleted but its record not updated", logkey.Error, err)
-		}
-	}
-	if err := j.opts.State.ReleaseSlot(wctx, f.Name, name); err != nil {
-		logger.Warn("instance deleted but its capacity slot not released; the next pass will", logkey.Error, err)
-	}
-	if before != nil && before.Spare {
-		// Out of the spare index, so no job tries to adopt it.
-		if err := j.opts.State.RemoveSpare(wctx, f.Name, name); err != nil {
-			logger.Warn("spare index not updated; the next adoption drops the entry", logkey.Error, err)
-		}
+	// A listed instance deleted (not rm.gone) is the one a create of unknown outcome
+	// may have made: nothing more can appear under the name.
+	if _, err := j.fleet.InstanceGone(wctx, f.Name, name, !rm.gone); err != nil {
+		logger.Warn("instance deleted but its runner not fully settled; the next pass will", logkey.Error, err)
 	}
 	if rm.gone {
 		j.metrics.released.WithLabelValues(f.Name).Inc()
@@ -157,7 +101,6 @@ func (j *Janitor) reap(ctx context.Context, f *Flavor, name string, hasRecord bo
 		j.metrics.deleted.WithLabelValues(f.Name, rm.reason).Inc()
 		logger.Info("janitor deleted instance", "state", stateOf(before))
 	}
-
 	var job int64
 	if before != nil && neverTookJob(before) {
 		job = before.ForJob
@@ -168,14 +111,32 @@ func (j *Janitor) reap(ctx context.Context, f *Flavor, name string, hasRecord bo
 	return reaped, job, nil
 }
 
+// retire marks the runner over before its instance goes (fleet.Retire) and says
+// what to do: reaped (go on; rec is the record as it was, nil when it vanished
+// meanwhile), protected or changed (leave it).
+func (j *Janitor) retire(ctx context.Context, name string, rm removal) (*fleet.RunnerRecord, reapOutcome, error) {
+	rec, err := j.fleet.Retire(ctx, name, rm.text, rm.still)
+	switch {
+	case errors.Is(err, fleet.ErrProtected):
+		return nil, protected, nil
+	case errors.Is(err, fleet.ErrChanged):
+		return nil, changed, nil
+	case errors.Is(err, fleet.ErrNoRecord):
+		return nil, reaped, nil
+	case err != nil:
+		return nil, reaped, fmt.Errorf("mark runner %s: %w", name, err)
+	}
+	return rec, reaped, nil
+}
+
 // neverTookJob reports whether a runner was meant for a job and never ran one, so the
 // job may still count on it. A terminal runner qualifies too: one that exited
 // without a job (its registration removed, its boot failed) leaves its job waiting.
-func neverTookJob(r *queue.RunnerRecord) bool {
-	return r.ForJob != 0 && r.TookJob == 0 && r.State != queue.RunnerBusy && r.BusyAt.IsZero() && !r.Spare
+func neverTookJob(r *fleet.RunnerRecord) bool {
+	return r.ForJob != 0 && r.TookJob == 0 && r.State != fleet.RunnerBusy && r.BusyAt.IsZero() && !r.Spare
 }
 
-func stateOf(r *queue.RunnerRecord) string {
+func stateOf(r *fleet.RunnerRecord) string {
 	if r == nil {
 		return "no record"
 	}
@@ -188,7 +149,7 @@ func stateOf(r *queue.RunnerRecord) string {
 // same loss are stored once.
 func (j *Janitor) requestRunner(ctx context.Context, flavor string, jobID int64, reason string) bool {
 	logger := j.logger.With(logkey.JobID, jobID, logkey.Flavor, flavor)
-	ev, res, err := j.opts.Conn.RequestReplacement(ctx, j.opts.State, jobID, reason, j.opts.Now())
+	ev, res, err := j.fleet.Replace(ctx, jobID, reason)
 	if err != nil {
 		logger.Warn("replacement request not stored", logkey.Error, err)
 		return false

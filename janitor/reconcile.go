@@ -10,53 +10,12 @@ import (
 	"time"
 
 	"github.com/runner-spawner/runner-spawner/backends"
+	"github.com/runner-spawner/runner-spawner/control"
+	"github.com/runner-spawner/runner-spawner/fleet"
 	"github.com/runner-spawner/runner-spawner/github"
 	"github.com/runner-spawner/runner-spawner/internal/logkey"
 	"github.com/runner-spawner/runner-spawner/queue"
 )
-
-// PassSummary is what one reconcile pass saw and did. The last one is stored under
-// queue.MetaLastReconcile for `spawner status`.
-type PassSummary struct {
-	Janitor       string    `json:"janitor"`
-	StartedAt     time.Time `json:"started_at"`
-	Seconds       float64   `json:"seconds"`
-	Instances     int       `json:"instances"`
-	GitHubRunners int       `json:"github_runners"`
-	Records       int       `json:"records"`
-	// GitHubChecked is false when GitHub could not be listed: the rules that need
-	// it (vanished registrations, idle runners, orphan registrations) were skipped.
-	GitHubChecked bool `json:"github_checked"`
-	// Deleted counts instances deleted, by reason.
-	Deleted              map[string]int `json:"deleted,omitempty"`
-	RegistrationsRemoved int            `json:"registrations_removed"`
-	// Settled counts runners whose instance had vanished: record, slot and job
-	// settled.
-	Settled       int `json:"settled"`
-	SlotsReleased int `json:"slots_released"`
-	// Resumed counts creates abandoned by a crashed process, handed back.
-	Resumed      int `json:"resumed"`
-	Replacements int `json:"replacements"`
-	// GitHubBudget is GitHub's rate-limit budget as last seen (nil: not known).
-	GitHubBudget *Budget `json:"github_budget,omitempty"`
-	// Marked counts suspects seen for the first time: acted on at the next pass if
-	// they are still suspect.
-	Marked int `json:"marked"`
-	// Kept counts leftovers not touched, by reason (protected, busy).
-	Kept map[string]int `json:"kept,omitempty"`
-	// Deferred counts actions left for the next pass by the per-pass bounds.
-	Deferred   int    `json:"deferred"`
-	Errors     int    `json:"errors"`
-	FirstError string `json:"first_error,omitempty"`
-}
-
-func (s *PassSummary) deleted() int {
-	n := 0
-	for _, v := range s.Deleted {
-		n += v
-	}
-	return n
-}
 
 const (
 	reasonInstanceGone = "instance_gone"
@@ -98,25 +57,25 @@ type pass struct {
 	j       *Janitor
 	ctx     context.Context
 	now     time.Time
-	sum     *PassSummary
+	sum     *control.PassSummary
 	deletes int // left in this pass
 	calls   int // GitHub calls left in this pass
 	next    map[string]mark
-	jobs    map[int64]*queue.JobRecord
+	jobs    map[int64]*fleet.JobRecord
 }
 
 // reconcile compares the backends' instances, GitHub's registrations and the runner
 // records, and removes what is left over, within the pass's bounds.
-func (j *Janitor) reconcile(ctx context.Context) *PassSummary {
+func (j *Janitor) reconcile(ctx context.Context) *control.PassSummary {
 	j.workMu.Lock()
 	defer j.workMu.Unlock()
 	j.pass++
 	start := j.opts.Now()
 	p := &pass{
 		j: j, ctx: ctx, now: start,
-		sum:     &PassSummary{Janitor: j.opts.ID, StartedAt: start.UTC(), Deleted: map[string]int{}, Kept: map[string]int{}},
+		sum:     &control.PassSummary{Janitor: j.opts.ID, StartedAt: start.UTC(), Deleted: map[string]int{}, Kept: map[string]int{}},
 		deletes: j.opts.MaxDeletesPerPass, calls: j.opts.MaxGitHubCallsPerPass,
-		next: map[string]mark{}, jobs: map[int64]*queue.JobRecord{},
+		next: map[string]mark{}, jobs: map[int64]*fleet.JobRecord{},
 	}
 	result := "ok"
 	if err := p.run(); err != nil {
@@ -136,13 +95,13 @@ func (j *Janitor) reconcile(ctx context.Context) *PassSummary {
 	j.metrics.lastReconcile.Set(float64(end.Unix()))
 	if rl, ok := j.opts.GitHub.(rateLimiter); ok {
 		if info := rl.RateLimit(); info.Limit > 0 {
-			p.sum.GitHubBudget = &Budget{Remaining: info.Remaining, Limit: info.Limit, Reset: info.Reset}
+			p.sum.GitHubBudget = &control.Budget{Remaining: info.Remaining, Limit: info.Limit, Reset: info.Reset}
 		}
 	}
 	s := p.sum
 	j.logger.Info("reconcile pass", "result", result, "seconds", round(s.Seconds),
 		"instances", s.Instances, "github_runners", s.GitHubRunners, "records", s.Records, "github_checked", s.GitHubChecked,
-		"deleted", s.deleted(), "deleted_by_reason", counts(s.Deleted), "registrations_removed", s.RegistrationsRemoved,
+		"deleted", s.DeletedTotal(), "deleted_by_reason", counts(s.Deleted), "registrations_removed", s.RegistrationsRemoved,
 		"settled", s.Settled, "slots_released", s.SlotsReleased, "resumed", s.Resumed, "replacements", s.Replacements,
 		"marked", s.Marked, "kept", counts(s.Kept), "deferred", s.Deferred, "errors", s.Errors)
 	wctx, cancel := context.WithTimeout(ctx, recordTimeout)
@@ -151,13 +110,6 @@ func (j *Janitor) reconcile(ctx context.Context) *PassSummary {
 		j.logger.Warn("reconcile summary not stored", logkey.Error, err)
 	}
 	return s
-}
-
-// Budget is GitHub's rate-limit budget.
-type Budget struct {
-	Remaining int       `json:"remaining"`
-	Limit     int       `json:"limit"`
-	Reset     time.Time `json:"reset,omitzero"`
 }
 
 // deletedGrace is how long an instance whose delete was accepted may still be listed
@@ -190,11 +142,11 @@ func (p *pass) run() error {
 			instances[in.Name] = &instance{Instance: in, flavor: f}
 		}
 	}
-	recList, err := j.opts.State.Runners(ctx)
+	recList, err := j.fleet.Runners(ctx)
 	if err != nil {
 		return fmt.Errorf("read runner records: %w", err)
 	}
-	records := map[string]*queue.RunnerRecord{}
+	records := map[string]*fleet.RunnerRecord{}
 	for _, r := range recList {
 		records[r.Name] = r
 	}
@@ -254,14 +206,14 @@ func (p *pass) run() error {
 }
 
 // instance judges one instance of ours.
-func (p *pass) instance(in *instance, rec *queue.RunnerRecord, ghByID map[int64]github.Runner, ghByName map[string]github.Runner) {
+func (p *pass) instance(in *instance, rec *fleet.RunnerRecord, ghByID map[int64]github.Runner, ghByName map[string]github.Runner) {
 	j, f, name := p.j, in.flavor, in.Name
 	if in.Protected || j.protected[name] || (rec != nil && rec.Protected) {
 		p.keep("protected")
 		return
 	}
 	switch {
-	case in.State == backends.StateError && (rec == nil || rec.State != queue.RunnerBusy || p.marked("error/"+name)):
+	case in.State == backends.StateError && (rec == nil || rec.State != fleet.RunnerBusy || p.marked("error/"+name)):
 		// At once, unless the runner is busy: LXD reports Error for a moment while an
 		// instance stops or is being deleted, and deleting a busy runner fails its
 		// job, so a busy one goes only if the error is still there at the next pass.
@@ -273,7 +225,7 @@ func (p *pass) instance(in *instance, rec *queue.RunnerRecord, ghByID map[int64]
 		if p.marked("orphan/" + name) {
 			// Confirm with the leader: a lagging scan must not make a live runner's
 			// instance look like an orphan.
-			if _, err := j.opts.State.Runner(p.ctx, name); !errors.Is(err, queue.ErrNoRecord) {
+			if _, err := j.fleet.Runner(p.ctx, name); !errors.Is(err, fleet.ErrNoRecord) {
 				return
 			}
 			p.reap(f, name, false, removal{reason: reasonOrphan})
@@ -283,19 +235,19 @@ func (p *pass) instance(in *instance, rec *queue.RunnerRecord, ghByID map[int64]
 		// (a Nova server in task_state deleting). Only a server still there after the
 		// grace is deleted again.
 	case rec.State.Terminal():
-		p.reap(f, name, true, removal{reason: reasonFinished, still: func(r *queue.RunnerRecord) bool { return r.State.Terminal() }})
-	case rec.State == queue.RunnerBooting && p.now.Sub(bootStart(rec)) > f.BootTimeout:
+		p.reap(f, name, true, removal{reason: reasonFinished, still: func(r *fleet.RunnerRecord) bool { return r.State.Terminal() }})
+	case rec.State == fleet.RunnerBooting && p.now.Sub(bootStart(rec)) > f.BootTimeout:
 		p.reap(f, name, true, removal{
 			reason: reasonBootTimeout,
 			text:   fmt.Sprintf("boot timeout: not up within %s", f.BootTimeout),
-			still:  func(r *queue.RunnerRecord) bool { return r.State == queue.RunnerBooting },
+			still:  func(r *fleet.RunnerRecord) bool { return r.State == fleet.RunnerBooting },
 		})
-	case rec.State == queue.RunnerIdle:
+	case rec.State == fleet.RunnerIdle:
 		p.idle(in, rec, ghByID, ghByName)
 	}
 }
 
-func bootStart(r *queue.RunnerRecord) time.Time {
+func bootStart(r *fleet.RunnerRecord) time.Time {
 	if !r.BootingAt.IsZero() {
 		return r.BootingAt
 	}
@@ -304,7 +256,7 @@ func bootStart(r *queue.RunnerRecord) time.Time {
 
 // idle judges an idle runner: gone from GitHub after it registered, or idle too long
 // with no job that needs it.
-func (p *pass) idle(in *instance, rec *queue.RunnerRecord, ghByID map[int64]github.Runner, ghByName map[string]github.Runner) {
+func (p *pass) idle(in *instance, rec *fleet.RunnerRecord, ghByID map[int64]github.Runner, ghByName map[string]github.Runner) {
 	j, f, name := p.j, in.flavor, in.Name
 	if !p.sum.GitHubChecked {
 		return
@@ -313,7 +265,7 @@ func (p *pass) idle(in *instance, rec *queue.RunnerRecord, ghByID map[int64]gith
 	if !registered {
 		gh, registered = ghByName[name]
 	}
-	stillIdle := func(r *queue.RunnerRecord) bool { return r.State == queue.RunnerIdle && r.TookJob == 0 }
+	stillIdle := func(r *fleet.RunnerRecord) bool { return r.State == fleet.RunnerIdle && r.TookJob == 0 }
 	idleSince := rec.IdleAt
 	if rec.UpdatedAt.After(idleSince) {
 		idleSince = rec.UpdatedAt // became spare (or was adopted) later: its TTL starts then
@@ -382,24 +334,24 @@ func (p *pass) idle(in *instance, rec *queue.RunnerRecord, ghByID map[int64]gith
 
 // record judges a runner record by itself: creates abandoned by a crashed process,
 // and runners whose instance vanished.
-func (p *pass) record(f *Flavor, rec *queue.RunnerRecord, hasInstance bool) {
+func (p *pass) record(f *Flavor, rec *fleet.RunnerRecord, hasInstance bool) {
 	j := p.j
 	if rec.Protected || j.protected[rec.Name] {
 		return
 	}
 	switch {
-	case rec.State == queue.RunnerCreating && p.now.After(rec.CreatingUntil):
+	case rec.State == fleet.RunnerCreating && p.now.After(rec.CreatingUntil):
 		// The create lease ran out (its process crashed, or a retry is due: then the
 		// consumer resumes it itself). Judge it at the next pass if it is still so.
 		if p.marked(fmt.Sprintf("create/%s/%d", rec.Name, rec.CreatingUntil.UnixNano())) {
 			p.crashedCreate(f, rec, hasInstance)
 		}
-	case rec.State.Live() && rec.State != queue.RunnerCreating && !hasInstance:
+	case rec.State.Live() && rec.State != fleet.RunnerCreating && !hasInstance:
 		// Marked first: an instance created after the listing is seen next time.
 		if p.marked("vanished/" + rec.Name) {
 			p.reap(f, rec.Name, true, removal{
 				reason: reasonInstanceGone, text: "instance vanished", gone: true,
-				still: func(r *queue.RunnerRecord) bool { return r.State.Live() && r.State != queue.RunnerCreating },
+				still: func(r *fleet.RunnerRecord) bool { return r.State.Live() && r.State != fleet.RunnerCreating },
 			})
 		}
 	case rec.State.Terminal() && !rec.InstanceDeleted && !hasInstance:
@@ -422,7 +374,7 @@ const keptOutcomeUnknown = "outcome_unknown"
 // crashedCreate hands an abandoned create back to the consumers when its job still
 // waits (a queued event for the job makes a consumer take over the expired create
 // lease), or else removes it.
-func (p *pass) crashedCreate(f *Flavor, rec *queue.RunnerRecord, hasInstance bool) {
+func (p *pass) crashedCreate(f *Flavor, rec *fleet.RunnerRecord, hasInstance bool) {
 	j := p.j
 	job := p.job(rec.ForJob)
 	if job != nil && rec.TookJob == 0 && !rec.Spare && p.jobQueued(rec.ForJob) {
@@ -446,15 +398,15 @@ func (p *pass) crashedCreate(f *Flavor, rec *queue.RunnerRecord, hasInstance boo
 		}
 		return
 	}
-	abandoned := func(r *queue.RunnerRecord) bool {
-		return r.State == queue.RunnerCreating && p.now.After(r.CreatingUntil)
+	abandoned := func(r *fleet.RunnerRecord) bool {
+		return r.State == fleet.RunnerCreating && p.now.After(r.CreatingUntil)
 	}
 	p.reap(f, rec.Name, true, removal{reason: reasonCrashedCreate, text: "create abandoned by a crashed process", still: abandoned, gone: !hasInstance})
 }
 
 // registration judges one GitHub registration with our prefix: offline, with no
 // instance, and no runner still coming up → removed.
-func (p *pass) registration(r github.Runner, instances map[string]*instance, records map[string]*queue.RunnerRecord, listed map[string]bool) {
+func (p *pass) registration(r github.Runner, instances map[string]*instance, records map[string]*fleet.RunnerRecord, listed map[string]bool) {
 	j := p.j
 	if j.protected[r.Name] {
 		return
@@ -492,7 +444,7 @@ func (p *pass) registration(r github.Runner, instances map[string]*instance, rec
 
 // flavorOf finds a runner's flavor from its record, else from its name
 // ("<deployment>-<flavor>-<job>-<n>"; the longest matching flavor wins).
-func (j *Janitor) flavorOf(name string, rec *queue.RunnerRecord) *Flavor {
+func (j *Janitor) flavorOf(name string, rec *fleet.RunnerRecord) *Flavor {
 	if rec != nil {
 		return j.flavors[rec.Flavor]
 	}
@@ -515,9 +467,9 @@ func (j *Janitor) flavorOf(name string, rec *queue.RunnerRecord) *Flavor {
 // The listing was taken before the records were read: a record is written before
 // its instance is created, so an instance made after the listing has a record, and
 // no slot without a record belongs to an instance missing from the listing.
-func (p *pass) slots(f *Flavor, instances map[string]*instance, records map[string]*queue.RunnerRecord) {
+func (p *pass) slots(f *Flavor, instances map[string]*instance, records map[string]*fleet.RunnerRecord) {
 	j := p.j
-	capRec, err := j.opts.State.Capacity(p.ctx, f.Name)
+	capRec, err := j.fleet.Capacity(p.ctx, f.Name)
 	if err != nil {
 		p.fail(err)
 		return
@@ -533,14 +485,14 @@ func (p *pass) slots(f *Flavor, instances map[string]*instance, records map[stri
 			}
 			// The records came from a scan, which a replica catching up may serve a
 			// moment behind: ask the leader before freeing the slot of a live runner.
-			if _, err := j.opts.State.Runner(p.ctx, name); !errors.Is(err, queue.ErrNoRecord) {
+			if _, err := j.fleet.Runner(p.ctx, name); !errors.Is(err, fleet.ErrNoRecord) {
 				continue
 			}
 		case rec.State.Terminal() && (rec.InstanceDeleted || !hasInstance) && !p.now.Before(rec.HoldSlotUntil):
 		default:
 			continue
 		}
-		if err := j.opts.State.ReleaseSlot(p.ctx, f.Name, name); err != nil {
+		if err := j.fleet.FreeSlot(p.ctx, f.Name, name); err != nil {
 			p.fail(err)
 			continue
 		}
@@ -630,14 +582,14 @@ func (p *pass) fail(err error) {
 }
 
 // job reads a job record once per pass (nil when missing or unreadable).
-func (p *pass) job(id int64) *queue.JobRecord {
+func (p *pass) job(id int64) *fleet.JobRecord {
 	if id == 0 {
 		return nil
 	}
 	if j, ok := p.jobs[id]; ok {
 		return j
 	}
-	j, err := p.j.opts.State.Job(p.ctx, id)
+	j, err := p.j.fleet.Job(p.ctx, id)
 	if err != nil {
 		j = nil
 	}
@@ -648,7 +600,7 @@ func (p *pass) job(id int64) *queue.JobRecord {
 // jobQueued reports whether the job still waits for a runner.
 func (p *pass) jobQueued(id int64) bool {
 	j := p.job(id)
-	return j != nil && j.State == queue.JobQueued && !j.Gone && !j.DeadLettered
+	return j != nil && j.State == fleet.JobQueued && !j.Gone && !j.DeadLettered
 }
 
 func counts(m map[string]int) string {

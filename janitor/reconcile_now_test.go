@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/runner-spawner/runner-spawner/control"
 	"github.com/runner-spawner/runner-spawner/github/githubtest"
 	"github.com/runner-spawner/runner-spawner/janitor"
 	"github.com/runner-spawner/runner-spawner/queue"
@@ -37,7 +38,7 @@ func TestReconcileOnDemand(t *testing.T) {
 		o.Now = clk.now
 	})
 
-	sum, err := janitor.RequestReconcile(t.Context(), s.Conn)
+	sum, err := control.Reconcile(t.Context(), s.Conn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +50,7 @@ func TestReconcileOnDemand(t *testing.T) {
 	}
 
 	clk.add(31 * time.Minute) // half the interval since the orphan was first seen
-	sum, err = janitor.RequestReconcile(t.Context(), s.Conn)
+	sum, err = control.Reconcile(t.Context(), s.Conn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +60,7 @@ func TestReconcileOnDemand(t *testing.T) {
 	gone(t, s, orphan)
 
 	// The summary is also what status shows as the last pass.
-	var last janitor.PassSummary
+	var last control.PassSummary
 	if err := s.State.Meta(t.Context(), queue.MetaLastReconcile, &last); err != nil {
 		t.Fatal(err)
 	}
@@ -68,13 +69,13 @@ func TestReconcileOnDemand(t *testing.T) {
 	}
 }
 
-// With no janitor active, a reconcile request fails at once with ErrNoJanitor.
+// With no janitor active, a reconcile request fails at once with control.ErrNoJanitor.
 func TestReconcileWithoutJanitor(t *testing.T) {
 	conn := queuetest.Start(t).Connect(t, queue.Options{})
 	start := time.Now()
-	_, err := janitor.RequestReconcile(t.Context(), conn)
-	if !errors.Is(err, janitor.ErrNoJanitor) {
-		t.Fatalf("RequestReconcile with no janitor = %v, want ErrNoJanitor", err)
+	_, err := control.Reconcile(t.Context(), conn)
+	if !errors.Is(err, control.ErrNoJanitor) {
+		t.Fatalf("RequestReconcile with no janitor = %v, want control.ErrNoJanitor", err)
 	}
 	t.Logf("answered in %s", time.Since(start).Round(time.Millisecond))
 }

@@ -2,7 +2,6 @@ package janitor_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -12,6 +11,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/runner-spawner/runner-spawner/backends"
+	"github.com/runner-spawner/runner-spawner/control"
+	"github.com/runner-spawner/runner-spawner/fleet"
+	"github.com/runner-spawner/runner-spawner/fleet/fleettest"
 	"github.com/runner-spawner/runner-spawner/github"
 	"github.com/runner-spawner/runner-spawner/github/githubtest"
 	"github.com/runner-spawner/runner-spawner/internal/systemtest"
@@ -50,19 +52,17 @@ func (p planter) instance(flavor, name string) {
 	}
 }
 
-func (p planter) runner(rec queue.RunnerRecord) {
+func (p planter) runner(rec fleet.RunnerRecord) {
 	p.t.Helper()
 	if rec.Backend == "" {
 		rec.Backend = "sim"
 	}
-	if err := p.s.State.CreateRunner(p.t.Context(), &rec); err != nil {
-		p.t.Fatal(err)
-	}
+	fleettest.PutRunner(p.t, p.s.Conn, rec)
 }
 
 func (p planter) slot(flavor, name string, job int64) {
 	p.t.Helper()
-	if ok, err := p.s.State.ClaimSlot(p.t.Context(), flavor, name, job, 10); err != nil || !ok {
+	if ok, err := p.s.Fleet.Claim(p.t.Context(), flavor, name, job, 10); err != nil || !ok {
 		p.t.Fatalf("claim %s: %v %v", name, ok, err)
 	}
 }
@@ -70,42 +70,22 @@ func (p planter) slot(flavor, name string, job int64) {
 // oldSlot writes a slot claimed an hour ago straight into the capacity record.
 func (p planter) oldSlot(flavor, name string) {
 	p.t.Helper()
-	ctx := p.t.Context()
-	kv, err := p.s.Conn.JetStream().KeyValue(ctx, queue.BucketCapacity)
+	rec, err := p.s.Fleet.Capacity(p.t.Context(), flavor)
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	rec := queue.CapacityRecord{Slots: map[string]queue.Slot{}}
-	var rev uint64
-	if e, err := kv.Get(ctx, flavor); err == nil {
-		rev = e.Revision()
-		if err := json.Unmarshal(e.Value(), &rec); err != nil {
-			p.t.Fatal(err)
-		}
-	}
-	rec.Slots[name] = queue.Slot{Job: 1, Since: time.Now().Add(-time.Hour)}
-	data, _ := json.Marshal(rec)
-	if rev == 0 {
-		_, err = kv.Create(ctx, flavor, data)
-	} else {
-		_, err = kv.Update(ctx, flavor, data, rev)
-	}
-	if err != nil {
-		p.t.Fatal(err)
-	}
+	rec.Slots[name] = fleet.Slot{Job: 1, Since: time.Now().Add(-time.Hour)}
+	fleettest.PutCapacity(p.t, p.s.Conn, flavor, *rec)
 }
 
 // job stores the record of a job whose queued webhook we "received" and spawned
 // runners for.
-func (p planter) job(gj githubtest.Job, flavor string, state queue.JobState, runners ...string) {
+func (p planter) job(gj githubtest.Job, flavor string, state fleet.JobState, runners ...string) {
 	p.t.Helper()
-	if _, err := p.s.State.UpdateJob(p.t.Context(), gj.ID, func(j *queue.JobRecord) error {
+	fleettest.EditJob(p.t, p.s.Conn, gj.ID, func(j *fleet.JobRecord) {
 		j.Flavor, j.Repo, j.RunID, j.RunAttempt, j.Labels = flavor, gj.Repo, gj.RunID, gj.RunAttempt, gj.Labels
 		j.State, j.Runners, j.ReceivedAt = state, runners, time.Now().UTC()
-		return nil
-	}); err != nil {
-		p.t.Fatal(err)
-	}
+	})
 }
 
 // TestReconcileCleansLeftovers plants every kind of leftover and checks that the
@@ -124,19 +104,19 @@ func TestReconcileCleansLeftovers(t *testing.T) {
 	crashedJob := s.GH.CreateJob(githubtest.JobSpec{Labels: []string{"big"}})
 	// A runner stuck booting for an hour: its job needs another.
 	stuck := name("big", stuckJob.ID)
-	p.job(stuckJob, "big", queue.JobQueued, stuck)
-	p.runner(queue.RunnerRecord{Name: stuck, Flavor: "big", State: queue.RunnerBooting, ForJob: stuckJob.ID, CreatedAt: hour, BootingAt: hour})
+	p.job(stuckJob, "big", fleet.JobQueued, stuck)
+	p.runner(fleet.RunnerRecord{Name: stuck, Flavor: "big", State: fleet.RunnerBooting, ForJob: stuckJob.ID, CreatedAt: hour, BootingAt: hour})
 	p.instance("big", stuck)
 	p.slot("big", stuck, stuckJob.ID)
 	// A create whose process crashed: its lease ran out, its job still waits.
 	crashed := name("big", crashedJob.ID)
-	p.job(crashedJob, "big", queue.JobQueued, crashed)
-	p.runner(queue.RunnerRecord{Name: crashed, Flavor: "big", State: queue.RunnerCreating, ForJob: crashedJob.ID, CreatedAt: hour, CreatingUntil: time.Now().Add(-time.Minute)})
+	p.job(crashedJob, "big", fleet.JobQueued, crashed)
+	p.runner(fleet.RunnerRecord{Name: crashed, Flavor: "big", State: fleet.RunnerCreating, ForJob: crashedJob.ID, CreatedAt: hour, CreatingUntil: time.Now().Add(-time.Minute)})
 	p.slot("big", crashed, crashedJob.ID)
 
 	// A finished runner whose instance was not deleted.
 	finished := name("small", 900001)
-	p.runner(queue.RunnerRecord{Name: finished, Flavor: "small", State: queue.RunnerFinished, ForJob: 900001, TookJob: 900001, BusyAt: hour, FinishedAt: hour})
+	p.runner(fleet.RunnerRecord{Name: finished, Flavor: "small", State: fleet.RunnerFinished, ForJob: 900001, TookJob: 900001, BusyAt: hour, FinishedAt: hour})
 	p.instance("small", finished)
 	p.slot("small", finished, 900001)
 	// An instance with no record.
@@ -149,23 +129,20 @@ func TestReconcileCleansLeftovers(t *testing.T) {
 	}
 	// A create that crashed after making its instance, for a job that is done.
 	abandoned := name("small", 900006)
-	if _, err := s.State.UpdateJob(ctx, 900006, func(j *queue.JobRecord) error {
-		j.Flavor, j.State, j.Runners = "small", queue.JobCompleted, []string{abandoned}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	p.runner(queue.RunnerRecord{Name: abandoned, Flavor: "small", State: queue.RunnerCreating, ForJob: 900006, CreatedAt: hour, CreatingUntil: time.Now().Add(-time.Minute)})
+	fleettest.EditJob(t, s.Conn, 900006, func(j *fleet.JobRecord) {
+		j.Flavor, j.State, j.Runners = "small", fleet.JobCompleted, []string{abandoned}
+	})
+	p.runner(fleet.RunnerRecord{Name: abandoned, Flavor: "small", State: fleet.RunnerCreating, ForJob: 900006, CreatedAt: hour, CreatingUntil: time.Now().Add(-time.Minute)})
 	p.instance("small", abandoned)
 	p.slot("small", abandoned, 900006)
 	// Leaked slots: one with no record at all, one of a runner long gone.
 	leaked, dead := name("small", 900007), name("small", 900008)
 	p.oldSlot("small", leaked)
-	p.runner(queue.RunnerRecord{Name: dead, Flavor: "small", State: queue.RunnerFailed, ForJob: 900008, FinishedAt: hour, InstanceDeleted: true})
+	p.runner(fleet.RunnerRecord{Name: dead, Flavor: "small", State: fleet.RunnerFailed, ForJob: 900008, FinishedAt: hour, InstanceDeleted: true})
 	p.slot("small", dead, 900008)
 	// An instance the cloud gave up on.
 	errored := name("small", 900009)
-	p.runner(queue.RunnerRecord{Name: errored, Flavor: "small", State: queue.RunnerBooting, ForJob: 900009, BootingAt: time.Now()})
+	p.runner(fleet.RunnerRecord{Name: errored, Flavor: "small", State: fleet.RunnerBooting, ForJob: 900009, BootingAt: time.Now()})
 	p.instance("small", errored)
 	p.slot("small", errored, 900009)
 
@@ -174,7 +151,7 @@ func TestReconcileCleansLeftovers(t *testing.T) {
 	protTag, protRec, protName := name("small", 900011), name("small", 900012), name("small", 900013)
 	p.instance("small", protTag)
 	s.Cloud.Protect(protTag, true)
-	p.runner(queue.RunnerRecord{Name: protRec, Flavor: "small", State: queue.RunnerFinished, ForJob: 900012, FinishedAt: hour, Protected: true})
+	p.runner(fleet.RunnerRecord{Name: protRec, Flavor: "small", State: fleet.RunnerFinished, ForJob: 900012, FinishedAt: hour, Protected: true})
 	p.instance("small", protRec)
 	p.instance("small", protName)
 
@@ -199,7 +176,7 @@ func TestReconcileCleansLeftovers(t *testing.T) {
 			return fmt.Errorf("registrations left: %+v", s.GH.Runners())
 		}
 		for _, f := range []string{"small", "big"} {
-			c, err := s.State.Capacity(ctx, f)
+			c, err := s.Fleet.Capacity(ctx, f)
 			if err != nil {
 				return err
 			}
@@ -212,7 +189,7 @@ func TestReconcileCleansLeftovers(t *testing.T) {
 		return nil
 	})
 	for _, n := range []string{stuck, finished, abandoned, errored, dead} {
-		r, err := s.State.Runner(ctx, n)
+		r, err := s.Fleet.Runner(ctx, n)
 		if err != nil || !r.State.Terminal() || !r.InstanceDeleted {
 			t.Errorf("runner %s after reconcile: %+v, %v", n, r, err)
 		}
@@ -225,7 +202,7 @@ func TestReconcileCleansLeftovers(t *testing.T) {
 	// Nothing else is touched, however many passes run.
 	mark := time.Now()
 	systemtest.Eventually(t, 10*time.Second, func() error {
-		var last janitor.PassSummary
+		var last control.PassSummary
 		if err := s.State.Meta(ctx, queue.MetaLastReconcile, &last); err != nil {
 			return err
 		}
@@ -259,7 +236,7 @@ func TestReconcileCleansLeftovers(t *testing.T) {
 		t.Errorf("slots released: %v, want at least 2 (the leaked ones)", n)
 	}
 
-	snap, err := janitor.Snapshot(ctx, s.State, "small", "big", "slow")
+	snap, err := control.Snapshot(ctx, s.State, s.Fleet, "small", "big", "slow")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,12 +299,9 @@ func TestReconcileIdleRunnersThatLostGitHub(t *testing.T) {
 			p := planter{t, s}
 			jobID := int64(910001 + i)
 			runner := fmt.Sprintf("spawner-slow-%d-0", jobID)
-			if _, err := s.State.UpdateJob(t.Context(), jobID, func(j *queue.JobRecord) error {
-				j.Flavor, j.Repo, j.RunAttempt, j.State, j.Runners = "slow", "octo-org/octo-repo", 1, queue.JobQueued, []string{runner}
-				return nil
-			}); err != nil {
-				t.Fatal(err)
-			}
+			fleettest.EditJob(t, s.Conn, jobID, func(j *fleet.JobRecord) {
+				j.Flavor, j.Repo, j.RunAttempt, j.State, j.Runners = "slow", "octo-org/octo-repo", 1, fleet.JobQueued, []string{runner}
+			})
 			ghID := int64(424242) // no such registration
 			if tc.register {
 				cfg, err := s.Client.GenerateJITConfig(t.Context(), github.JITConfigRequest{Name: runner, Labels: s.RunnerLabels["slow"]})
@@ -337,7 +311,7 @@ func TestReconcileIdleRunnersThatLostGitHub(t *testing.T) {
 				ghID = cfg.RunnerID
 			}
 			long := time.Now().Add(-time.Hour)
-			p.runner(queue.RunnerRecord{Name: runner, Flavor: "slow", State: queue.RunnerIdle, ForJob: jobID, GitHubRunnerID: ghID,
+			p.runner(fleet.RunnerRecord{Name: runner, Flavor: "slow", State: fleet.RunnerIdle, ForJob: jobID, GitHubRunnerID: ghID,
 				ConfigFetched: true, CreatedAt: long, BootingAt: long, IdleAt: long})
 			p.instance("slow", runner)
 			p.slot("slow", runner, jobID)
@@ -350,7 +324,7 @@ func TestReconcileIdleRunnersThatLostGitHub(t *testing.T) {
 			})
 			gone(t, s, runner)
 			systemtest.Eventually(t, 10*time.Second, func() error {
-				j, err := s.State.Job(t.Context(), jobID)
+				j, err := s.Fleet.Job(t.Context(), jobID)
 				if err != nil || len(j.Runners) != 2 {
 					return fmt.Errorf("job %d has no replacement runner: %+v %v", jobID, j, err)
 				}

@@ -144,7 +144,7 @@ func TestPollerFindsJobsNoWebhookAnnounced(t *testing.T) {
 		}
 	})
 	jobDone(t, s, job.ID, "success", 20*time.Second)
-	rec, err := s.State.Job(t.Context(), job.ID)
+	rec, err := s.Fleet.Job(t.Context(), job.ID)
 	if err != nil || len(rec.Runners) != 1 {
 		t.Errorf("job record %+v, %v: want one runner", rec, err)
 	}

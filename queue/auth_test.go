@@ -93,11 +93,7 @@ func TestEmbeddedServerRequiresCredentials(t *testing.T) {
 			}
 
 			// The right credential works over TCP (other processes on the host) ...
-			st, err := srv.Connect(t, tt.right).State(t.Context())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := st.CreateRunner(t.Context(), &queue.RunnerRecord{Name: "r-1", State: queue.RunnerCreating}); err != nil {
+			if err := openDocs(t, srv.Connect(t, tt.right)).Create(t.Context(), "r-1", &doc{Name: "r-1"}); err != nil {
 				t.Fatalf("write with the right credential: %v", err)
 			}
 			// ... and in-process (serve's own connection).

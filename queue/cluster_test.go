@@ -18,23 +18,18 @@ func TestReplicatedStateReadsItsWrites(t *testing.T) {
 	}
 	c := queuetest.StartCluster(t, 3)
 	urls := strings.Split(c.URL(), ",")
-	var states []*queue.State
+	var states []*queue.Bucket[doc]
 	for i := range 3 {
-		conn := (&queuetest.Server{}).ConnectURL(t, urls[i])
-		st, err := conn.State(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
-		states = append(states, st)
+		states = append(states, openDocs(t, (&queuetest.Server{}).ConnectURL(t, urls[i])))
 	}
-	if err := states[0].CreateRunner(t.Context(), &queue.RunnerRecord{Name: "r", State: queue.RunnerCreating}); err != nil {
+	if err := states[0].Create(t.Context(), "r", &doc{Name: "r"}); err != nil {
 		t.Fatal(err)
 	}
 	// A node that was away and comes back is behind until it catches up: reads through
 	// it must still see the latest writes.
 	c.Kill(2)
 	for i := range 50 {
-		if _, err := states[0].UpdateRunner(t.Context(), "r", func(rec *queue.RunnerRecord) error { rec.Attempts = i; return nil }); err != nil {
+		if _, err := states[0].Update(t.Context(), "r", nil, func(d *doc) error { d.N = i; return nil }); err != nil {
 			t.Fatalf("write while a node is down: %v", err)
 		}
 	}
@@ -42,15 +37,15 @@ func TestReplicatedStateReadsItsWrites(t *testing.T) {
 	for i := range 200 {
 		w, r := states[i%3], states[(i+1)%3]
 		want := fmt.Sprintf("hash-%d", i)
-		if _, err := w.UpdateRunner(t.Context(), "r", func(rec *queue.RunnerRecord) error { rec.CallbackHash = want; return nil }); err != nil {
+		if _, err := w.Update(t.Context(), "r", nil, func(d *doc) error { d.Name = want; return nil }); err != nil {
 			t.Fatalf("write %d: %v", i, err)
 		}
-		got, err := r.Runner(t.Context(), "r")
+		got, err := r.Get(t.Context(), "r")
 		if err != nil {
 			t.Fatalf("read %d: %v", i, err)
 		}
-		if got.CallbackHash != want {
-			t.Fatalf("read %d through another node saw %q, want %q: a stale read", i, got.CallbackHash, want)
+		if got.Name != want {
+			t.Fatalf("read %d through another node saw %q, want %q: a stale read", i, got.Name, want)
 		}
 	}
 }

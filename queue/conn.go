@@ -167,12 +167,6 @@ func Connect(ctx context.Context, opts Options) (*Conn, error) {
 	return c, nil
 }
 
-// NATS returns the underlying connection.
-func (c *Conn) NATS() *nats.Conn { return c.nc }
-
-// JetStream returns the JetStream context.
-func (c *Conn) JetStream() jetstream.JetStream { return c.js }
-
 // Close drains nothing and closes the connection.
 func (c *Conn) Close() { c.nc.Close() }
 

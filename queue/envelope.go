@@ -136,11 +136,11 @@ func UnmarshalJobEvent(data []byte) (*JobEvent, error) {
 	return &e, nil
 }
 
-// Subjects. Every job event goes to spawner.jobs.<flavor>.<action>.
+// Subjects. Every job event goes to spawner.jobs.<flavor>.<action>; package control's
+// commands use spawner.control.*, outside every stream.
 const (
-	jobsPrefix    = "spawner.jobs"
-	deadPrefix    = "spawner.dead"
-	controlPrefix = "spawner.control"
+	jobsPrefix = "spawner.jobs"
+	deadPrefix = "spawner.dead"
 )
 
 // JobSubject is the subject of a job event.

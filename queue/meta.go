@@ -43,15 +43,17 @@ func (s *State) PutMeta(ctx context.Context, key string, v any) error {
 	if err != nil {
 		return fmt.Errorf("encode meta %s: %w", key, err)
 	}
-	if _, err := s.meta.Put(ctx, key, data); err != nil {
-		return fmt.Errorf("put meta %s: %w", key, err)
-	}
-	return nil
+	raw := json.RawMessage(data)
+	return s.meta.Put(ctx, key, &raw)
 }
 
 // Meta decodes key into v; ErrNoRecord when it was never written.
 func (s *State) Meta(ctx context.Context, key string, v any) error {
-	if _, err := get(ctx, s.meta, key, v); err != nil {
+	raw, err := s.meta.Get(ctx, key)
+	if err != nil {
+		return fmt.Errorf("meta %s: %w", key, err)
+	}
+	if err := json.Unmarshal(*raw, v); err != nil {
 		return fmt.Errorf("meta %s: %w", key, err)
 	}
 	return nil
@@ -70,30 +72,22 @@ type RedeliveryRecord struct {
 
 // Redelivery reads the record of a GUID; ErrNoRecord when it was never redelivered.
 func (s *State) Redelivery(ctx context.Context, guid string) (*RedeliveryRecord, error) {
-	var rec RedeliveryRecord
-	if _, err := get(ctx, s.sweeper, guid, &rec); err != nil {
+	rec, err := s.redeliveries.Get(ctx, guid)
+	if err != nil {
 		return nil, fmt.Errorf("redelivery %s: %w", guid, err)
 	}
-	return &rec, nil
+	return rec, nil
 }
 
 // UpdateRedelivery applies fn to a GUID's record under compare-and-set (a missing
 // record reaches fn as a zero record with GUID set). ErrSkip from fn leaves it.
 func (s *State) UpdateRedelivery(ctx context.Context, guid string, fn func(*RedeliveryRecord) error) (*RedeliveryRecord, error) {
-	var out *RedeliveryRecord
-	err := update(ctx, s.sweeper, guid, func() any { return &RedeliveryRecord{GUID: guid} }, true, func(v any) error {
-		rec := v.(*RedeliveryRecord)
-		if err := fn(rec); err != nil {
-			return err
-		}
-		out = rec
-		return nil
-	})
+	rec, err := s.redeliveries.Update(ctx, guid, func() *RedeliveryRecord { return &RedeliveryRecord{GUID: guid} }, fn)
 	if errors.Is(err, ErrSkip) {
 		return nil, err
 	}
 	if err != nil {
 		return nil, fmt.Errorf("update redelivery %s: %w", guid, err)
 	}
-	return out, nil
+	return rec, nil
 }

@@ -8,6 +8,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/runner-spawner/runner-spawner/control"
+	"github.com/runner-spawner/runner-spawner/fleet"
 	"github.com/runner-spawner/runner-spawner/queue"
 	"github.com/runner-spawner/runner-spawner/queue/queuetest"
 )
@@ -19,7 +21,7 @@ func TestMetaAndRedeliveries(t *testing.T) {
 	}
 	ctx := t.Context()
 	var got map[string]int
-	if err := st.Meta(ctx, queue.MetaLastReconcile, &got); !errors.Is(err, queue.ErrNoRecord) {
+	if err := st.Meta(ctx, queue.MetaLastReconcile, &got); !errors.Is(err, fleet.ErrNoRecord) {
 		t.Fatalf("unwritten meta: %v, want ErrNoRecord", err)
 	}
 	want := map[string]int{"deleted": 3}
@@ -34,7 +36,7 @@ func TestMetaAndRedeliveries(t *testing.T) {
 	}
 
 	guid := "72d3162e-cc78-11e3-81ab-4c9367dc0958"
-	if _, err := st.Redelivery(ctx, guid); !errors.Is(err, queue.ErrNoRecord) {
+	if _, err := st.Redelivery(ctx, guid); !errors.Is(err, fleet.ErrNoRecord) {
 		t.Fatalf("unknown guid: %v", err)
 	}
 	bump := func(after int64) (*queue.RedeliveryRecord, error) {
@@ -74,7 +76,7 @@ func TestMetaAndRedeliveries(t *testing.T) {
 
 // TestFlushResultJSON pins the keys scripts read from `spawner flush --json`.
 func TestFlushResultJSON(t *testing.T) {
-	data, err := json.Marshal(queue.FlushResult{Mode: "FLUSH_IDLE", Removed: 2, SkippedBusy: 1, Failed: 0, WaitedSeconds: 1.5, Error: "x"})
+	data, err := json.Marshal(control.FlushResult{Mode: "FLUSH_IDLE", Removed: 2, SkippedBusy: 1, Failed: 0, WaitedSeconds: 1.5, Error: "x"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -46,7 +46,7 @@ func TestPublishStoresOnceAndDeduplicates(t *testing.T) {
 		t.Fatalf("no delivery id, same job/action/attempt: %+v %v", r, err)
 	}
 
-	st, err := c.JetStream().Stream(ctx, queue.StreamJobs)
+	st, err := srv.JetStream(t).Stream(ctx, queue.StreamJobs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +110,7 @@ func TestPublishFailsFastWhileDownAndRecovers(t *testing.T) {
 		t.Fatalf("publish after restart: %v", err)
 	}
 	// The failed publish must not have been buffered and sent on reconnect.
-	st, _ := c.JetStream().Stream(t.Context(), queue.StreamJobs)
+	st, _ := srv.JetStream(t).Stream(t.Context(), queue.StreamJobs)
 	info, _ := st.Info(t.Context())
 	if info.State.Msgs != 1 {
 		t.Errorf("stream holds %d messages after restart, want 1 (the failed publish must not be replayed)", info.State.Msgs)

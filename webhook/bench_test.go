@@ -35,6 +35,7 @@ import (
 
 type benchEnv struct {
 	conn    *queue.Conn
+	js      jetstream.JetStream // a plain client, for the raw JetStream figure
 	srv     *httptest.Server
 	body    []byte
 	sig     string
@@ -60,19 +61,20 @@ func newBenchEnv(b *testing.B) *benchEnv {
 		b.Fatal(err)
 	}
 	// A raw stream beside ours, same settings, for the JetStream-only figure.
-	_, err = conn.JetStream().CreateOrUpdateStream(b.Context(), jetstream.StreamConfig{
+	js := ns.JetStream(b)
+	_, err = js.CreateOrUpdateStream(b.Context(), jetstream.StreamConfig{
 		Name: "BENCH_RAW", Subjects: []string{"bench.raw"}, Retention: jetstream.WorkQueuePolicy,
 		Storage: jetstream.FileStorage, Discard: jetstream.DiscardNew, MaxBytes: 8 << 30, Duplicates: 10 * time.Minute,
 	})
 	if err != nil {
 		b.Fatal(err)
 	}
-	return &benchEnv{conn: conn, srv: srv, body: body, sig: webhook.Sign(body, testSecret)}
+	return &benchEnv{conn: conn, js: js, srv: srv, body: body, sig: webhook.Sign(body, testSecret)}
 }
 
 func (e *benchEnv) purge(b *testing.B) {
 	for _, name := range []string{queue.StreamJobs, "BENCH_RAW"} {
-		st, err := e.conn.JetStream().Stream(context.Background(), name)
+		st, err := e.js.Stream(context.Background(), name)
 		if err == nil {
 			_ = st.Purge(context.Background())
 		}
@@ -147,7 +149,7 @@ func (e *benchEnv) post(client *http.Client, i int64) error {
 }
 
 func (e *benchEnv) rawPublish(i int64) error {
-	_, err := e.conn.JetStream().PublishMsg(context.Background(), &nats.Msg{Subject: "bench.raw", Data: e.body},
+	_, err := e.js.PublishMsg(context.Background(), &nats.Msg{Subject: "bench.raw", Data: e.body},
 		jetstream.WithMsgID(fmt.Sprintf("raw-%d-%d", time.Now().UnixNano(), i)))
 	return err
 }

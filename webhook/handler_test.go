@@ -118,7 +118,7 @@ func (h *harness) post(t *testing.T, d delivery) (int, map[string]any, http.Head
 func (h *harness) stored(t *testing.T) []*queue.JobEvent {
 	t.Helper()
 	ctx := t.Context()
-	st, err := h.conn.JetStream().Stream(ctx, queue.StreamJobs)
+	st, err := h.nats.JetStream(t).Stream(ctx, queue.StreamJobs)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/runner-spawner/runner-spawner/backends/sim"
 	"github.com/runner-spawner/runner-spawner/config"
 	"github.com/runner-spawner/runner-spawner/consumer"
+	"github.com/runner-spawner/runner-spawner/fleet"
 	"github.com/runner-spawner/runner-spawner/github/githubtest"
 	"github.com/runner-spawner/runner-spawner/github/githubtest/fakerunner"
 	"github.com/runner-spawner/runner-spawner/queue"
@@ -209,7 +210,7 @@ func dumpRecords(t *testing.T, cfgPath string, stuck []githubtest.Job, w *e2eWor
 	}
 	defer conn.Close()
 	eventually(t, 10*time.Second, func() error { return conn.Ready(t.Context()) })
-	st, err := conn.State(t.Context())
+	st, err := fleet.Open(t.Context(), conn, nil)
 	if err != nil {
 		t.Logf("dump: %v", err)
 		return

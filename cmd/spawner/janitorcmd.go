@@ -11,6 +11,8 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/spf13/cobra"
 
+	"github.com/runner-spawner/runner-spawner/control"
+	"github.com/runner-spawner/runner-spawner/fleet"
 	"github.com/runner-spawner/runner-spawner/github"
 	"github.com/runner-spawner/runner-spawner/internal/httpserve"
 	"github.com/runner-spawner/runner-spawner/internal/logkey"
@@ -37,17 +39,21 @@ func (a *app) janitorParts(ctx context.Context, conn *queue.Conn) ([]runFunc, fu
 	if err != nil {
 		return nil, nil, err
 	}
-	j, err := janitor.New(a.janitorOptions(conn, st, d.gh, d.set))
+	fl, err := fleet.Open(ctx, conn, a.logger)
+	if err != nil {
+		return nil, nil, err
+	}
+	j, err := janitor.New(a.janitorOptions(conn, st, fl, d.gh, d.set))
 	if err != nil {
 		return nil, nil, err
 	}
 	return []runFunc{j.Run}, a.closeDeps, nil
 }
 
-func (a *app) janitorOptions(conn *queue.Conn, st *queue.State, gh *github.Client, set *backendSet) janitor.Options {
+func (a *app) janitorOptions(conn *queue.Conn, st *queue.State, fl *fleet.Fleet, gh *github.Client, set *backendSet) janitor.Options {
 	jc := a.cfg.Janitor
 	opts := janitor.Options{
-		Conn: conn, State: st, GitHub: gh, DeploymentID: a.cfg.DeploymentID,
+		Conn: conn, State: st, Fleet: fl, GitHub: gh, DeploymentID: a.cfg.DeploymentID,
 		Interval: jc.Interval, MaxDeletesPerPass: jc.MaxDeletesPerPass, MaxGitHubCallsPerPass: jc.MaxGitHubCallsPerPass,
 		FlushWait: jc.FlushWait, FlushWaitAttempts: jc.FlushWaitAttempts, ProtectedRunners: jc.ProtectedRunners,
 		SweepInterval: jc.SweepInterval, SweepLookback: jc.SweepLookback,
@@ -91,8 +97,12 @@ func (a *app) adminServer(conn *queue.Conn) (*httpserve.Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	h, err := janitor.AdminHandler(janitor.AdminOptions{
-		Conn: conn, State: st, Token: a.cfg.Admin.Token, Flavors: a.cfg.FlavorNames(),
+	fl, err := fleet.Open(context.Background(), conn, a.logger)
+	if err != nil {
+		return nil, err
+	}
+	h, err := control.AdminHandler(control.AdminOptions{
+		Conn: conn, State: st, Fleet: fl, Token: a.cfg.Admin.Token, Flavors: a.cfg.FlavorNames(),
 		Logger: a.logger.With(logkey.Component, "admin"),
 	})
 	if err != nil {
@@ -122,7 +132,7 @@ New runners for the flavor are held back while the flush runs. The command exits
 non-zero when no janitor answered or the flush could not be carried out.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			m, err := janitor.ParseMode(mode)
+			m, err := control.ParseMode(mode)
 			if err != nil {
 				return &exitError{code: 2, err: err}
 			}
@@ -134,8 +144,8 @@ non-zero when no janitor answered or the flush could not be carried out.`,
 				return &exitError{code: 2, err: fmt.Errorf("--flavor %q names no flavor (%s)", flavor, strings.Join(a.cfg.FlavorNames(), ", "))}
 			}
 			return a.operate(cmd.Context(), "flush", timeout, 15*time.Second, func(ctx context.Context, conn *queue.Conn) error {
-				res, ferr := janitor.RequestFlush(ctx, conn, janitor.FlushRequest{Mode: string(m), Flavor: flavor})
-				if errors.Is(ferr, janitor.ErrNoJanitor) || (ferr != nil && !errors.Is(ferr, janitor.ErrFlushIncomplete)) {
+				res, ferr := control.Flush(ctx, conn, control.FlushRequest{Mode: m, Flavor: flavor})
+				if errors.Is(ferr, control.ErrNoJanitor) || (ferr != nil && !errors.Is(ferr, control.ErrFlushIncomplete)) {
 					return &exitError{code: 1, err: fmt.Errorf("flush %s: %w", m, ferr)}
 				}
 				if asJSON {
@@ -159,7 +169,7 @@ non-zero when no janitor answered or the flush could not be carried out.`,
 	cmd.Flags().StringVar(&mode, "mode", "", "flush mode (see above)")
 	cmd.Flags().StringVar(&flavor, "flavor", "", "only this flavor (default: all)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
-	cmd.Flags().DurationVar(&timeout, "timeout", janitor.DefaultFlushTimeout, "how long to wait for the janitor's answer")
+	cmd.Flags().DurationVar(&timeout, "timeout", control.DefaultFlushTimeout, "how long to wait for the janitor's answer")
 	_ = cmd.MarkFlagRequired("mode")
 	return cmd
 }
@@ -185,9 +195,9 @@ non-zero when no janitor answered or the pass had errors.`,
 			if err != nil {
 				return err
 			}
-			var sum janitor.PassSummary
+			var sum control.PassSummary
 			err = a.operate(cmd.Context(), "reconcile", timeout, 15*time.Second, func(ctx context.Context, conn *queue.Conn) error {
-				s, err := janitor.RequestReconcile(ctx, conn)
+				s, err := control.Reconcile(ctx, conn)
 				if err != nil {
 					return &exitError{code: 1, err: err}
 				}
@@ -234,12 +244,12 @@ func runnersCommand(g *globalFlags) *cobra.Command {
 		Short: "List runner records (oldest first)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withState(cmd, g, func(ctx context.Context, _ *app, _ *queue.Conn, st *queue.State) error {
-				f := janitor.RunnerFilter{Flavor: flavor, Live: live}
+			return withState(cmd, g, func(ctx context.Context, _ *app, _ *queue.Conn, fl *fleet.Fleet) error {
+				f := control.RunnerFilter{Flavor: flavor, Live: live}
 				for _, s := range states {
-					f.States = append(f.States, queue.RunnerState(s))
+					f.States = append(f.States, fleet.RunnerState(s))
 				}
-				rs, err := janitor.ListRunners(ctx, st, f)
+				rs, err := control.ListRunners(ctx, fl, f)
 				if err != nil {
 					return err
 				}
@@ -276,12 +286,12 @@ func jobsCommand(g *globalFlags) *cobra.Command {
 		Short: "List job records (oldest first)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withState(cmd, g, func(ctx context.Context, _ *app, _ *queue.Conn, st *queue.State) error {
-				f := janitor.JobFilter{Flavor: flavor, Repo: repo}
+			return withState(cmd, g, func(ctx context.Context, _ *app, _ *queue.Conn, fl *fleet.Fleet) error {
+				f := control.JobFilter{Flavor: flavor, Repo: repo}
 				for _, s := range states {
-					f.States = append(f.States, queue.JobState(s))
+					f.States = append(f.States, fleet.JobState(s))
 				}
-				js, err := janitor.ListJobs(ctx, st, f)
+				js, err := control.ListJobs(ctx, fl, f)
 				if err != nil {
 					return err
 				}
@@ -325,7 +335,7 @@ func deadLettersCommand(g *globalFlags) *cobra.Command {
 		Short: "List dead letters (oldest first) with their reasons",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withState(cmd, g, func(ctx context.Context, _ *app, conn *queue.Conn, _ *queue.State) error {
+			return withState(cmd, g, func(ctx context.Context, _ *app, conn *queue.Conn, _ *fleet.Fleet) error {
 				dls, err := conn.DeadLetters(ctx, limit)
 				if err != nil {
 					return err
@@ -352,15 +362,12 @@ func deadLettersCommand(g *globalFlags) *cobra.Command {
 		Short: "Queue the jobs of these dead letters again (their attempt and replacement counts restart) and drop the letters",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withState(cmd, g, func(ctx context.Context, a *app, conn *queue.Conn, st *queue.State) error {
+			return withState(cmd, g, func(ctx context.Context, a *app, conn *queue.Conn, fl *fleet.Fleet) error {
 				return forDeadLetters(ctx, cmd, conn, args, func(dl *queue.DeadLetter) error {
 					if dl.Event == nil {
 						return fmt.Errorf("dead letter %d has no decodable event; drop it", dl.Seq)
 					}
-					if _, err := st.UpdateJob(ctx, dl.Event.JobID, func(j *queue.JobRecord) error {
-						j.DeadLettered, j.Replacements, j.CreateAttempts, j.LastError = false, 0, 0, ""
-						return nil
-					}); err != nil {
+					if err := fl.JobRetried(ctx, dl.Event.JobID); err != nil {
 						return err
 					}
 					ev := *dl.Event
@@ -379,7 +386,7 @@ func deadLettersCommand(g *globalFlags) *cobra.Command {
 		Short: "Delete these dead letters",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withState(cmd, g, func(ctx context.Context, _ *app, conn *queue.Conn, _ *queue.State) error {
+			return withState(cmd, g, func(ctx context.Context, _ *app, conn *queue.Conn, _ *fleet.Fleet) error {
 				return forDeadLetters(ctx, cmd, conn, args, func(dl *queue.DeadLetter) error {
 					return conn.DropDeadLetter(ctx, dl.Seq)
 				})
@@ -419,17 +426,17 @@ func forDeadLetters(ctx context.Context, cmd *cobra.Command, conn *queue.Conn, a
 }
 
 // withState connects an operator command to NATS and the KV state.
-func withState(cmd *cobra.Command, g *globalFlags, fn func(ctx context.Context, a *app, conn *queue.Conn, st *queue.State) error) error {
+func withState(cmd *cobra.Command, g *globalFlags, fn func(ctx context.Context, a *app, conn *queue.Conn, fl *fleet.Fleet) error) error {
 	a, err := loadCLI(g, cmd.ErrOrStderr())
 	if err != nil {
 		return err
 	}
 	return a.operate(cmd.Context(), cmd.CommandPath(), time.Minute, 15*time.Second, func(ctx context.Context, conn *queue.Conn) error {
-		st, err := conn.State(ctx)
+		fl, err := fleet.Open(ctx, conn, a.logger)
 		if err != nil {
 			return err
 		}
-		return fn(ctx, a, conn, st)
+		return fn(ctx, a, conn, fl)
 	})
 }
 

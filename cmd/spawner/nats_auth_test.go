@@ -14,6 +14,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/runner-spawner/runner-spawner/bootstrap"
+	"github.com/runner-spawner/runner-spawner/control"
+	"github.com/runner-spawner/runner-spawner/fleet"
 	"github.com/runner-spawner/runner-spawner/github/githubtest"
 	"github.com/runner-spawner/runner-spawner/internal/secret"
 	"github.com/runner-spawner/runner-spawner/internal/testcert"
@@ -105,24 +107,18 @@ func attackEmbedded(t *testing.T, opts queue.Options, bootAddr, runner string, j
 		}
 	}
 	did := []string{"connected"}
-	if names := conn.JetStream().StreamNames(ctx); names.Err() == nil {
-		n := 0
-		for range names.Name() {
-			n++
-		}
-		if n > 0 {
-			did = append(did, "listed the streams")
-		}
+	if _, _, err := conn.JobBacklog(ctx); err == nil {
+		did = append(did, "listed the streams")
 	}
-	st, err := conn.State(ctx)
+	runners, err := queue.OpenBucket[fleet.RunnerRecord](ctx, conn, queue.BucketRunners)
 	if err != nil {
-		t.Logf("state: %v", err)
+		t.Logf("runner bucket: %v", err)
 		return did
 	}
 	token, hash := bootstrap.NewToken()
-	if err := st.CreateRunner(ctx, &queue.RunnerRecord{
-		Name: runner, Flavor: "small", Backend: "sim", State: queue.RunnerBooting, ForJob: jobID,
-		TokenHash: hash, TokenExpires: time.Now().Add(time.Minute),
+	if err := runners.Create(ctx, runner, &fleet.RunnerRecord{
+		Name: runner, Flavor: "small", Backend: "sim", State: fleet.RunnerBooting, ForJob: jobID,
+		TokenHash: hash, TokenExpires: time.Now().Add(time.Minute), CreatedAt: time.Now().UTC(),
 	}); err == nil {
 		did = append(did, "wrote a runner record")
 	}
@@ -134,13 +130,13 @@ func attackEmbedded(t *testing.T, opts queue.Options, bootAddr, runner string, j
 		did = append(did, "published a job event")
 	}
 	// The janitor answers flushes once it holds its lease, a moment after start.
-	req, _ := json.Marshal(queue.FlushRequest{Mode: "FLUSH_IDLE", Flavor: "no-such-flavor"})
+	req, _ := json.Marshal(control.FlushRequest{Mode: "FLUSH_IDLE", Flavor: "no-such-flavor"})
 	fdeadline := time.Now().Add(15 * time.Second)
 	for {
-		if _, err := conn.NATS().RequestWithContext(ctx, queue.SubjectFlush, req); err == nil {
+		if _, err := conn.Request(ctx, control.SubjectFlush, req); err == nil {
 			did = append(did, "sent a flush")
 			break
-		} else if !errors.Is(err, nats.ErrNoResponders) || time.Now().After(fdeadline) {
+		} else if !errors.Is(err, queue.ErrNoResponders) || time.Now().After(fdeadline) {
 			t.Logf("flush: %v", err)
 			break
 		}

@@ -8,9 +8,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/runner-spawner/runner-spawner/control"
+	"github.com/runner-spawner/runner-spawner/fleet"
 	"github.com/runner-spawner/runner-spawner/internal/secret"
 	"github.com/runner-spawner/runner-spawner/internal/untrusted"
-	"github.com/runner-spawner/runner-spawner/janitor"
 	"github.com/runner-spawner/runner-spawner/queue"
 )
 
@@ -18,8 +19,8 @@ import (
 // renamed: scripts and monitoring parse it.
 type statusReport struct {
 	Flavors     []flavorStatus        `json:"flavors"`
-	Janitor     janitor.JanitorStatus `json:"janitor"`
-	GitHub      *janitor.Budget       `json:"github_budget,omitempty"`
+	Janitor     control.JanitorStatus `json:"janitor"`
+	GitHub      *control.Budget       `json:"github_budget,omitempty"`
 	DeadLetters uint64                `json:"dead_letters"`
 	Stream      queue.StreamHealth    `json:"stream"`
 	NATS        natsStatus            `json:"nats"`
@@ -84,18 +85,22 @@ func (a *app) status(ctx context.Context, conn *queue.Conn) (*statusReport, erro
 	if err != nil {
 		return nil, err
 	}
-	jobs, err := st.Jobs(ctx)
+	fl, err := fleet.Open(ctx, conn, a.logger)
 	if err != nil {
 		return nil, err
 	}
-	runners, err := st.Runners(ctx)
+	jobs, err := fl.Jobs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	runners, err := fl.Runners(ctx)
 	if err != nil {
 		return nil, err
 	}
 	if rep.DeadLetters, err = conn.DeadLetterCount(ctx); err != nil {
 		return nil, err
 	}
-	snap, err := janitor.Snapshot(ctx, st)
+	snap, err := control.Snapshot(ctx, st, fl)
 	if err != nil {
 		return nil, err
 	}
@@ -109,7 +114,7 @@ func (a *app) status(ctx context.Context, conn *queue.Conn) (*statusReport, erro
 			fs.Pending, fs.ByAction = b.Pending, b.ByAction
 		}
 		for _, j := range jobs {
-			if j.Flavor == f.Name && j.State == queue.JobQueued && !j.Gone && !j.DeadLettered {
+			if j.Flavor == f.Name && j.State == fleet.JobQueued && !j.Gone && !j.DeadLettered {
 				fs.Queued++
 			}
 		}
@@ -118,7 +123,7 @@ func (a *app) status(ctx context.Context, conn *queue.Conn) (*statusReport, erro
 				fs.Runners[string(r.State)]++
 			}
 		}
-		capRec, err := st.Capacity(ctx, f.Name)
+		capRec, err := fl.Capacity(ctx, f.Name)
 		if err != nil {
 			return nil, err
 		}

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/runner-spawner/runner-spawner/janitor"
+	"github.com/runner-spawner/runner-spawner/control"
 )
 
 // hostile is what a webhook payload, an instance or an older record could hold: a
@@ -56,7 +56,7 @@ func TestStatusEscapesTheJanitorName(t *testing.T) {
 		var buf bytes.Buffer
 		rep := &statusReport{
 			Flavors: []flavorStatus{{Name: "ubuntu", Runners: map[string]int{}}},
-			Janitor: janitor.JanitorStatus{Active: s},
+			Janitor: control.JanitorStatus{Active: s},
 		}
 		if err := printStatus(&buf, rep); err != nil {
 			t.Fatal(err)

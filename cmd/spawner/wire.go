@@ -14,6 +14,7 @@ import (
 	"github.com/runner-spawner/runner-spawner/bootstrap"
 	"github.com/runner-spawner/runner-spawner/config"
 	"github.com/runner-spawner/runner-spawner/consumer"
+	"github.com/runner-spawner/runner-spawner/fleet"
 	"github.com/runner-spawner/runner-spawner/github"
 	"github.com/runner-spawner/runner-spawner/github/githubtest/fakerunner"
 	"github.com/runner-spawner/runner-spawner/internal/logkey"
@@ -214,10 +215,10 @@ func (f *finisher) finished(name string) {
 }
 
 // consumerOptions turns the config into the consumer's options for the served flavors.
-func (a *app) consumerOptions(conn *queue.Conn, st *queue.State, gh consumer.GitHub, set *backendSet, bootstrapURL string) (consumer.Options, error) {
+func (a *app) consumerOptions(conn *queue.Conn, st *fleet.Fleet, gh consumer.GitHub, set *backendSet, bootstrapURL string) (consumer.Options, error) {
 	c := a.cfg.Consumer
 	opts := consumer.Options{
-		Conn: conn, State: st, GitHub: gh, DeploymentID: a.cfg.DeploymentID, BootstrapURL: bootstrapURL,
+		Conn: conn, Fleet: st, GitHub: gh, DeploymentID: a.cfg.DeploymentID, BootstrapURL: bootstrapURL,
 		Workers: c.Workers, VerifyAge: c.VerifyAge, MaxAttempts: c.MaxAttempts,
 		BackoffInitial: c.BackoffInitial, BackoffMax: c.BackoffMax,
 		CapacityWait: c.CapacityWait, CapacityRetry: c.CapacityRetry,

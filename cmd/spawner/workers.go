@@ -13,6 +13,7 @@ import (
 	"github.com/runner-spawner/runner-spawner/bootstrap"
 	"github.com/runner-spawner/runner-spawner/config"
 	"github.com/runner-spawner/runner-spawner/consumer"
+	"github.com/runner-spawner/runner-spawner/fleet"
 	"github.com/runner-spawner/runner-spawner/internal/httpserve"
 	"github.com/runner-spawner/runner-spawner/internal/logkey"
 	"github.com/runner-spawner/runner-spawner/internal/mint"
@@ -125,7 +126,7 @@ func (a *app) opsParts(conn *queue.Conn, metrics bool) ([]runFunc, error) {
 
 // consumerParts builds the bootstrap endpoint and the consumer of this process.
 func (a *app) consumerParts(ctx context.Context, conn *queue.Conn) ([]runFunc, func(), error) {
-	st, err := conn.State(ctx)
+	st, err := fleet.Open(ctx, conn, a.logger)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -163,13 +164,13 @@ func (a *app) consumerParts(ctx context.Context, conn *queue.Conn) ([]runFunc, f
 }
 
 // bootstrapServer serves the bootstrap endpoint on bootstrap.listen.
-func (a *app) bootstrapServer(st *queue.State, minter bootstrap.Minter, finished func(string)) (*httpserve.Server, error) {
+func (a *app) bootstrapServer(st *fleet.Fleet, minter bootstrap.Minter, finished func(string)) (*httpserve.Server, error) {
 	labels := map[string][]string{}
 	for _, f := range a.cfg.Flavors {
 		labels[f.Name] = a.runnerLabels(f)
 	}
 	opts := bootstrap.Options{
-		State: st, Minter: minter, Finished: finished,
+		Fleet: st, Minter: minter, Finished: finished,
 		Labels:     func(f string) ([]string, bool) { l, ok := labels[f]; return l, ok },
 		Logger:     a.logger.With(logkey.Component, "bootstrap"),
 		Registerer: a.reg,

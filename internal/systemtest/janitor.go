@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/runner-spawner/runner-spawner/fleet"
 	"github.com/runner-spawner/runner-spawner/github"
 	"github.com/runner-spawner/runner-spawner/janitor"
 	"github.com/runner-spawner/runner-spawner/queue"
@@ -45,6 +46,10 @@ func (s *System) JanitorOptions(t testing.TB, id string) janitor.Options {
 	if err != nil {
 		t.Fatal(err)
 	}
+	fl, err := fleet.Open(t.Context(), conn, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var flavors []janitor.Flavor
 	for _, name := range slices.Sorted(maps.Keys(s.Backends)) {
 		flavors = append(flavors, janitor.Flavor{
@@ -53,7 +58,7 @@ func (s *System) JanitorOptions(t testing.TB, id string) janitor.Options {
 		})
 	}
 	return janitor.Options{
-		Conn: conn, State: st, GitHub: s.Client, Flavors: flavors, DeploymentID: Deployment, ID: id,
+		Conn: conn, State: st, Fleet: fl, GitHub: s.Client, Flavors: flavors, DeploymentID: Deployment, ID: id,
 		Interval: 200 * time.Millisecond, FlushWait: 200 * time.Millisecond, FlushWaitAttempts: 3,
 		SweepInterval: 300 * time.Millisecond, SweepLookback: time.Hour,
 		Logger: testLogger(t),

@@ -24,6 +24,7 @@ import (
 	"github.com/runner-spawner/runner-spawner/backends/sim"
 	"github.com/runner-spawner/runner-spawner/bootstrap"
 	"github.com/runner-spawner/runner-spawner/consumer"
+	"github.com/runner-spawner/runner-spawner/fleet"
 	"github.com/runner-spawner/runner-spawner/github"
 	"github.com/runner-spawner/runner-spawner/github/githubtest"
 	"github.com/runner-spawner/runner-spawner/github/githubtest/fakerunner"
@@ -68,7 +69,8 @@ type System struct {
 	Client *github.Client
 	NATS   *queuetest.Server
 	Conn   *queue.Conn
-	State  *queue.State
+	State  *queue.State // the janitor's bookkeeping (leases, meta)
+	Fleet  *fleet.Fleet // the job and runner records
 	Cloud  *sim.Cloud
 	// Backends are the flavors' simulated backends, by flavor.
 	Backends map[string]backends.Backend
@@ -100,6 +102,9 @@ func Start(t testing.TB, opts Options) *System {
 		t.Fatal(err)
 	}
 	s.State = st
+	if s.Fleet, err = fleet.Open(t.Context(), s.Conn, logger); err != nil {
+		t.Fatal(err)
+	}
 
 	ghOpts := opts.GitHub
 	ghOpts.WebhookSecret = Secret
@@ -143,7 +148,7 @@ func Start(t testing.TB, opts Options) *System {
 	}
 	var cons *consumer.Consumer
 	bs := bootstrap.NewServer(bootstrap.Options{
-		State: st, Minter: mint.Minter{Client: s.Client}, Logger: logger,
+		Fleet: s.Fleet, Minter: mint.Minter{Client: s.Client}, Logger: logger,
 		Labels:   func(f string) ([]string, bool) { l, ok := labels[f]; return l, ok },
 		Finished: func(name string) { cons.Finished(name) },
 	})
@@ -156,7 +161,7 @@ func Start(t testing.TB, opts Options) *System {
 	s.GH.SetWebhookTarget(s.Webhook, Secret)
 
 	copts := consumer.Options{
-		Conn: s.Conn, State: st, GitHub: s.Client, Flavors: flavors, DeploymentID: Deployment,
+		Conn: s.Conn, Fleet: s.Fleet, GitHub: s.Client, Flavors: flavors, DeploymentID: Deployment,
 		BootstrapURL: s.Bootstrap, Workers: opts.Workers, Logger: logger,
 		CapacityRetry: 500 * time.Millisecond, CapacityWait: 2 * time.Second,
 		BackoffInitial: 100 * time.Millisecond, BackoffMax: time.Second, AckWait: 10 * time.Second,
@@ -234,12 +239,12 @@ func (s *System) AllJobsDone(t testing.TB, timeout time.Duration) {
 func (s *System) RecordsSettled(t testing.TB, timeout time.Duration) {
 	t.Helper()
 	Eventually(t, timeout, func() error {
-		jobs, err := s.State.Jobs(t.Context())
+		jobs, err := s.Fleet.Jobs(t.Context())
 		if err != nil {
 			return err
 		}
 		for _, j := range jobs {
-			if j.State != queue.JobCompleted && !j.Gone {
+			if j.State != fleet.JobCompleted && !j.Gone {
 				return fmt.Errorf("job %d record is %s", j.ID, j.State)
 			}
 		}
@@ -256,15 +261,15 @@ func (s *System) OnlySparesLeft(t testing.TB, timeout time.Duration) int {
 	Eventually(t, timeout, func() error {
 		spares = 0
 		for _, in := range s.Cloud.All() {
-			r, err := s.State.Runner(t.Context(), in.Name)
+			r, err := s.Fleet.Runner(t.Context(), in.Name)
 			if err != nil {
 				return fmt.Errorf("instance %s: %v", in.Name, err)
 			}
-			j, err := s.State.Job(t.Context(), r.ForJob)
+			j, err := s.Fleet.Job(t.Context(), r.ForJob)
 			if err != nil {
 				return fmt.Errorf("instance %s job %d: %v", in.Name, r.ForJob, err)
 			}
-			if !r.Untaken() || j.State == queue.JobQueued {
+			if !r.Untaken() || j.State == fleet.JobQueued {
 				return fmt.Errorf("instance %s is not a spare: runner %s for job %d (%s)", in.Name, r.State, r.ForJob, j.State)
 			}
 			spares++

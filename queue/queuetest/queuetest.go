@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/runner-spawner/runner-spawner/internal/secret"
 	"github.com/runner-spawner/runner-spawner/queue"
 )
@@ -109,6 +112,23 @@ func (s *Server) Connect(t testing.TB, opts queue.Options) *queue.Conn {
 func (s *Server) ConnectURL(t testing.TB, url string) *queue.Conn {
 	t.Helper()
 	return s.Connect(t, queue.Options{URL: url})
+}
+
+// JetStream opens a plain nats.go JetStream client of the server (closed in
+// t.Cleanup), for tests that look into the streams themselves: product code goes
+// through queue.Conn's typed methods.
+func (s *Server) JetStream(t testing.TB) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(s.URL(), nats.Name("queuetest-raw"))
+	if err != nil {
+		t.Fatalf("queuetest: raw connect: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatalf("queuetest: jetstream: %v", err)
+	}
+	return js
 }
 
 // FreePort returns a TCP port that was free a moment ago on 127.0.0.1.

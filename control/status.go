@@ -1,6 +1,7 @@
-package janitor
+package control
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/runner-spawner/runner-spawner/fleet"
 	"github.com/runner-spawner/runner-spawner/queue"
 )
 
@@ -30,7 +32,7 @@ type JanitorStatus struct {
 type FlavorStatus struct {
 	Name string `json:"name"`
 	// Runners counts runner records by state (terminal ones are kept for a week).
-	Runners    map[queue.RunnerState]int `json:"runners"`
+	Runners    map[fleet.RunnerState]int `json:"runners"`
 	SlotsInUse int                       `json:"slots_in_use"`
 	// QueuedJobs counts job records still waiting for a runner.
 	QueuedJobs  int       `json:"queued_jobs"`
@@ -41,9 +43,9 @@ type FlavorStatus struct {
 
 // Snapshot reads the status of the given flavors and of every flavor the records
 // mention. It only reads.
-func Snapshot(ctx context.Context, state *queue.State, flavors ...string) (*StatusSnapshot, error) {
+func Snapshot(ctx context.Context, state *queue.State, fl *fleet.Fleet, flavors ...string) (*StatusSnapshot, error) {
 	snap := &StatusSnapshot{}
-	active, err := state.LeaseHolder(ctx, LeaseName)
+	active, err := state.LeaseHolder(ctx, JanitorLease)
 	if err != nil {
 		return nil, fmt.Errorf("status: %w", err)
 	}
@@ -55,11 +57,11 @@ func Snapshot(ctx context.Context, state *queue.State, flavors ...string) (*Stat
 	case !errors.Is(err, queue.ErrNoRecord):
 		return nil, fmt.Errorf("status: %w", err)
 	}
-	runners, err := state.Runners(ctx)
+	runners, err := fl.Runners(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("status: %w", err)
 	}
-	jobs, err := state.Jobs(ctx)
+	jobs, err := fl.Jobs(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("status: %w", err)
 	}
@@ -67,7 +69,7 @@ func Snapshot(ctx context.Context, state *queue.State, flavors ...string) (*Stat
 	get := func(name string) *FlavorStatus {
 		f := byName[name]
 		if f == nil {
-			f = &FlavorStatus{Name: name, Runners: map[queue.RunnerState]int{}}
+			f = &FlavorStatus{Name: name, Runners: map[fleet.RunnerState]int{}}
 			byName[name] = f
 		}
 		return f
@@ -79,14 +81,14 @@ func Snapshot(ctx context.Context, state *queue.State, flavors ...string) (*Stat
 		get(r.Flavor).Runners[r.State]++
 	}
 	for _, j := range jobs {
-		if j.Flavor != "" && j.State == queue.JobQueued && !j.Gone && !j.DeadLettered {
+		if j.Flavor != "" && j.State == fleet.JobQueued && !j.Gone && !j.DeadLettered {
 			get(j.Flavor).QueuedJobs++
 		}
 	}
 	now := time.Now()
 	for _, name := range slices.Sorted(maps.Keys(byName)) {
 		f := byName[name]
-		capRec, err := state.Capacity(ctx, name)
+		capRec, err := fl.Capacity(ctx, name)
 		if err != nil {
 			return nil, fmt.Errorf("status: %w", err)
 		}
@@ -102,23 +104,23 @@ func Snapshot(ctx context.Context, state *queue.State, flavors ...string) (*Stat
 // RunnerFilter selects runner records; zero fields match all.
 type RunnerFilter struct {
 	Flavor string
-	States []queue.RunnerState
+	States []fleet.RunnerState
 	// Live keeps only runners that are not over.
 	Live bool
 }
 
 // ListRunners returns the runner records that match, oldest first.
-func ListRunners(ctx context.Context, state *queue.State, f RunnerFilter) ([]*queue.RunnerRecord, error) {
-	all, err := state.Runners(ctx)
+func ListRunners(ctx context.Context, fl *fleet.Fleet, f RunnerFilter) ([]*fleet.RunnerRecord, error) {
+	all, err := fl.Runners(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list runners: %w", err)
 	}
-	out := slices.DeleteFunc(all, func(r *queue.RunnerRecord) bool {
+	out := slices.DeleteFunc(all, func(r *fleet.RunnerRecord) bool {
 		return (f.Flavor != "" && r.Flavor != f.Flavor) ||
 			(len(f.States) > 0 && !slices.Contains(f.States, r.State)) ||
 			(f.Live && !r.State.Live())
 	})
-	slices.SortStableFunc(out, func(a, b *queue.RunnerRecord) int {
+	slices.SortStableFunc(out, func(a, b *fleet.RunnerRecord) int {
 		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
 			return c
 		}
@@ -131,26 +133,26 @@ func ListRunners(ctx context.Context, state *queue.State, f RunnerFilter) ([]*qu
 type JobFilter struct {
 	Flavor string
 	Repo   string
-	States []queue.JobState
+	States []fleet.JobState
 }
 
 // ListJobs returns the job records that match, oldest first.
-func ListJobs(ctx context.Context, state *queue.State, f JobFilter) ([]*queue.JobRecord, error) {
-	all, err := state.Jobs(ctx)
+func ListJobs(ctx context.Context, fl *fleet.Fleet, f JobFilter) ([]*fleet.JobRecord, error) {
+	all, err := fl.Jobs(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list jobs: %w", err)
 	}
-	out := slices.DeleteFunc(all, func(j *queue.JobRecord) bool {
+	out := slices.DeleteFunc(all, func(j *fleet.JobRecord) bool {
 		return (f.Flavor != "" && j.Flavor != f.Flavor) ||
 			(f.Repo != "" && !strings.EqualFold(j.Repo, f.Repo)) ||
 			(len(f.States) > 0 && !slices.Contains(f.States, j.State))
 	})
-	slices.SortStableFunc(out, func(a, b *queue.JobRecord) int {
+	slices.SortStableFunc(out, func(a, b *fleet.JobRecord) int {
 		ta, tb := a.ReceivedAt, b.ReceivedAt
 		if c := ta.Compare(tb); c != 0 {
 			return c
 		}
-		return compareInt64(a.ID, b.ID)
+		return cmp.Compare(a.ID, b.ID)
 	})
 	return out, nil
 }

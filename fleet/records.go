@@ -1,4 +1,4 @@
-package queue
+package fleet
 
 import (
 	"time"
@@ -14,30 +14,19 @@ const (
 	JobCompleted  JobState = "completed"
 )
 
-func (s JobState) rank() int {
-	switch s {
-	case JobQueued:
-		return 1
-	case JobInProgress:
-		return 2
-	case JobCompleted:
-		return 3
-	}
-	return 0
-}
-
-// Advance moves the state forward to next; a step back is ignored. It reports whether
-// the state changed.
+// Advance moves the state to next when the job transition table allows it (only
+// forward: GitHub's events come in any order); a step back is ignored. It reports
+// whether the state changed.
 func (s *JobState) Advance(next JobState) bool {
-	if next.rank() > s.rank() {
-		*s = next
-		return true
+	if !JobMayMove(*s, next) {
+		return false
 	}
-	return false
+	*s = next
+	return true
 }
 
 // After reports whether s is later than other.
-func (s JobState) After(other JobState) bool { return s.rank() > other.rank() }
+func (s JobState) After(other JobState) bool { return jobRank[s] > jobRank[other] }
 
 // JobRecord is the spawner's record of one GitHub job (KV bucket spawner_jobs, key
 // the job id).
@@ -97,36 +86,24 @@ const (
 // RunnerStates lists every state in lifecycle order.
 var RunnerStates = []RunnerState{RunnerCreating, RunnerBooting, RunnerIdle, RunnerBusy, RunnerFinished, RunnerFailed}
 
-func (s RunnerState) rank() int {
-	switch s {
-	case RunnerCreating:
-		return 1
-	case RunnerBooting:
-		return 2
-	case RunnerIdle:
-		return 3
-	case RunnerBusy:
-		return 4
-	case RunnerFinished, RunnerFailed:
-		return 5
-	}
-	return 0
+// Live reports whether the runner counts against its flavor's capacity.
+func (s RunnerState) Live() bool {
+	return s == RunnerCreating || s == RunnerBooting || s == RunnerIdle || s == RunnerBusy
 }
 
-// Live reports whether the runner counts against its flavor's capacity.
-func (s RunnerState) Live() bool { return s.rank() >= 1 && s.rank() <= 4 }
-
 // Terminal reports whether the runner's life is over.
-func (s RunnerState) Terminal() bool { return s.rank() == 5 }
+func (s RunnerState) Terminal() bool { return s == RunnerFinished || s == RunnerFailed }
 
-// Advance moves the state forward to next (a terminal state is never left); it
-// reports whether the state changed.
+// Advance moves the state to next when the runner transition table allows it; it
+// reports whether the state changed. A move the table refuses (back, or out of a
+// terminal state) leaves the state as it is: the events that drive it arrive late and
+// out of order, so a refused move is the normal case of an event already overtaken.
 func (s *RunnerState) Advance(next RunnerState) bool {
-	if next.rank() > s.rank() {
-		*s = next
-		return true
+	if !RunnerMayMove(*s, next) {
+		return false
 	}
-	return false
+	*s = next
+	return true
 }
 
 // RunnerRecord is the spawner's record of one runner: its GitHub registration and

@@ -1,4 +1,4 @@
-package janitor
+package control
 
 import (
 	"context"
@@ -12,8 +12,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/runner-spawner/runner-spawner/fleet"
 	"github.com/runner-spawner/runner-spawner/internal/logkey"
 	"github.com/runner-spawner/runner-spawner/internal/secret"
+	"github.com/runner-spawner/runner-spawner/internal/untrusted"
 	"github.com/runner-spawner/runner-spawner/queue"
 )
 
@@ -21,6 +23,7 @@ import (
 type AdminOptions struct {
 	Conn  *queue.Conn
 	State *queue.State
+	Fleet *fleet.Fleet
 	// Token is the bearer token every request must carry. Required.
 	Token secret.Value
 	// Flavors are listed in status even before they have any record.
@@ -39,8 +42,8 @@ const AdminPathPrefix = "/admin/v1"
 // token; without a token configured the endpoint is not built (an open admin API
 // could flush every runner).
 func AdminHandler(opts AdminOptions) (http.Handler, error) {
-	if opts.Conn == nil || opts.State == nil {
-		panic("janitor: AdminHandler needs Conn and State")
+	if opts.Conn == nil || opts.State == nil || opts.Fleet == nil {
+		panic("control: AdminHandler needs Conn, State and Fleet")
 	}
 	if opts.Token.IsZero() {
 		return nil, errors.New("admin endpoint: no token configured")
@@ -81,19 +84,25 @@ func (a *admin) auth(next http.Handler) http.Handler {
 }
 
 func (a *admin) flush(w http.ResponseWriter, r *http.Request) {
-	var req FlushRequest
-	if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil {
+	// The body is an edge: its mode is parsed here, once.
+	var body struct {
+		Mode   string `json:"mode"`
+		Flavor string `json:"flavor"`
+	}
+	if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&body); err != nil {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad request body"})
 		return
 	}
-	if _, err := ParseMode(req.Mode); err != nil {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+	mode, err := ParseMode(body.Mode)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": untrusted.Log(err.Error())})
 		return
 	}
+	req := FlushRequest{Mode: mode, Flavor: body.Flavor}
 	ctx, cancel := context.WithTimeout(r.Context(), a.opts.FlushTimeout)
 	defer cancel()
-	a.logger.Info("flush requested over the admin endpoint", logkey.Mode, req.Mode, logkey.Flavor, req.Flavor, "remote", r.RemoteAddr)
-	res, err := RequestFlush(ctx, a.opts.Conn, req)
+	a.logger.Info("flush requested over the admin endpoint", logkey.Mode, req.Mode, logkey.Flavor, untrusted.Log(req.Flavor), "remote", r.RemoteAddr)
+	res, err := Flush(ctx, a.opts.Conn, req)
 	switch {
 	case err == nil:
 		writeJSON(w, http.StatusOK, res)
@@ -114,7 +123,7 @@ func (a *admin) reconcile(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Minute)
 	defer cancel()
 	a.logger.Info("reconcile requested over the admin endpoint", "remote", r.RemoteAddr)
-	sum, err := RequestReconcile(ctx, a.opts.Conn)
+	sum, err := Reconcile(ctx, a.opts.Conn)
 	switch {
 	case err == nil:
 		writeJSON(w, http.StatusOK, sum)
@@ -129,7 +138,7 @@ func (a *admin) reconcile(w http.ResponseWriter, r *http.Request) {
 func (a *admin) status(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
-	snap, err := Snapshot(ctx, a.opts.State, a.opts.Flavors...)
+	snap, err := Snapshot(ctx, a.opts.State, a.opts.Fleet, a.opts.Flavors...)
 	if err != nil {
 		a.logger.Warn("admin status failed", logkey.Error, err)
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "state unavailable"})

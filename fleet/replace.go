@@ -1,0 +1,38 @@
+package fleet
+
+import (
+	"context"
+
+	"github.com/runner-spawner/runner-spawner/queue"
+)
+
+// Replace asks for another runner for a job that still waits and has no runner of
+// its own left (its runner was taken by another job, died, or was flushed): it
+// publishes a replacement queued event, numbered by the job's runner count so that
+// two triggers for the same loss are stored once. The consumer then adopts a spare
+// or spawns. It returns the event it published, or nil when the job needs none (no
+// longer queued, gone, dead-lettered, or it still has an untaken runner).
+func (f *Fleet) Replace(ctx context.Context, jobID int64, reason string) (*queue.JobEvent, queue.PublishResult, error) {
+	job, err := f.Job(ctx, jobID)
+	if err != nil || job.State != JobQueued || job.Gone || job.DeadLettered {
+		// No record (or none readable now): nothing to replace. The janitor's pass
+		// finds a job that waits without a runner.
+		return nil, queue.PublishResult{}, nil
+	}
+	for _, name := range job.Runners {
+		r, err := f.Runner(ctx, name)
+		if err == nil && r.ForJob == jobID && r.Untaken() && !r.Spare {
+			return nil, queue.PublishResult{}, nil // it still has one
+		}
+	}
+	ev := &queue.JobEvent{
+		ReceivedAt: f.now().UTC(), Source: queue.SourceReplacement, Action: queue.ActionQueued,
+		JobID: job.ID, RunID: job.RunID, RunAttempt: job.RunAttempt, Repo: job.Repo,
+		Labels: job.Labels, Flavor: job.Flavor, Replacement: len(job.Runners), ReplacementReason: reason,
+	}
+	res, err := f.conn.PublishJobEvent(ctx, ev)
+	if err != nil {
+		return nil, res, err
+	}
+	return ev, res, nil
+}

@@ -113,8 +113,8 @@ type Flavor struct {
 	Name       string   `yaml:"name"`
 	Labels     []string `yaml:"labels"`
 	MaxRunners int      `yaml:"max_runners"`
-	// Backend selects where the flavor's instances run: sim, lxd or openstack. Its
-	// settings sit under the key of the same name.
+	// Backend selects where the flavor's instances run: lxd, openstack or sim. It is
+	// required (no default). Its settings sit under the key of the same name.
 	Backend string `yaml:"backend"`
 	// Runner is the runner's environment inside the instance.
 	Runner    Runner           `yaml:"runner"`
@@ -189,9 +189,6 @@ func (f *File) UsesBackend(name string) bool {
 
 // applyFlavorDefaults fills per-flavor defaults that depend on the flavor itself.
 func applyFlavorDefaults(f *Flavor) {
-	if f.Backend == "" {
-		f.Backend = BackendSim
-	}
 	if f.Backend == BackendSim && f.Sim == nil {
 		f.Sim = &SimFlavor{}
 	}

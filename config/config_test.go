@@ -21,6 +21,7 @@ flavors:
   - name: small
     labels: [small, x64]
     max_runners: 4
+    backend: sim
 `
 
 func TestParseMinimalGetsDefaults(t *testing.T) {
@@ -70,7 +71,8 @@ flavors:
     max_runners: 1
     backend: lxd
 `, []string{"deployment_id", "log.level", "webhook.secrets", "flavors[0].name", "flavors[0].labels[1]", "flavors[0].max_runners", "flavors[0].backend", "flavors[1].lxd"}},
-		{"duplicate label sets", minimal + "  - name: same\n    labels: [x64, small]\n    max_runners: 1\n", []string{"flavors[1].labels"}},
+		{"duplicate label sets", minimal + "  - name: same\n    labels: [x64, small]\n    max_runners: 1\n    backend: sim\n", []string{"flavors[1].labels"}},
+		{"no backend", strings.Replace(minimal, "    backend: sim\n", "", 1), []string{"flavors[0].backend"}},
 		{"section of another backend", minimal + "    lxd: {image: tiny}\n", []string{"flavors[0].lxd"}},
 		{"negative boot jitter", minimal + "    sim: {boot_jitter: -1s}\n", []string{"flavors[0].sim.boot_jitter"}},
 	}

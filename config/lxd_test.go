@@ -164,7 +164,7 @@ func TestLXDValidationNamesEveryKey(t *testing.T) {
 // TestLXDSectionIgnoredWithoutLXDFlavors: a bad lxd section does not stop a
 // deployment that uses no lxd flavor.
 func TestLXDSectionIgnoredWithoutLXDFlavors(t *testing.T) {
-	yaml := strings.Replace(lxdMinimal, "    backend: lxd\n    lxd:\n      image: tiny\n", "", 1) + "lxd:\n  max_concurrent_operations: 0\n"
+	yaml := strings.Replace(lxdMinimal, "    backend: lxd\n    lxd:\n      image: tiny\n", "    backend: sim\n", 1) + "lxd:\n  max_concurrent_operations: 0\n"
 	if _, err := Parse([]byte(yaml), nil); err != nil {
 		t.Fatalf("Parse: %v", err)
 	}

@@ -30,6 +30,7 @@ flavors:
   - name: small
     labels: [small]
     max_runners: 4
+    backend: sim
 `
 	tests := []struct {
 		name  string

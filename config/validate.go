@@ -247,6 +247,12 @@ func (f *File) validateFlavors(p *problems) {
 
 func (f *File) validateFlavorBackend(key string, fl *Flavor, p *problems) {
 	sections := map[string]bool{BackendSim: fl.Sim != nil, BackendLXD: fl.LXD != nil, BackendOpenStack: fl.OpenStack != nil}
+	if fl.Backend == "" {
+		// No default: a flavor that silently ran simulated runners would take jobs and
+		// run none of them.
+		p.add(key+".backend", "is required: lxd (with an lxd: section), openstack (with an openstack: section), or sim (simulated instances, for tests and the sandbox)")
+		return
+	}
 	if _, known := sections[fl.Backend]; !known {
 		p.add(key+".backend", "must be sim, lxd or openstack (got %q)", fl.Backend)
 		return

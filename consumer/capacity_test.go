@@ -10,8 +10,8 @@ import (
 
 	"github.com/runner-spawner/runner-spawner/backends"
 	"github.com/runner-spawner/runner-spawner/consumer"
+	"github.com/runner-spawner/runner-spawner/dev/fakegithub"
 	"github.com/runner-spawner/runner-spawner/fleet"
-	"github.com/runner-spawner/runner-spawner/github/githubtest"
 	"github.com/runner-spawner/runner-spawner/internal/systemtest"
 )
 
@@ -44,7 +44,7 @@ func failedCreateKeepsItsSlot(t *testing.T, attempts int) {
 	s.Cloud.FailNextLeaving("small", errors.New("start failed; half-made instance not deleted"), 1)
 	s.Cloud.SetDeleteFault("small", errors.New("storage busy"))
 
-	first := s.GH.CreateJob(githubtest.JobSpec{Labels: []string{"small"}})
+	first := s.GH.CreateJob(fakegithub.JobSpec{Labels: []string{"small"}})
 	var leftover string
 	systemtest.Eventually(t, 15*time.Second, func() error {
 		j, err := s.Fleet.Job(ctx, first.ID)
@@ -85,7 +85,7 @@ func failedCreateKeepsItsSlot(t *testing.T, attempts int) {
 
 	// The next job finds the flavor full (the metric counts that it waited for
 	// capacity) and starts nothing while the leftover exists.
-	second := s.GH.CreateJob(githubtest.JobSpec{Labels: []string{"small"}})
+	second := s.GH.CreateJob(fakegithub.JobSpec{Labels: []string{"small"}})
 	systemtest.Eventually(t, 15*time.Second, func() error {
 		if n := metricSum(t, reg, "spawner_consumer_capacity_full_total"); n < 1 {
 			return fmt.Errorf("job %d never waited for capacity; instances created %d, max at once %v",
@@ -129,7 +129,7 @@ func TestUnknownCreateOutcomeGivesUpTheName(t *testing.T) {
 	})
 	ctx := t.Context()
 	s.Cloud.FailNext("small", fmt.Errorf("%w: nova-api timed out", backends.ErrOutcomeUnknown), 1)
-	job := s.GH.CreateJob(githubtest.JobSpec{Labels: []string{"small"}})
+	job := s.GH.CreateJob(fakegithub.JobSpec{Labels: []string{"small"}})
 	before := time.Now()
 	jobDone(t, s, job.ID, 30*time.Second)
 

@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/runner-spawner/runner-spawner/dev/fakegithub"
 	"github.com/runner-spawner/runner-spawner/fleet"
-	"github.com/runner-spawner/runner-spawner/github/githubtest"
 	"github.com/runner-spawner/runner-spawner/internal/systemtest"
 )
 
@@ -19,11 +19,11 @@ func twoFlavors() []systemtest.FlavorSpec {
 
 func TestEveryJobRunsOnItsFlavor(t *testing.T) {
 	s := systemtest.Start(t, systemtest.Options{Flavors: twoFlavors(), Workers: 4,
-		GitHub: githubtest.Options{JobDuration: 50 * time.Millisecond}})
+		GitHub: fakegithub.Options{JobDuration: 50 * time.Millisecond}})
 	want := map[int64]string{}
 	for i := range 20 {
 		flavor := []string{"small", "large"}[i%2]
-		j := s.GH.CreateJob(githubtest.JobSpec{Labels: []string{"self-hosted", flavor}})
+		j := s.GH.CreateJob(fakegithub.JobSpec{Labels: []string{"self-hosted", flavor}})
 		want[j.ID] = flavor
 	}
 	s.AllJobsDone(t, 60*time.Second)

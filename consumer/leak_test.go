@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/runner-spawner/runner-spawner/github/githubtest"
+	"github.com/runner-spawner/runner-spawner/dev/fakegithub"
 	"github.com/runner-spawner/runner-spawner/internal/systemtest"
 )
 
@@ -17,14 +17,14 @@ import (
 // is on the consumer's own frames rather than on every goroutine.
 func TestRunLeavesNothingRunning(t *testing.T) {
 	s := systemtest.Start(t, systemtest.Options{Flavors: twoFlavors(), Workers: 4,
-		GitHub: githubtest.Options{JobDuration: 50 * time.Millisecond}})
+		GitHub: fakegithub.Options{JobDuration: 50 * time.Millisecond}})
 	for i := range 12 {
-		s.GH.CreateJob(githubtest.JobSpec{Labels: []string{"self-hosted", []string{"small", "large"}[i%2]}})
+		s.GH.CreateJob(fakegithub.JobSpec{Labels: []string{"self-hosted", []string{"small", "large"}[i%2]}})
 	}
 	s.AllJobsDone(t, 60*time.Second)
 	// Some jobs in flight as it stops, too: creates, capacity waits.
 	for i := range 8 {
-		s.GH.CreateJob(githubtest.JobSpec{Labels: []string{"self-hosted", []string{"small", "large"}[i%2]}})
+		s.GH.CreateJob(fakegithub.JobSpec{Labels: []string{"self-hosted", []string{"small", "large"}[i%2]}})
 	}
 	time.Sleep(100 * time.Millisecond)
 	s.Stop(t)

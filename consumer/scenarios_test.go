@@ -8,8 +8,8 @@ import (
 
 	"github.com/runner-spawner/runner-spawner/backends"
 	"github.com/runner-spawner/runner-spawner/consumer"
+	"github.com/runner-spawner/runner-spawner/dev/fakegithub"
 	"github.com/runner-spawner/runner-spawner/fleet"
-	"github.com/runner-spawner/runner-spawner/github/githubtest"
 	"github.com/runner-spawner/runner-spawner/internal/systemtest"
 	"github.com/runner-spawner/runner-spawner/queue"
 )
@@ -22,10 +22,10 @@ func TestStolenRunners(t *testing.T) {
 	s := systemtest.Start(t, systemtest.Options{
 		Flavors: []systemtest.FlavorSpec{{Name: "small", Labels: []string{"small"}, MaxRunners: 40, BootJitter: 400 * time.Millisecond}},
 		Workers: 4,
-		GitHub:  githubtest.Options{JobDuration: 100 * time.Millisecond},
+		GitHub:  fakegithub.Options{JobDuration: 100 * time.Millisecond},
 	})
 	for range 30 {
-		s.GH.CreateJob(githubtest.JobSpec{Labels: []string{"self-hosted", "small"}})
+		s.GH.CreateJob(fakegithub.JobSpec{Labels: []string{"self-hosted", "small"}})
 	}
 	s.AllJobsDone(t, 60*time.Second)
 	s.RecordsSettled(t, 10*time.Second)
@@ -65,7 +65,7 @@ func TestCancelledJobsRunnerIsAdopted(t *testing.T) {
 	s := systemtest.Start(t, systemtest.Options{
 		Flavors: []systemtest.FlavorSpec{{Name: "small", Labels: []string{"small"}, MaxRunners: 5, BootTime: time.Second}},
 	})
-	j1 := s.GH.CreateJob(githubtest.JobSpec{Labels: []string{"small"}})
+	j1 := s.GH.CreateJob(fakegithub.JobSpec{Labels: []string{"small"}})
 	systemtest.Eventually(t, 10*time.Second, func() error {
 		j, err := s.Fleet.Job(t.Context(), j1.ID)
 		if err != nil || len(j.Runners) == 0 {
@@ -84,7 +84,7 @@ func TestCancelledJobsRunnerIsAdopted(t *testing.T) {
 		}
 		return nil
 	})
-	j2 := s.GH.CreateJob(githubtest.JobSpec{Labels: []string{"small"}})
+	j2 := s.GH.CreateJob(fakegithub.JobSpec{Labels: []string{"small"}})
 	s.AllJobsDone(t, 20*time.Second)
 	s.NoInstancesLeft(t, 20*time.Second)
 	if got, _ := s.GH.Job(j2.ID); got.Conclusion != "success" {
@@ -98,12 +98,12 @@ func TestCancelledJobsRunnerIsAdopted(t *testing.T) {
 func TestDuplicateAndOutOfOrderDeliveries(t *testing.T) {
 	s := systemtest.Start(t, systemtest.Options{
 		Flavors: []systemtest.FlavorSpec{{Name: "small", Labels: []string{"small"}, MaxRunners: 10, BootJitter: 100 * time.Millisecond}},
-		GitHub: githubtest.Options{JobDuration: 50 * time.Millisecond, Webhooks: githubtest.WebhookOptions{
-			Workers: 4, Faults: githubtest.WebhookFaults{DuplicateRate: 0.3, RedeliverRate: 0.2, ReorderRate: 0.3, Seed: 7},
+		GitHub: fakegithub.Options{JobDuration: 50 * time.Millisecond, Webhooks: fakegithub.WebhookOptions{
+			Workers: 4, Faults: fakegithub.WebhookFaults{DuplicateRate: 0.3, RedeliverRate: 0.2, ReorderRate: 0.3, Seed: 7},
 		}},
 	})
 	for range 25 {
-		s.GH.CreateJob(githubtest.JobSpec{Labels: []string{"small"}})
+		s.GH.CreateJob(fakegithub.JobSpec{Labels: []string{"small"}})
 	}
 	s.AllJobsDone(t, 60*time.Second)
 	s.RecordsSettled(t, 10*time.Second)
@@ -123,10 +123,10 @@ func TestDuplicateAndOutOfOrderDeliveries(t *testing.T) {
 func TestCapacityFullThenFreed(t *testing.T) {
 	s := systemtest.Start(t, systemtest.Options{
 		Flavors: []systemtest.FlavorSpec{{Name: "small", Labels: []string{"small"}, MaxRunners: 2}},
-		GitHub:  githubtest.Options{JobDuration: 300 * time.Millisecond},
+		GitHub:  fakegithub.Options{JobDuration: 300 * time.Millisecond},
 	})
 	for range 8 {
-		s.GH.CreateJob(githubtest.JobSpec{Labels: []string{"small"}})
+		s.GH.CreateJob(fakegithub.JobSpec{Labels: []string{"small"}})
 	}
 	// While the first two run, the rest wait, queued.
 	systemtest.Eventually(t, 10*time.Second, func() error {
@@ -149,7 +149,7 @@ func TestTransientCreateFailuresBackOffThenSucceed(t *testing.T) {
 	})
 	s.Cloud.FailNext("small", errors.New("connection refused"), 2)
 	s.Cloud.FailNext("small", backends.ErrQuota, 1)
-	j := s.GH.CreateJob(githubtest.JobSpec{Labels: []string{"small"}})
+	j := s.GH.CreateJob(fakegithub.JobSpec{Labels: []string{"small"}})
 	s.AllJobsDone(t, 30*time.Second)
 	s.NoInstancesLeft(t, 10*time.Second)
 	rec, _ := s.Fleet.Job(t.Context(), j.ID)
@@ -165,10 +165,10 @@ func TestDeadLetters(t *testing.T) {
 	})
 	// A permanent error dead-letters at once; a transient one after MaxAttempts.
 	s.Cloud.FailNext("small", fmt.Errorf("image: %w", backends.ErrBadSpec), 1)
-	bad := s.GH.CreateJob(githubtest.JobSpec{Labels: []string{"small"}})
+	bad := s.GH.CreateJob(fakegithub.JobSpec{Labels: []string{"small"}})
 	systemtest.Eventually(t, 10*time.Second, func() error { return deadLettered(t, s, bad.ID) })
 	s.Cloud.FailNext("small", errors.New("503 from the cloud"), 3)
-	flaky := s.GH.CreateJob(githubtest.JobSpec{Labels: []string{"small"}})
+	flaky := s.GH.CreateJob(fakegithub.JobSpec{Labels: []string{"small"}})
 	systemtest.Eventually(t, 20*time.Second, func() error { return deadLettered(t, s, flaky.ID) })
 
 	dls, err := s.Conn.DeadLetters(t.Context(), 10)

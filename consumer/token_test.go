@@ -11,8 +11,8 @@ import (
 	"github.com/runner-spawner/runner-spawner/backends"
 	"github.com/runner-spawner/runner-spawner/bootstrap"
 	"github.com/runner-spawner/runner-spawner/consumer"
+	"github.com/runner-spawner/runner-spawner/dev/fakegithub"
 	"github.com/runner-spawner/runner-spawner/fleet/fleettest"
-	"github.com/runner-spawner/runner-spawner/github/githubtest"
 	"github.com/runner-spawner/runner-spawner/internal/systemtest"
 	"github.com/runner-spawner/runner-spawner/queue"
 )
@@ -38,13 +38,13 @@ func TestBootstrapTokenIsStoredHashed(t *testing.T) {
 	spy := &tokenSpy{tokens: map[string]string{}}
 	s := systemtest.Start(t, systemtest.Options{
 		Flavors: []systemtest.FlavorSpec{{Name: "small", Labels: []string{"small"}, MaxRunners: 2}},
-		GitHub:  githubtest.Options{JobDuration: 10 * time.Millisecond},
+		GitHub:  fakegithub.Options{JobDuration: 10 * time.Millisecond},
 		Consumer: func(o *consumer.Options) {
 			spy.Backend = o.Flavors[0].Backend
 			o.Flavors[0].Backend = spy
 		},
 	})
-	s.GH.CreateJob(githubtest.JobSpec{Labels: []string{"self-hosted", "small"}})
+	s.GH.CreateJob(fakegithub.JobSpec{Labels: []string{"self-hosted", "small"}})
 	// The record is written before the instance is created: once the backend was
 	// asked, the record is there to read.
 	systemtest.Eventually(t, 30*time.Second, func() error {

@@ -5,20 +5,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/runner-spawner/runner-spawner/github/githubtest"
+	"github.com/runner-spawner/runner-spawner/dev/fakegithub"
 	"github.com/runner-spawner/runner-spawner/internal/secret"
 )
 
-func appKey(t *testing.T) githubtest.AppKey {
+func appKey(t *testing.T) fakegithub.AppKey {
 	t.Helper()
-	k, err := githubtest.GenerateAppKey()
+	k, err := fakegithub.GenerateAppKey()
 	if err != nil {
 		t.Fatal(err)
 	}
 	return k
 }
 
-func asApp(key githubtest.AppKey, installationID int64, path string) func(*Options) {
+func asApp(key fakegithub.AppKey, installationID int64, path string) func(*Options) {
 	return func(o *Options) {
 		o.Token = secret.Value{}
 		o.AppID, o.AppPrivateKey, o.InstallationID = 77, key.PrivateKeyPEM, installationID
@@ -42,7 +42,7 @@ func TestAppInstallationToken(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := newFake(t, githubtest.Options{AppID: 77, AppPublicKey: key.PublicKey, InstallationID: 5})
+			srv := newFake(t, fakegithub.Options{AppID: 77, AppPublicKey: key.PublicKey, InstallationID: 5})
 			c := newClient(t, srv, asApp(key, tt.installationID, tt.path))
 			for range 3 {
 				if _, err := c.ListRunners(t.Context(), ""); err != nil {
@@ -70,7 +70,7 @@ func TestAppInstallationToken(t *testing.T) {
 // minute early, so a 61s token is refreshed after about a second).
 func TestAppTokenRefresh(t *testing.T) {
 	key := appKey(t)
-	srv := newFake(t, githubtest.Options{AppID: 77, AppPublicKey: key.PublicKey, TokenTTL: 61 * time.Second})
+	srv := newFake(t, fakegithub.Options{AppID: 77, AppPublicKey: key.PublicKey, TokenTTL: 61 * time.Second})
 	c := newClient(t, srv, asApp(key, 1, ""))
 	eventually(t, 10*time.Second, "a second installation token", func() bool {
 		if _, err := c.GetRunner(t.Context(), 1); !errors.Is(err, ErrNotFound) {
@@ -89,17 +89,17 @@ func TestAppAuthErrors(t *testing.T) {
 	key, other := appKey(t), appKey(t)
 	tests := []struct {
 		name  string
-		fake  githubtest.Options
-		fault *githubtest.Fault
+		fake  fakegithub.Options
+		fault *fakegithub.Fault
 		mod   func(*Options)
 	}{
-		{"key not the app's", githubtest.Options{AppID: 77, AppPublicKey: other.PublicKey}, nil, asApp(key, 1, "")},
-		{"lookup with the wrong key", githubtest.Options{AppID: 77, AppPublicKey: other.PublicKey}, nil, asApp(key, 0, "")},
-		{"token exchange refused", githubtest.Options{AppID: 77, AppPublicKey: key.PublicKey},
-			&githubtest.Fault{Op: "apps/create-installation-access-token", Status: 401}, asApp(key, 1, "")},
-		{"installation not found", githubtest.Options{AppID: 77, AppPublicKey: key.PublicKey, InstallationID: 3}, nil, asApp(key, 4, "")},
-		{"expired token answer", githubtest.Options{AppID: 77, AppPublicKey: key.PublicKey},
-			&githubtest.Fault{Op: "actions/list-self-hosted-runners-for-org", Status: 401, Message: "Bad credentials"}, asApp(key, 1, "")},
+		{"key not the app's", fakegithub.Options{AppID: 77, AppPublicKey: other.PublicKey}, nil, asApp(key, 1, "")},
+		{"lookup with the wrong key", fakegithub.Options{AppID: 77, AppPublicKey: other.PublicKey}, nil, asApp(key, 0, "")},
+		{"token exchange refused", fakegithub.Options{AppID: 77, AppPublicKey: key.PublicKey},
+			&fakegithub.Fault{Op: "apps/create-installation-access-token", Status: 401}, asApp(key, 1, "")},
+		{"installation not found", fakegithub.Options{AppID: 77, AppPublicKey: key.PublicKey, InstallationID: 3}, nil, asApp(key, 4, "")},
+		{"expired token answer", fakegithub.Options{AppID: 77, AppPublicKey: key.PublicKey},
+			&fakegithub.Fault{Op: "actions/list-self-hosted-runners-for-org", Status: 401, Message: "Bad credentials"}, asApp(key, 1, "")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

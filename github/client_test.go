@@ -14,8 +14,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
-	"github.com/runner-spawner/runner-spawner/github/githubtest"
-	"github.com/runner-spawner/runner-spawner/github/githubtest/fakerunner"
+	"github.com/runner-spawner/runner-spawner/dev/fakegithub"
+	"github.com/runner-spawner/runner-spawner/dev/fakerunner"
 	"github.com/runner-spawner/runner-spawner/internal/ghname"
 	"github.com/runner-spawner/runner-spawner/internal/secret"
 )
@@ -36,7 +36,7 @@ func TestGenerateJITConfig(t *testing.T) {
 		{"unknown repo", "octo-org/nope", "", JITConfigRequest{Name: "r-6", Labels: []string{"self-hosted"}}, ErrNotFound},
 		{"name taken", "octo-org", "", JITConfigRequest{Name: "taken", Labels: []string{"self-hosted"}}, ErrConflict},
 	}
-	srv := newFake(t, githubtest.Options{Token: "pat", RunnerGroups: []string{"big"}})
+	srv := newFake(t, fakegithub.Options{Token: "pat", RunnerGroups: []string{"big"}})
 	first := newClient(t, srv, nil)
 	if _, err := first.GenerateJITConfig(t.Context(), JITConfigRequest{Name: "taken", Labels: []string{"a"}}); err != nil {
 		t.Fatal(err)
@@ -61,7 +61,7 @@ func TestGenerateJITConfig(t *testing.T) {
 			if err != nil || cfg.RunnerID != got.RunnerID || !slices.Equal(cfg.Labels, tt.req.Labels) {
 				t.Errorf("encoded config = %+v, %v", cfg, err)
 			}
-			var r githubtest.Runner
+			var r fakegithub.Runner
 			for _, x := range srv.Runners() {
 				if x.ID == got.RunnerID {
 					r = x
@@ -93,7 +93,7 @@ func TestGenerateJITConfig(t *testing.T) {
 }
 
 func TestRunnerOperations(t *testing.T) {
-	srv := newFake(t, githubtest.Options{Token: "pat", JobDuration: time.Hour})
+	srv := newFake(t, fakegithub.Options{Token: "pat", JobDuration: time.Hour})
 	c := newClient(t, srv, nil)
 	ctx := t.Context()
 	var ids []int64
@@ -125,7 +125,7 @@ func TestRunnerOperations(t *testing.T) {
 	}
 
 	// A runner running a job cannot be deleted; an idle or gone one can.
-	srv.CreateJob(githubtest.JobSpec{Labels: []string{"self-hosted"}})
+	srv.CreateJob(fakegithub.JobSpec{Labels: []string{"self-hosted"}})
 	jit, err := c.GenerateJITConfig(ctx, JITConfigRequest{Name: "spawner-busy", Labels: []string{"self-hosted"}})
 	if err != nil {
 		t.Fatal(err)
@@ -162,12 +162,12 @@ func TestRunnerOperations(t *testing.T) {
 }
 
 func TestJobOperations(t *testing.T) {
-	srv := newFake(t, githubtest.Options{Token: "pat", JobDuration: time.Hour})
+	srv := newFake(t, fakegithub.Options{Token: "pat", JobDuration: time.Hour})
 	c := newClient(t, srv, nil)
 	ctx := t.Context()
-	first := srv.CreateJob(githubtest.JobSpec{Labels: []string{"self-hosted", "linux"}, Name: "build"})
-	second := srv.CreateJob(githubtest.JobSpec{Labels: []string{"self-hosted", "linux"}, Name: "test", RunID: first.RunID})
-	other := srv.CreateJob(githubtest.JobSpec{Labels: []string{"gpu"}, Name: "train"})
+	first := srv.CreateJob(fakegithub.JobSpec{Labels: []string{"self-hosted", "linux"}, Name: "build"})
+	second := srv.CreateJob(fakegithub.JobSpec{Labels: []string{"self-hosted", "linux"}, Name: "test", RunID: first.RunID})
+	other := srv.CreateJob(fakegithub.JobSpec{Labels: []string{"gpu"}, Name: "train"})
 
 	// A runner takes the first job: its run is in progress and still has a queued job.
 	jit, err := c.GenerateJITConfig(ctx, JITConfigRequest{Name: "r1", Labels: []string{"self-hosted", "linux"}})
@@ -229,19 +229,19 @@ func TestJobOperations(t *testing.T) {
 }
 
 func TestDeliveries(t *testing.T) {
-	key, err := githubtest.GenerateAppKey()
+	key, err := fakegithub.GenerateAppKey()
 	if err != nil {
 		t.Fatal(err)
 	}
 	rcv := newHookTarget(t)
-	srv := newFake(t, githubtest.Options{AppID: 77, AppPublicKey: key.PublicKey, WebhookURL: rcv, WebhookSecret: "s", Webhooks: githubtest.WebhookOptions{Workers: 1, Faults: githubtest.WebhookFaults{DropNext: 1}}})
+	srv := newFake(t, fakegithub.Options{AppID: 77, AppPublicKey: key.PublicKey, WebhookURL: rcv, WebhookSecret: "s", Webhooks: fakegithub.WebhookOptions{Workers: 1, Faults: fakegithub.WebhookFaults{DropNext: 1}}})
 	c := newClient(t, srv, func(o *Options) {
 		o.Token = secret.Value{}
 		o.AppID, o.AppPrivateKey, o.InstallationID = 77, key.PrivateKeyPEM, 1
 	})
 	start := time.Now().Add(-time.Second)
 	for range 3 {
-		srv.CreateJob(githubtest.JobSpec{})
+		srv.CreateJob(fakegithub.JobSpec{})
 	}
 	eventually(t, 5*time.Second, "deliveries done", func() bool {
 		n := 0
@@ -309,7 +309,7 @@ func TestDeliveries(t *testing.T) {
 }
 
 func TestAppHookNeedsApp(t *testing.T) {
-	srv := newFake(t, githubtest.Options{Token: "pat"})
+	srv := newFake(t, fakegithub.Options{Token: "pat"})
 	c := newClient(t, srv, nil)
 	if _, err := c.ListDeliveries(t.Context(), HookRef{Kind: HookApp}, time.Time{}); !errors.Is(err, ErrUnauthorized) {
 		t.Errorf("app hook with a PAT = %v, want ErrUnauthorized", err)
@@ -317,7 +317,7 @@ func TestAppHookNeedsApp(t *testing.T) {
 }
 
 func TestRateLimitInfo(t *testing.T) {
-	srv := newFake(t, githubtest.Options{Token: "pat", RateLimit: 100})
+	srv := newFake(t, fakegithub.Options{Token: "pat", RateLimit: 100})
 	c := newClient(t, srv, nil)
 	if got := c.RateLimit(); !got.Updated.IsZero() {
 		t.Errorf("before any call: %+v", got)
@@ -352,7 +352,7 @@ func newHookTarget(t *testing.T) string {
 // path unescaped, so a repository name from a webhook payload such as "../.." must be
 // refused before any request is made.
 func TestRepoNamesAreCheckedBeforeAPIPaths(t *testing.T) {
-	srv := newFake(t, githubtest.Options{Token: "pat"})
+	srv := newFake(t, fakegithub.Options{Token: "pat"})
 	c := newClient(t, srv, nil)
 	for _, repo := range []string{"../..", "octo-org/..", "../octo-repo", "octo-org/octo-repo/../x", "octo-org/r\nX", "octo org/r"} {
 		_, err := c.GetJob(t.Context(), repo, 1)

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/runner-spawner/runner-spawner/github/githubtest"
+	"github.com/runner-spawner/runner-spawner/dev/fakegithub"
 )
 
 // Every operation maps every error answer the same way.
@@ -57,25 +57,25 @@ func TestErrorMapping(t *testing.T) {
 	}
 	faults := []struct {
 		name     string
-		fault    githubtest.Fault
+		fault    fakegithub.Fault
 		wantErr  error // errors.Is target; nil: success
 		wantCode int   // status in *APIError / *RateLimitError
 		calls    int   // requests the faulted operation must see
 	}{
-		{"401 expired token", githubtest.Fault{Status: 401}, ErrUnauthorized, 401, 1},
-		{"403 forbidden", githubtest.Fault{Status: 403, Plain: true}, ErrUnauthorized, 403, 1},
-		{"404", githubtest.Fault{Status: 404}, ErrNotFound, 404, 1},
-		{"403 rate limit, reset beyond ctx", githubtest.Fault{Status: 403}, ErrRateLimited, 403, 1},
-		{"429 retry-after beyond ctx", githubtest.Fault{Status: 429, RetryAfter: 30 * time.Second}, ErrRateLimited, 429, 1},
-		{"502 once is retried", githubtest.Fault{Status: 502, Count: 1}, nil, 0, 2},
-		{"500 always", githubtest.Fault{Status: 500}, errAPI, 500, 3},
+		{"401 expired token", fakegithub.Fault{Status: 401}, ErrUnauthorized, 401, 1},
+		{"403 forbidden", fakegithub.Fault{Status: 403, Plain: true}, ErrUnauthorized, 403, 1},
+		{"404", fakegithub.Fault{Status: 404}, ErrNotFound, 404, 1},
+		{"403 rate limit, reset beyond ctx", fakegithub.Fault{Status: 403}, ErrRateLimited, 403, 1},
+		{"429 retry-after beyond ctx", fakegithub.Fault{Status: 429, RetryAfter: 30 * time.Second}, ErrRateLimited, 429, 1},
+		{"502 once is retried", fakegithub.Fault{Status: 502, Count: 1}, nil, 0, 2},
+		{"500 always", fakegithub.Fault{Status: 500}, errAPI, 500, 3},
 	}
 	for _, o := range ops {
 		for _, f := range faults {
 			t.Run(o.name+"/"+f.name, func(t *testing.T) {
-				srv := newFake(t, githubtest.Options{Token: "pat"})
+				srv := newFake(t, fakegithub.Options{Token: "pat"})
 				c := newClient(t, srv, nil)
-				job := srv.CreateJob(githubtest.JobSpec{})
+				job := srv.CreateJob(fakegithub.JobSpec{})
 				jit, err := c.GenerateJITConfig(t.Context(), JITConfigRequest{Name: "fixture", Labels: []string{"a"}})
 				if err != nil {
 					t.Fatal(err)
@@ -138,19 +138,19 @@ var errAPI = errors.New("api error")
 
 // A delete of a runner that is already gone succeeds, whatever said 404.
 func TestDeleteRunnerNotFoundIsSuccess(t *testing.T) {
-	srv := newFake(t, githubtest.Options{Token: "pat"})
+	srv := newFake(t, fakegithub.Options{Token: "pat"})
 	c := newClient(t, srv, nil)
-	srv.SetFault(githubtest.Fault{Op: "actions/delete-self-hosted-runner-from-org", Status: 404})
+	srv.SetFault(fakegithub.Fault{Op: "actions/delete-self-hosted-runner-from-org", Status: 404})
 	if err := c.DeleteRunner(t.Context(), 5); err != nil {
 		t.Errorf("DeleteRunner(404) = %v, want nil", err)
 	}
 	srv.ClearFaults()
-	srv.SetFault(githubtest.Fault{Op: "actions/delete-self-hosted-runner-from-org", Status: 422})
+	srv.SetFault(fakegithub.Fault{Op: "actions/delete-self-hosted-runner-from-org", Status: 422})
 	if err := c.DeleteRunner(t.Context(), 5); !errors.Is(err, ErrRunnerBusy) {
 		t.Errorf("DeleteRunner(422) = %v, want ErrRunnerBusy", err)
 	}
 	// 422 elsewhere is not "busy".
-	srv.SetFault(githubtest.Fault{Op: "actions/generate-runner-jitconfig-for-org", Status: 422})
+	srv.SetFault(fakegithub.Fault{Op: "actions/generate-runner-jitconfig-for-org", Status: 422})
 	if _, err := c.GenerateJITConfig(t.Context(), JITConfigRequest{Name: "x", Labels: []string{"a"}}); err == nil || errors.Is(err, ErrRunnerBusy) {
 		t.Errorf("GenerateJITConfig(422) = %v, want a plain *APIError", err)
 	}
@@ -175,9 +175,9 @@ func TestTimeouts(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := newFake(t, githubtest.Options{Token: "pat"})
+			srv := newFake(t, fakegithub.Options{Token: "pat"})
 			c := newClient(t, srv, func(o *Options) { o.Timeout = 100 * time.Millisecond })
-			srv.SetFault(githubtest.Fault{Op: tt.fakeOp, Latency: time.Hour})
+			srv.SetFault(fakegithub.Fault{Op: tt.fakeOp, Latency: time.Hour})
 			start := time.Now()
 			err := tt.call(context.Background(), c.Client)
 			took := time.Since(start)
@@ -191,9 +191,9 @@ func TestTimeouts(t *testing.T) {
 		})
 	}
 	t.Run("caller's ctx ends first", func(t *testing.T) {
-		srv := newFake(t, githubtest.Options{Token: "pat"})
+		srv := newFake(t, fakegithub.Options{Token: "pat"})
 		c := newClient(t, srv, nil)
-		srv.SetFault(githubtest.Fault{Latency: time.Hour})
+		srv.SetFault(fakegithub.Fault{Latency: time.Hour})
 		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 		defer cancel()
 		if _, err := c.GetRunner(ctx, 1); !errors.Is(err, context.DeadlineExceeded) {

@@ -9,15 +9,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
-	"github.com/runner-spawner/runner-spawner/github/githubtest"
+	"github.com/runner-spawner/runner-spawner/dev/fakegithub"
 	"github.com/runner-spawner/runner-spawner/internal/secret"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func newFake(t *testing.T, opts githubtest.Options) *githubtest.Server {
+func newFake(t *testing.T, opts fakegithub.Options) *fakegithub.Server {
 	t.Helper()
-	srv := githubtest.NewServer(opts)
+	srv := fakegithub.NewServer(opts)
 	t.Cleanup(srv.Close)
 	return srv
 }
@@ -49,7 +49,7 @@ type testClient struct {
 }
 
 // newClient returns a client of the fake for org octo-org with a PAT; mod adjusts options.
-func newClient(t *testing.T, srv *githubtest.Server, mod func(*Options)) testClient {
+func newClient(t *testing.T, srv *fakegithub.Server, mod func(*Options)) testClient {
 	t.Helper()
 	base := http.DefaultTransport.(*http.Transport).Clone()
 	t.Cleanup(base.CloseIdleConnections)

@@ -5,23 +5,23 @@ import (
 	"testing"
 	"time"
 
-	"github.com/runner-spawner/runner-spawner/github/githubtest"
+	"github.com/runner-spawner/runner-spawner/dev/fakegithub"
 )
 
 // The fake serves two items per page, so five of anything take three requests.
 func TestPagination(t *testing.T) {
-	srv := newFake(t, githubtest.Options{Token: "pat", MaxPerPage: 2, JobDuration: time.Hour})
+	srv := newFake(t, fakegithub.Options{Token: "pat", MaxPerPage: 2, JobDuration: time.Hour})
 	c := newClient(t, srv, nil)
 	ctx := t.Context()
 	for i := range 5 {
 		srv.AddRunnerGroup(fmt.Sprintf("group-%d", i))
 	}
-	first := srv.CreateJob(githubtest.JobSpec{Name: "job-0"})
+	first := srv.CreateJob(fakegithub.JobSpec{Name: "job-0"})
 	for i := 1; i < 5; i++ {
-		srv.CreateJob(githubtest.JobSpec{Name: fmt.Sprintf("job-%d", i), RunID: first.RunID})
+		srv.CreateJob(fakegithub.JobSpec{Name: fmt.Sprintf("job-%d", i), RunID: first.RunID})
 	}
 	for range 4 {
-		srv.CreateJob(githubtest.JobSpec{}) // four more runs, queued
+		srv.CreateJob(fakegithub.JobSpec{}) // four more runs, queued
 	}
 
 	tests := []struct {
@@ -94,7 +94,7 @@ func TestPagination(t *testing.T) {
 
 // An unchanged runner list costs no rate budget: every page comes back 304.
 func TestListRunnersETag(t *testing.T) {
-	srv := newFake(t, githubtest.Options{Token: "pat", MaxPerPage: 2})
+	srv := newFake(t, fakegithub.Options{Token: "pat", MaxPerPage: 2})
 	c := newClient(t, srv, nil)
 	ctx := t.Context()
 	var ids []int64

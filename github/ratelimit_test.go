@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/runner-spawner/runner-spawner/github/githubtest"
+	"github.com/runner-spawner/runner-spawner/dev/fakegithub"
 )
 
 // burst runs n GetRunner calls at once and returns their errors.
@@ -29,8 +29,8 @@ func burst(ctx context.Context, c *Client, n int, id int64) []error {
 func TestBurstIntoRateLimitedFake(t *testing.T) {
 	const calls = 500
 	t.Run("always 429", func(t *testing.T) {
-		srv := newFake(t, githubtest.Options{Token: "pat"})
-		srv.SetFault(githubtest.Fault{Op: "actions/get-self-hosted-runner-for-org", Status: 429, RetryAfter: time.Second})
+		srv := newFake(t, fakegithub.Options{Token: "pat"})
+		srv.SetFault(fakegithub.Fault{Op: "actions/get-self-hosted-runner-for-org", Status: 429, RetryAfter: time.Second})
 		c := newClient(t, srv, nil)
 		ctx, cancel := context.WithTimeout(t.Context(), 2500*time.Millisecond)
 		defer cancel()
@@ -49,7 +49,7 @@ func TestBurstIntoRateLimitedFake(t *testing.T) {
 		}
 	})
 	t.Run("small real budget", func(t *testing.T) {
-		srv := newFake(t, githubtest.Options{Token: "pat", RateLimit: 200, RateLimitWindow: time.Second})
+		srv := newFake(t, fakegithub.Options{Token: "pat", RateLimit: 200, RateLimitWindow: time.Second})
 		c := newClient(t, srv, func(o *Options) { o.ReserveThreshold = 1 })
 		jit, err := c.GenerateJITConfig(t.Context(), JITConfigRequest{Name: "r", Labels: []string{"a"}})
 		if err != nil {
@@ -80,7 +80,7 @@ func TestBurstIntoRateLimitedFake(t *testing.T) {
 // While GitHub says the budget is exhausted, no request is sent: every caller waits for
 // the reset.
 func TestExhaustedBudgetHoldsEveryCaller(t *testing.T) {
-	srv := newFake(t, githubtest.Options{Token: "pat", RateLimit: 3, RateLimitWindow: time.Second})
+	srv := newFake(t, fakegithub.Options{Token: "pat", RateLimit: 3, RateLimitWindow: time.Second})
 	c := newClient(t, srv, func(o *Options) { o.ReserveThreshold = 1 })
 	for range 3 {
 		if _, err := c.GetRunner(t.Context(), 1); !errors.Is(err, ErrNotFound) {
@@ -112,13 +112,13 @@ func TestExhaustedBudgetHoldsEveryCaller(t *testing.T) {
 }
 
 func TestRetryAfterIsWaitedFor(t *testing.T) {
-	srv := newFake(t, githubtest.Options{Token: "pat"})
+	srv := newFake(t, fakegithub.Options{Token: "pat"})
 	c := newClient(t, srv, nil)
 	jit, err := c.GenerateJITConfig(t.Context(), JITConfigRequest{Name: "r", Labels: []string{"a"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.SetFault(githubtest.Fault{Op: "actions/get-self-hosted-runner-for-org", Status: 429, RetryAfter: time.Second, Count: 1})
+	srv.SetFault(fakegithub.Fault{Op: "actions/get-self-hosted-runner-for-org", Status: 429, RetryAfter: time.Second, Count: 1})
 	start := time.Now()
 	if _, err := c.GetRunner(t.Context(), jit.RunnerID); err != nil {
 		t.Fatalf("GetRunner after a 429 = %v, want success once Retry-After passed", err)
@@ -133,7 +133,7 @@ func TestRetryAfterIsWaitedFor(t *testing.T) {
 
 // Below the reserve, optional calls wait for the reset and essential ones go ahead.
 func TestReserveGuard(t *testing.T) {
-	srv := newFake(t, githubtest.Options{Token: "pat", RateLimit: 20, RateLimitWindow: 2 * time.Second})
+	srv := newFake(t, fakegithub.Options{Token: "pat", RateLimit: 20, RateLimitWindow: 2 * time.Second})
 	c := newClient(t, srv, func(o *Options) { o.ReserveThreshold = 15 })
 	jit, err := c.GenerateJITConfig(t.Context(), JITConfigRequest{Name: "r", Labels: []string{"a"}})
 	if err != nil {
@@ -184,7 +184,7 @@ func TestReserveGuard(t *testing.T) {
 }
 
 func TestTokenBucket(t *testing.T) {
-	srv := newFake(t, githubtest.Options{Token: "pat"})
+	srv := newFake(t, fakegithub.Options{Token: "pat"})
 	c := newClient(t, srv, func(o *Options) { o.RatePerHour, o.RateBurst = 3600, 2 })
 	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
 	defer cancel()
@@ -214,8 +214,8 @@ func TestTokenBucket(t *testing.T) {
 }
 
 func TestMaxInFlight(t *testing.T) {
-	srv := newFake(t, githubtest.Options{Token: "pat"})
-	srv.SetFault(githubtest.Fault{Op: "actions/get-self-hosted-runner-for-org", Latency: 50 * time.Millisecond})
+	srv := newFake(t, fakegithub.Options{Token: "pat"})
+	srv.SetFault(fakegithub.Fault{Op: "actions/get-self-hosted-runner-for-org", Latency: 50 * time.Millisecond})
 	c := newClient(t, srv, func(o *Options) { o.MaxInFlight = 3 })
 	burst(t.Context(), c.Client, 20, 1)
 	if p := c.tr.peak.Load(); p != 3 {
@@ -225,8 +225,8 @@ func TestMaxInFlight(t *testing.T) {
 
 // Essential calls get the next free request slot before optional ones that queued first.
 func TestEssentialCallsGoFirst(t *testing.T) {
-	srv := newFake(t, githubtest.Options{Token: "pat"})
-	srv.SetFault(githubtest.Fault{Latency: 50 * time.Millisecond})
+	srv := newFake(t, fakegithub.Options{Token: "pat"})
+	srv.SetFault(fakegithub.Fault{Latency: 50 * time.Millisecond})
 	c := newClient(t, srv, func(o *Options) { o.MaxInFlight = 1 })
 	var wg sync.WaitGroup
 	for range 4 {

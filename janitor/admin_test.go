@@ -9,19 +9,19 @@ import (
 	"testing"
 
 	"github.com/runner-spawner/runner-spawner/control"
-	"github.com/runner-spawner/runner-spawner/github/githubtest"
+	"github.com/runner-spawner/runner-spawner/dev/fakegithub"
 	"github.com/runner-spawner/runner-spawner/internal/secret"
 )
 
 func TestAdminHandlerNeedsAToken(t *testing.T) {
-	s := system(t, githubtest.Options{})
+	s := system(t, fakegithub.Options{})
 	if _, err := control.AdminHandler(control.AdminOptions{Conn: s.Conn, State: s.State, Fleet: s.Fleet}); err == nil {
 		t.Fatal("an admin endpoint without a token was built")
 	}
 }
 
 func TestAdminHandler(t *testing.T) {
-	s := system(t, githubtest.Options{})
+	s := system(t, fakegithub.Options{})
 	const token = "admin-token-0123456789"
 	h, err := control.AdminHandler(control.AdminOptions{Conn: s.Conn, State: s.State, Fleet: s.Fleet, Token: secret.New(token), Flavors: []string{"small", "slow", "big"}})
 	if err != nil {

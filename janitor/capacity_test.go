@@ -8,8 +8,8 @@ import (
 
 	"github.com/runner-spawner/runner-spawner/backends"
 	"github.com/runner-spawner/runner-spawner/control"
+	"github.com/runner-spawner/runner-spawner/dev/fakegithub"
 	"github.com/runner-spawner/runner-spawner/fleet"
-	"github.com/runner-spawner/runner-spawner/github/githubtest"
 	"github.com/runner-spawner/runner-spawner/internal/systemtest"
 	"github.com/runner-spawner/runner-spawner/janitor"
 )
@@ -19,7 +19,7 @@ import (
 // delete keeps failing), reconcile leaves the slot held, however often it has seen
 // it; once the instance is deleted, the slot is freed.
 func TestSlotWithoutRecordWaitsForItsInstance(t *testing.T) {
-	s := system(t, githubtest.Options{})
+	s := system(t, fakegithub.Options{})
 	p := planter{t, s}
 	name := fmt.Sprintf("spawner-small-%d-0", 940001)
 	p.instance("small", name)
@@ -64,7 +64,7 @@ func TestSlotWithoutRecordWaitsForItsInstance(t *testing.T) {
 // listed. An instance that does appear is deleted and its slot freed at once; if
 // none appears, the slot is freed once the window has passed.
 func TestUnknownCreateHoldsItsSlot(t *testing.T) {
-	s := system(t, githubtest.Options{})
+	s := system(t, fakegithub.Options{})
 	p := planter{t, s}
 	clk := &clock{t: time.Now()}
 	hold := clk.now().Add(backends.LateInstanceWindow)

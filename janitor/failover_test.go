@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/runner-spawner/runner-spawner/control"
-	"github.com/runner-spawner/runner-spawner/github/githubtest"
+	"github.com/runner-spawner/runner-spawner/dev/fakegithub"
 	"github.com/runner-spawner/runner-spawner/internal/systemtest"
 	"github.com/runner-spawner/runner-spawner/janitor"
 	"github.com/runner-spawner/runner-spawner/queue"
@@ -47,7 +47,7 @@ func (a *actors) snapshot() (int, []string) {
 // over at once; one that dies (its connection gone) stops acting as soon as it
 // cannot renew, and another takes over once the lease expired. Two never act at once.
 func TestFailover(t *testing.T) {
-	s := system(t, githubtest.Options{})
+	s := system(t, fakegithub.Options{})
 	var acts actors
 	start := func(id string) (*systemtest.RunningJanitor, janitor.Options) {
 		o := s.JanitorOptions(t, id)

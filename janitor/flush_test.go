@@ -9,9 +9,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/runner-spawner/runner-spawner/control"
+	"github.com/runner-spawner/runner-spawner/dev/fakegithub"
 	"github.com/runner-spawner/runner-spawner/fleet"
 	"github.com/runner-spawner/runner-spawner/fleet/fleettest"
-	"github.com/runner-spawner/runner-spawner/github/githubtest"
 	"github.com/runner-spawner/runner-spawner/internal/systemtest"
 	"github.com/runner-spawner/runner-spawner/janitor"
 )
@@ -38,7 +38,7 @@ func noIdleTTL(o *janitor.Options) {
 // and the runner still booting, keeps the busy one, and the queued job whose runner
 // was flushed gets a fresh one once the pause is lifted.
 func TestFlushIdle(t *testing.T) {
-	s := system(t, githubtest.Options{})
+	s := system(t, fakegithub.Options{})
 	startJanitor(t, s, noIdleTTL)
 	busyJob, busyRunner := busy(t, s, 10*time.Minute)
 	spareRunner := spare(t, s)
@@ -81,13 +81,13 @@ func TestFlushIdle(t *testing.T) {
 // TestFlushIdleSparesARunnerThatTakesAJob: GitHub gives the idle runner a job after
 // the flush judged it idle; removing it answers 422, and it keeps its job.
 func TestFlushIdleSparesARunnerThatTakesAJob(t *testing.T) {
-	s := system(t, githubtest.Options{JobDuration: 300 * time.Millisecond})
-	jobs := make(chan githubtest.Job, 1)
+	s := system(t, fakegithub.Options{JobDuration: 300 * time.Millisecond})
+	jobs := make(chan fakegithub.Job, 1)
 	var name string
 	startJanitor(t, s, func(o *janitor.Options) {
 		noIdleTTL(o)
 		janitor.SetTestHooks(o, janitor.TestHooks{BeforeFlushRemove: func() {
-			job := s.GH.CreateJob(githubtest.JobSpec{Labels: []string{"small"}})
+			job := s.GH.CreateJob(fakegithub.JobSpec{Labels: []string{"small"}})
 			jobs <- job
 			deadline := time.Now().Add(10 * time.Second)
 			for time.Now().Before(deadline) {
@@ -117,7 +117,7 @@ func TestFlushIdleSparesARunnerThatTakesAJob(t *testing.T) {
 // TestFlushBusyDuringALongJob: a busy flush removes a runner in the middle of its
 // job; GitHub then fails the job (its runner vanished).
 func TestFlushBusyDuringALongJob(t *testing.T) {
-	s := system(t, githubtest.Options{})
+	s := system(t, fakegithub.Options{})
 	startJanitor(t, s, nil)
 	job, name := busy(t, s, 10*time.Minute)
 
@@ -155,7 +155,7 @@ func TestFlushWaitRepoCheck(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s := system(t, githubtest.Options{})
+			s := system(t, fakegithub.Options{})
 			startJanitor(t, s, func(o *janitor.Options) { o.FlushWait, o.FlushWaitAttempts = tc.wait, 4 })
 			_, name := busy(t, s, 10*time.Minute)
 			setPreJobDone := func(done bool) {
@@ -205,11 +205,11 @@ func TestFlushWithGitHubDown(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s := system(t, githubtest.Options{})
+			s := system(t, fakegithub.Options{})
 			startJanitor(t, s, noIdleTTL)
 			job, busyRunner := busy(t, s, 10*time.Minute)
 			spareRunner := spare(t, s)
-			fault := s.GH.SetFault(githubtest.Fault{Op: "actions/delete-self-hosted-runner-from-org", Status: 401})
+			fault := s.GH.SetFault(fakegithub.Fault{Op: "actions/delete-self-hosted-runner-from-org", Status: 401})
 
 			res, err := flush(t, s, tc.mode, "")
 			if !errors.Is(err, tc.wantErr) {
@@ -246,7 +246,7 @@ func TestFlushWithGitHubDown(t *testing.T) {
 
 // TestFlushNeedsAnActiveJanitor: without an active janitor a flush fails at once.
 func TestFlushNeedsAnActiveJanitor(t *testing.T) {
-	s := system(t, githubtest.Options{})
+	s := system(t, fakegithub.Options{})
 	start := time.Now()
 	_, err := flush(t, s, control.FlushIdle, "")
 	if !errors.Is(err, control.ErrNoJanitor) {

@@ -8,15 +8,15 @@ import (
 	"time"
 
 	"github.com/runner-spawner/runner-spawner/control"
+	"github.com/runner-spawner/runner-spawner/dev/fakegithub"
 	"github.com/runner-spawner/runner-spawner/fleet"
-	"github.com/runner-spawner/runner-spawner/github/githubtest"
 	"github.com/runner-spawner/runner-spawner/internal/systemtest"
 )
 
 // system starts the spawner with the flavors "small" (runners boot in 500 ms, so a
 // job can be cancelled before its runner comes up), "slow" (runners never come up
 // within a test) and "big" (runners boot at once).
-func system(t *testing.T, gh githubtest.Options) *systemtest.System {
+func system(t *testing.T, gh fakegithub.Options) *systemtest.System {
 	t.Helper()
 	return systemtest.Start(t, systemtest.Options{
 		Flavors: []systemtest.FlavorSpec{
@@ -47,7 +47,7 @@ func runnerOf(t *testing.T, s *systemtest.System, jobID int64) string {
 // runner boots, so it comes up with nothing to do.
 func spare(t *testing.T, s *systemtest.System) string {
 	t.Helper()
-	job := s.GH.CreateJob(githubtest.JobSpec{Labels: []string{"small"}})
+	job := s.GH.CreateJob(fakegithub.JobSpec{Labels: []string{"small"}})
 	name := runnerOf(t, s, job.ID)
 	if err := s.GH.CancelJob(job.ID); err != nil {
 		t.Fatal(err)
@@ -60,9 +60,9 @@ func spare(t *testing.T, s *systemtest.System) string {
 
 // busy starts a job that runs for d and returns it and its runner once the runner
 // is busy and past its pre-job phase.
-func busy(t *testing.T, s *systemtest.System, d time.Duration) (githubtest.Job, string) {
+func busy(t *testing.T, s *systemtest.System, d time.Duration) (fakegithub.Job, string) {
 	t.Helper()
-	job := s.GH.CreateJob(githubtest.JobSpec{Labels: []string{"small"}, Duration: d})
+	job := s.GH.CreateJob(fakegithub.JobSpec{Labels: []string{"small"}, Duration: d})
 	var name string
 	systemtest.Eventually(t, 15*time.Second, func() error {
 		j, err := s.Fleet.Job(t.Context(), job.ID)
@@ -80,9 +80,9 @@ func busy(t *testing.T, s *systemtest.System, d time.Duration) (githubtest.Job, 
 
 // booting makes a runner of flavor slow that never comes up, for a job that stays
 // queued.
-func booting(t *testing.T, s *systemtest.System) (githubtest.Job, string) {
+func booting(t *testing.T, s *systemtest.System) (fakegithub.Job, string) {
 	t.Helper()
-	job := s.GH.CreateJob(githubtest.JobSpec{Labels: []string{"slow"}})
+	job := s.GH.CreateJob(fakegithub.JobSpec{Labels: []string{"slow"}})
 	name := runnerOf(t, s, job.ID)
 	waitRunner(t, s, name, "booting", func(r *fleet.RunnerRecord) bool { return r.State == fleet.RunnerBooting })
 	return job, name
@@ -106,11 +106,11 @@ func waitRunner(t *testing.T, s *systemtest.System, name, what string, ok func(*
 }
 
 func online(s *systemtest.System, name string) bool {
-	return slices.ContainsFunc(s.GH.Runners(), func(r githubtest.Runner) bool { return r.Name == name && r.Status == "online" })
+	return slices.ContainsFunc(s.GH.Runners(), func(r fakegithub.Runner) bool { return r.Name == name && r.Status == "online" })
 }
 
 func registered(s *systemtest.System, name string) bool {
-	return slices.ContainsFunc(s.GH.Runners(), func(r githubtest.Runner) bool { return r.Name == name })
+	return slices.ContainsFunc(s.GH.Runners(), func(r fakegithub.Runner) bool { return r.Name == name })
 }
 
 // flush asks the active janitor for a flush, bounded.

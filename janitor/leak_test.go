@@ -10,9 +10,9 @@ import (
 
 	"github.com/runner-spawner/runner-spawner/backends/sim"
 	"github.com/runner-spawner/runner-spawner/control"
+	"github.com/runner-spawner/runner-spawner/dev/fakegithub"
 	"github.com/runner-spawner/runner-spawner/fleet"
 	"github.com/runner-spawner/runner-spawner/github"
-	"github.com/runner-spawner/runner-spawner/github/githubtest"
 	"github.com/runner-spawner/runner-spawner/internal/secret"
 	"github.com/runner-spawner/runner-spawner/internal/systemtest"
 	"github.com/runner-spawner/runner-spawner/janitor"
@@ -32,7 +32,7 @@ func TestRunStopsEverything(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gh := githubtest.NewServer(githubtest.Options{})
+	gh := fakegithub.NewServer(fakegithub.Options{})
 	t.Cleanup(gh.Close)
 	client, err := github.New(github.Options{BaseURL: gh.URL(), Path: "octo-org", Token: secret.New("x"), RatePerHour: 1_000_000})
 	if err != nil {
@@ -85,6 +85,6 @@ func TestRunStopsEverything(t *testing.T) {
 		goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
 		goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"),
 		goleak.IgnoreAnyFunction("net/http.(*conn).serve"),
-		goleak.IgnoreAnyFunction("github.com/runner-spawner/runner-spawner/github/githubtest.(*Server).dispatchDeliveries.func1"),
+		goleak.IgnoreAnyFunction("github.com/runner-spawner/runner-spawner/dev/fakegithub.(*Server).dispatchDeliveries.func1"),
 	)
 }

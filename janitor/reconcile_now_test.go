@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/runner-spawner/runner-spawner/control"
-	"github.com/runner-spawner/runner-spawner/github/githubtest"
+	"github.com/runner-spawner/runner-spawner/dev/fakegithub"
 	"github.com/runner-spawner/runner-spawner/janitor"
 	"github.com/runner-spawner/runner-spawner/queue"
 	"github.com/runner-spawner/runner-spawner/queue/queuetest"
@@ -28,7 +28,7 @@ func (c *clock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unloc
 // on demand, never deleted: an instance must be suspect in two passes at least half an
 // interval apart. Once that much time has passed, the pass on demand deletes it.
 func TestReconcileOnDemand(t *testing.T) {
-	s := system(t, githubtest.Options{})
+	s := system(t, fakegithub.Options{})
 	p := planter{t, s}
 	orphan := fmt.Sprintf("spawner-small-%d-0", 930001)
 	p.instance("small", orphan)

@@ -12,10 +12,10 @@ import (
 
 	"github.com/runner-spawner/runner-spawner/backends"
 	"github.com/runner-spawner/runner-spawner/control"
+	"github.com/runner-spawner/runner-spawner/dev/fakegithub"
 	"github.com/runner-spawner/runner-spawner/fleet"
 	"github.com/runner-spawner/runner-spawner/fleet/fleettest"
 	"github.com/runner-spawner/runner-spawner/github"
-	"github.com/runner-spawner/runner-spawner/github/githubtest"
 	"github.com/runner-spawner/runner-spawner/internal/systemtest"
 	"github.com/runner-spawner/runner-spawner/janitor"
 	"github.com/runner-spawner/runner-spawner/queue"
@@ -80,7 +80,7 @@ func (p planter) oldSlot(flavor, name string) {
 
 // job stores the record of a job whose queued webhook we "received" and spawned
 // runners for.
-func (p planter) job(gj githubtest.Job, flavor string, state fleet.JobState, runners ...string) {
+func (p planter) job(gj fakegithub.Job, flavor string, state fleet.JobState, runners ...string) {
 	p.t.Helper()
 	fleettest.EditJob(p.t, p.s.Conn, gj.ID, func(j *fleet.JobRecord) {
 		j.Flavor, j.Repo, j.RunID, j.RunAttempt, j.Labels = flavor, gj.Repo, gj.RunID, gj.RunAttempt, gj.Labels
@@ -92,16 +92,16 @@ func (p planter) job(gj githubtest.Job, flavor string, state fleet.JobState, run
 // janitor cleans each, resumes the jobs that still wait, and touches nothing foreign
 // or protected.
 func TestReconcileCleansLeftovers(t *testing.T) {
-	s := system(t, githubtest.Options{JobDuration: 100 * time.Millisecond})
+	s := system(t, fakegithub.Options{JobDuration: 100 * time.Millisecond})
 	p := planter{t, s}
 	ctx := t.Context()
 	hour := time.Now().Add(-time.Hour)
 	name := func(flavor string, job int64) string { return fmt.Sprintf("spawner-%s-%d-0", flavor, job) }
 
 	// Two jobs whose queued webhooks were lost, so only the planted records know them.
-	s.GH.SetWebhookFaults(githubtest.WebhookFaults{DropNext: 2})
-	stuckJob := s.GH.CreateJob(githubtest.JobSpec{Labels: []string{"big"}})
-	crashedJob := s.GH.CreateJob(githubtest.JobSpec{Labels: []string{"big"}})
+	s.GH.SetWebhookFaults(fakegithub.WebhookFaults{DropNext: 2})
+	stuckJob := s.GH.CreateJob(fakegithub.JobSpec{Labels: []string{"big"}})
+	crashedJob := s.GH.CreateJob(fakegithub.JobSpec{Labels: []string{"big"}})
 	// A runner stuck booting for an hour: its job needs another.
 	stuck := name("big", stuckJob.ID)
 	p.job(stuckJob, "big", fleet.JobQueued, stuck)
@@ -295,7 +295,7 @@ func TestReconcileIdleRunnersThatLostGitHub(t *testing.T) {
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s := system(t, githubtest.Options{})
+			s := system(t, fakegithub.Options{})
 			p := planter{t, s}
 			jobID := int64(910001 + i)
 			runner := fmt.Sprintf("spawner-slow-%d-0", jobID)
@@ -367,7 +367,7 @@ func (l *passLog) Handle(_ context.Context, r slog.Record) error {
 // TestReconcileIsBounded: no pass deletes more than MaxDeletesPerPass; the rest waits
 // for the next passes.
 func TestReconcileIsBounded(t *testing.T) {
-	s := system(t, githubtest.Options{})
+	s := system(t, fakegithub.Options{})
 	p := planter{t, s}
 	var orphans []string
 	for i := range 5 {

@@ -8,21 +8,21 @@ import (
 	"testing"
 	"time"
 
-	"github.com/runner-spawner/runner-spawner/github/githubtest"
+	"github.com/runner-spawner/runner-spawner/dev/fakegithub"
 	"github.com/runner-spawner/runner-spawner/internal/systemtest"
 	"github.com/runner-spawner/runner-spawner/janitor"
 )
 
 // attempts groups the fake's delivery attempts by GUID.
-func attempts(s *systemtest.System) map[string][]githubtest.Delivery {
-	out := map[string][]githubtest.Delivery{}
+func attempts(s *systemtest.System) map[string][]fakegithub.Delivery {
+	out := map[string][]fakegithub.Delivery{}
 	for _, d := range s.GH.Deliveries() {
 		out[d.GUID] = append(out[d.GUID], d)
 	}
 	return out
 }
 
-func redeliveries(ds []githubtest.Delivery) int {
+func redeliveries(ds []fakegithub.Delivery) int {
 	n := 0
 	for _, d := range ds {
 		if d.Redelivery {
@@ -49,14 +49,14 @@ func waitSweeps(t *testing.T, s *systemtest.System, n int) {
 // redelivered once and their jobs run; successful ones are never redelivered, and a
 // restarted janitor does not redeliver again.
 func TestSweeperRedeliversFailedDeliveries(t *testing.T) {
-	s := system(t, githubtest.Options{JobDuration: 100 * time.Millisecond})
-	s.GH.SetWebhookFaults(githubtest.WebhookFaults{DropNext: 2})
-	lost := []githubtest.Job{
-		s.GH.CreateJob(githubtest.JobSpec{Labels: []string{"big"}}),
-		s.GH.CreateJob(githubtest.JobSpec{Labels: []string{"big"}}),
+	s := system(t, fakegithub.Options{JobDuration: 100 * time.Millisecond})
+	s.GH.SetWebhookFaults(fakegithub.WebhookFaults{DropNext: 2})
+	lost := []fakegithub.Job{
+		s.GH.CreateJob(fakegithub.JobSpec{Labels: []string{"big"}}),
+		s.GH.CreateJob(fakegithub.JobSpec{Labels: []string{"big"}}),
 	}
 	// Another flavor's labels: its runner must not take one of the lost jobs.
-	heard := s.GH.CreateJob(githubtest.JobSpec{Labels: []string{"small"}})
+	heard := s.GH.CreateJob(fakegithub.JobSpec{Labels: []string{"small"}})
 	jobDone(t, s, heard.ID, "success", 20*time.Second)
 	for _, j := range lost {
 		if g, _ := s.GH.Job(j.ID); g.Status != "queued" {
@@ -93,18 +93,18 @@ func TestSweeperRedeliversFailedDeliveries(t *testing.T) {
 // is redelivered after each failed redelivery, at most three times in all, across
 // janitor restarts.
 func TestSweeperGivesUpOnARefusingReceiver(t *testing.T) {
-	s := system(t, githubtest.Options{})
+	s := system(t, fakegithub.Options{})
 	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}))
 	t.Cleanup(down.Close)
 	s.GH.SetWebhookTarget(down.URL, systemtest.Secret)
-	job := s.GH.CreateJob(githubtest.JobSpec{Labels: []string{"slow"}})
+	job := s.GH.CreateJob(fakegithub.JobSpec{Labels: []string{"slow"}})
 
 	withHook := func(o *janitor.Options) { o.Hook = s.Hook() }
 	count := func() int {
 		for _, ds := range attempts(s) {
-			if slices.ContainsFunc(ds, func(d githubtest.Delivery) bool { return d.JobID == job.ID }) {
+			if slices.ContainsFunc(ds, func(d fakegithub.Delivery) bool { return d.JobID == job.ID }) {
 				return redeliveries(ds)
 			}
 		}
@@ -130,9 +130,9 @@ func TestSweeperGivesUpOnARefusingReceiver(t *testing.T) {
 // TestPollerFindsJobsNoWebhookAnnounced: with the webhook lost and no sweeper, the
 // poller finds the queued job and it runs.
 func TestPollerFindsJobsNoWebhookAnnounced(t *testing.T) {
-	s := system(t, githubtest.Options{JobDuration: 100 * time.Millisecond})
-	s.GH.SetWebhookFaults(githubtest.WebhookFaults{DropNext: 1})
-	job := s.GH.CreateJob(githubtest.JobSpec{Labels: []string{"big"}})
+	s := system(t, fakegithub.Options{JobDuration: 100 * time.Millisecond})
+	s.GH.SetWebhookFaults(fakegithub.WebhookFaults{DropNext: 1})
+	job := s.GH.CreateJob(fakegithub.JobSpec{Labels: []string{"big"}})
 	startJanitor(t, s, func(o *janitor.Options) {
 		o.PollRepos = []string{job.Repo}
 		o.PollInterval, o.PollMinAge = 200*time.Millisecond, 300*time.Millisecond

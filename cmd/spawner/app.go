@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -14,25 +13,23 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/runner-spawner/runner-spawner/config"
-	"github.com/runner-spawner/runner-spawner/internal/logkey"
+	"github.com/runner-spawner/runner-spawner/internal/assemble"
 	"github.com/runner-spawner/runner-spawner/internal/secret"
 	"github.com/runner-spawner/runner-spawner/queue"
 )
 
-// app is what every role starts from: the validated config, the logger and the
-// metrics registry of this process.
+// app is what every command starts from: the validated config, the logger, the
+// metrics registry of this process, and the assembly that builds its parts.
 type app struct {
 	cfg    *config.File
 	logger *slog.Logger
 	reg    *prometheus.Registry
-
-	// shared holds what the roles of one process share (one GitHub client, one set of
-	// backends, one simulated cloud), built on first use.
-	shared *sharedDeps
+	asm    *assemble.Assembly
 }
 
-// loadApp reads and validates the config. Problems are printed one per line with
-// their key, and the command fails with exit code 2.
+// loadApp reads and validates the config, checking only the parts this process uses
+// (a webhook receiver needs no GitHub credentials). Problems are printed one per line
+// with their key, and the command fails with exit code 2.
 func loadApp(g *globalFlags, stderr io.Writer, parts config.Part) (*app, error) {
 	return loadAppLevel(g, stderr, "", parts)
 }
@@ -43,8 +40,6 @@ func loadCLI(g *globalFlags, stderr io.Writer) (*app, error) {
 	return loadAppLevel(g, stderr, "warn", config.PartNone)
 }
 
-// loadAppLevel loads the config, checking only the parts this process uses (a webhook
-// receiver needs no GitHub credentials, an operator command no cloud settings).
 func loadAppLevel(g *globalFlags, stderr io.Writer, minLevel string, parts config.Part) (*app, error) {
 	if g.configPath == "" {
 		return nil, &exitError{code: 2, err: fmt.Errorf("--config FILE is required (see docs/configuration.md)")}
@@ -67,7 +62,10 @@ func loadAppLevel(g *globalFlags, stderr io.Writer, minLevel string, parts confi
 func newApp(cfg *config.File, stderr io.Writer) *app {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return &app{cfg: cfg, logger: newLogger(cfg.Log, stderr), reg: reg}
+	logger := newLogger(cfg.Log, stderr)
+	return &app{cfg: cfg, logger: logger, reg: reg, asm: assemble.New(assemble.Options{
+		Config: cfg, Logger: logger, Registry: reg, SimRunner: simRunner(logger),
+	})}
 }
 
 func printConfigErrors(w io.Writer, path string, err error) {
@@ -84,6 +82,7 @@ func printConfigErrors(w io.Writer, path string, err error) {
 
 func newLogger(c config.Log, w io.Writer) *slog.Logger {
 	var level slog.Level
+	// The config refused any level but debug, info, warn and error.
 	_ = level.UnmarshalText([]byte(strings.ToUpper(c.Level)))
 	opts := &slog.HandlerOptions{Level: level}
 	if c.Format == "text" {
@@ -92,76 +91,10 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
-// natsURL is where a role that does not embed the server connects: the configured
-// URL, or the embedded server of a `serve` on this host.
-func (a *app) natsURL() string {
-	if a.cfg.NATS.URL != "" {
-		return a.cfg.NATS.URL
-	}
-	return "nats://" + a.cfg.NATS.Listen
-}
-
-func (a *app) queueOptions(name string, emb *queue.Embedded) queue.Options {
-	n := a.cfg.NATS
-	return queue.Options{
-		URL:            a.natsURL(),
-		Embedded:       emb,
-		Name:           "spawner " + name,
-		User:           n.User,
-		Password:       n.Password,
-		Token:          n.Token,
-		CredsFile:      n.CredsFile,
-		NKeyFile:       n.NKeyFile,
-		TLSCA:          n.TLS.CAFile,
-		TLSCert:        n.TLS.CertFile,
-		TLSKey:         n.TLS.KeyFile,
-		ConnectTimeout: n.ConnectTimeout,
-		Streams: queue.StreamOptions{
-			Replicas:        n.Replicas,
-			MaxBytes:        int64(n.StreamMaxBytes),
-			MaxMsgs:         n.StreamMaxMsgs,
-			DuplicateWindow: n.DuplicateWindow,
-		},
-		Logger: a.logger.With(logkey.Component, "nats"),
-	}
-}
-
-// startEmbedded runs the embedded NATS server when no external one is configured.
-func (a *app) startEmbedded(ctx context.Context) (*queue.Embedded, error) {
-	if a.cfg.NATS.URL != "" {
-		return nil, nil
-	}
-	n := a.cfg.NATS
-	// The server checks the very credential the spawner's clients present (see
-	// queueOptions), so one config sets both sides and every process on the host
-	// still gets in; a client without it is refused at connect.
-	emb, err := queue.StartEmbedded(ctx, queue.EmbeddedOptions{
-		StoreDir:    filepath.Join(a.cfg.StateDir, "nats"),
-		Listen:      n.Listen,
-		Auth:        queue.EmbeddedAuth{User: n.User, Password: n.Password, Token: n.Token, NKeyFile: n.NKeyFile},
-		TLSCertFile: n.TLS.CertFile,
-		TLSKeyFile:  n.TLS.KeyFile,
-		Logger:      a.logger.With(logkey.Component, "nats-server"),
-	})
-	if err != nil {
-		return nil, err
-	}
-	a.logger.Info("embedded NATS server started", "listen", emb.ClientURL(), "store", filepath.Join(a.cfg.StateDir, "nats"), "auth", embeddedAuthKind(n), "tls", n.TLS.CertFile != "")
-	return emb, nil
-}
-
-// embeddedAuthKind names the credential the embedded server checks, for its start-up
-// log line (never the credential itself).
-func embeddedAuthKind(n config.NATS) string {
-	switch {
-	case n.User != "":
-		return "user"
-	case !n.Token.IsZero():
-		return "token"
-	case n.NKeyFile != "":
-		return "nkey"
-	}
-	return "none"
+// connect dials NATS as name and, when wait is set, waits until the streams are
+// usable.
+func (a *app) connect(ctx context.Context, name string, emb *queue.Embedded, wait time.Duration) (*queue.Conn, error) {
+	return a.asm.Connect(ctx, name, emb, wait)
 }
 
 // operate runs an operator command's work on a fresh NATS connection (named name,
@@ -177,30 +110,10 @@ func (a *app) operate(ctx context.Context, name string, timeout, wait time.Durat
 	return fn(ctx, conn)
 }
 
-// connect dials NATS and, when wait is set, waits until the streams are usable.
-func (a *app) connect(ctx context.Context, name string, emb *queue.Embedded, wait time.Duration) (*queue.Conn, error) {
-	conn, err := queue.Connect(ctx, a.queueOptions(name, emb))
-	if err != nil {
-		return nil, err
+// natsMode says which NATS a process uses, for its start-up line and config check.
+func natsMode(cfg *config.File) string {
+	if cfg.NATS.URL == "" {
+		return "embedded on " + cfg.NATS.Listen
 	}
-	if wait <= 0 {
-		return conn, nil
-	}
-	deadline := time.Now().Add(wait)
-	for {
-		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := conn.Ready(rctx)
-		cancel()
-		if err == nil {
-			return conn, nil
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			conn.Close()
-			return nil, fmt.Errorf("nats at %s not usable after %s: %w", secret.RedactURL(a.natsURL()), wait, err)
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+	return "external " + secret.RedactURL(cfg.NATS.URL)
 }

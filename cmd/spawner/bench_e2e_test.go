@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/runner-spawner/runner-spawner/github/githubtest"
+	"github.com/runner-spawner/runner-spawner/dev/fakegithub"
 	"github.com/runner-spawner/runner-spawner/queue/queuetest"
 )
 
@@ -74,7 +74,7 @@ func TestBenchConsumerBurst(t *testing.T) {
 	requireBench(t)
 	for _, consumers := range []int{1, 3} {
 		t.Run(fmt.Sprintf("consumers=%d", consumers), func(t *testing.T) {
-			w := newE2EWorld(t, githubtest.Options{JobDuration: 20 * time.Millisecond, Webhooks: githubtest.WebhookOptions{Workers: 16}})
+			w := newE2EWorld(t, fakegithub.Options{JobDuration: 20 * time.Millisecond, Webhooks: fakegithub.WebhookOptions{Workers: 16}})
 			dir := t.TempDir()
 			cfg, webhookURL, _ := w.config(t, dir, []e2eFlavor{{"small", "small", 1000}}, "")
 			cfg = writeFile(t, dir, "spawner.yaml", strings.Replace(readFile(t, cfg), "boot_jitter: 200ms", "boot_time: 0s", 1))
@@ -89,7 +89,7 @@ func TestBenchConsumerBurst(t *testing.T) {
 
 			single := map[int64]string{}
 			for range 50 {
-				j := w.gh.CreateJob(githubtest.JobSpec{Labels: []string{"self-hosted", "small"}})
+				j := w.gh.CreateJob(fakegithub.JobSpec{Labels: []string{"self-hosted", "small"}})
 				single[j.ID] = "small"
 				time.Sleep(50 * time.Millisecond)
 			}
@@ -99,7 +99,7 @@ func TestBenchConsumerBurst(t *testing.T) {
 			burst := map[int64]string{}
 			start := time.Now()
 			for range 1000 {
-				j := w.gh.CreateJob(githubtest.JobSpec{Labels: []string{"self-hosted", "small"}})
+				j := w.gh.CreateJob(fakegithub.JobSpec{Labels: []string{"self-hosted", "small"}})
 				burst[j.ID] = "small"
 			}
 			w.waitAllCompleted(t, cfg, 5*time.Minute)
@@ -125,7 +125,7 @@ func TestBenchClusterSustained(t *testing.T) {
 		consumers, rate := run.consumers, run.rate
 		t.Run(fmt.Sprintf("consumers=%d/rate=%d", consumers, rate), func(t *testing.T) {
 			cluster := queuetest.StartCluster(t, 3)
-			w := newE2EWorld(t, githubtest.Options{JobDuration: 20 * time.Millisecond, Webhooks: githubtest.WebhookOptions{Workers: 32}})
+			w := newE2EWorld(t, fakegithub.Options{JobDuration: 20 * time.Millisecond, Webhooks: fakegithub.WebhookOptions{Workers: 32}})
 			webLB, webURL := newBalancer(t)
 			bootLB, bootURL := newBalancer(t)
 			dir := t.TempDir()
@@ -162,7 +162,7 @@ flavors:
 			for i := range rate * seconds {
 				due := start.Add(time.Duration(i) * time.Second / time.Duration(rate))
 				time.Sleep(time.Until(due))
-				j := w.gh.CreateJob(githubtest.JobSpec{Labels: []string{"self-hosted", "small"}})
+				j := w.gh.CreateJob(fakegithub.JobSpec{Labels: []string{"self-hosted", "small"}})
 				jobs[j.ID] = "small"
 			}
 			w.waitAllCompleted(t, cfg, 5*time.Minute)

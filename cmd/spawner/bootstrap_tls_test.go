@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/runner-spawner/runner-spawner/github/githubtest"
+	"github.com/runner-spawner/runner-spawner/dev/fakegithub"
 	"github.com/runner-spawner/runner-spawner/internal/testcert"
 )
 
@@ -16,7 +16,7 @@ import (
 // only, and the simulated instances, which pin the certificate handed to them as the
 // script does, run their jobs through it.
 func TestBootstrapOverHTTPS(t *testing.T) {
-	w := newE2EWorld(t, githubtest.Options{JobDuration: 50 * time.Millisecond})
+	w := newE2EWorld(t, fakegithub.Options{JobDuration: 50 * time.Millisecond})
 	dir := t.TempDir()
 	cert, key := testcert.SelfSignedFor(t, "spawner", "127.0.0.1")
 	certFile, keyFile := writeFile(t, dir, "cert.pem", string(cert)), writeFile(t, dir, "key.pem", string(key))
@@ -44,7 +44,7 @@ flavors:
 	waitReady(t, "http://"+web, 30*time.Second)
 	w.gh.SetWebhookTarget("http://"+web+"/webhook", e2eSecret)
 	for range 4 {
-		w.gh.CreateJob(githubtest.JobSpec{Labels: []string{"self-hosted", "linux", "small"}})
+		w.gh.CreateJob(fakegithub.JobSpec{Labels: []string{"self-hosted", "linux", "small"}})
 	}
 	w.waitAllCompleted(t, cfg, time.Minute)
 	for _, j := range w.gh.Jobs() {
@@ -78,7 +78,7 @@ github: {path: octo-org, token: ghp_x}
 webhook: {secrets: ["0123456789abcdef0123"]}
 bootstrap: %s
 flavors:
-  - {name: small, labels: [small], max_runners: 1}
+  - {name: small, labels: [small], max_runners: 1, backend: sim}
 `, filepath.Join(dir, "state"), tc.bootstrap))
 		out, code := runCmd(t, nil, "config", "check", "--config", cfg)
 		if code == 0 || !strings.Contains(out, tc.key) {

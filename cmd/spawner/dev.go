@@ -1,3 +1,5 @@
+//go:build !nodev
+
 package main
 
 import (
@@ -6,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"slices"
@@ -16,9 +19,18 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/runner-spawner/runner-spawner/github/githubtest"
-	"github.com/runner-spawner/runner-spawner/github/githubtest/fakerunner"
+	"github.com/runner-spawner/runner-spawner/backends/sim"
+	"github.com/runner-spawner/runner-spawner/config"
+	"github.com/runner-spawner/runner-spawner/dev/fakegithub"
+	"github.com/runner-spawner/runner-spawner/dev/fakerunner"
+	"github.com/runner-spawner/runner-spawner/dev/sandbox"
+	"github.com/runner-spawner/runner-spawner/internal/assemble"
+	"github.com/runner-spawner/runner-spawner/internal/httpserve"
 )
+
+// The dev tools in the binary: "spawner dev …", "serve --sandbox", and the fake runner
+// that simulated instances run. They live in dev/; a binary built with -tags nodev
+// leaves them out (nodev.go).
 
 // devCommand is "spawner dev": test tools for manual and load runs. Nothing here talks to
 // real GitHub.
@@ -105,13 +117,13 @@ func runDevGitHub(cmd *cobra.Command, f *devGitHubFlags) error {
 	if f.verbose {
 		level = slog.LevelInfo
 	}
-	opts := githubtest.Options{
+	opts := fakegithub.Options{
 		Addr: f.listen, PublicURL: f.publicURL, Owner: f.owner, Repos: f.repos,
 		Token: f.token, AppID: f.appID, InstallationID: f.installationID,
 		WebhookURL: f.webhookURL, WebhookSecret: f.webhookSecret,
 		JobDuration: f.jobDuration, RunnerLostAfter: f.runnerLostAfter,
 		RateLimit: f.rateLimit, RateLimitWindow: f.rateWindow,
-		Webhooks: githubtest.WebhookOptions{Workers: f.workers, Faults: githubtest.WebhookFaults{
+		Webhooks: fakegithub.WebhookOptions{Workers: f.workers, Faults: fakegithub.WebhookFaults{
 			Seed: f.seed, DropRate: f.dropRate, DuplicateRate: f.duplicateRate,
 			RedeliverRate: f.redeliverRate, ReorderRate: f.reorderRate,
 		}},
@@ -122,7 +134,7 @@ func runDevGitHub(cmd *cobra.Command, f *devGitHubFlags) error {
 		if err != nil {
 			return &exitError{code: 2, err: fmt.Errorf("read --app-key: %w", err)}
 		}
-		if opts.AppPublicKey, err = githubtest.ParsePublicKeyPEM(b); err != nil {
+		if opts.AppPublicKey, err = fakegithub.ParsePublicKeyPEM(b); err != nil {
 			return &exitError{code: 2, err: err}
 		}
 	}
@@ -148,7 +160,7 @@ func runDevGitHub(cmd *cobra.Command, f *devGitHubFlags) error {
 		if ctx.Err() != nil {
 			break
 		}
-		ids = append(ids, srv.CreateJob(githubtest.JobSpec{Labels: f.labels}).ID)
+		ids = append(ids, srv.CreateJob(fakegithub.JobSpec{Labels: f.labels}).ID)
 	}
 	if len(ids) > 0 {
 		fmt.Fprintf(out, "queued %d jobs with labels %s\n", len(ids), strings.Join(f.labels, ","))
@@ -175,16 +187,16 @@ func runDevGitHub(cmd *cobra.Command, f *devGitHubFlags) error {
 }
 
 // devNewServer turns NewServer's panic on a busy address into an error.
-func devNewServer(opts githubtest.Options) (srv *githubtest.Server, err error) {
+func devNewServer(opts fakegithub.Options) (srv *fakegithub.Server, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = &exitError{code: 1, err: fmt.Errorf("start fake github: %v", r)}
 		}
 	}()
-	return githubtest.NewServer(opts), nil
+	return fakegithub.NewServer(opts), nil
 }
 
-func devAllCompleted(srv *githubtest.Server, ids []int64) bool {
+func devAllCompleted(srv *fakegithub.Server, ids []int64) bool {
 	for _, id := range ids {
 		if j, ok := srv.Job(id); !ok || j.Status != "completed" {
 			return false
@@ -195,7 +207,7 @@ func devAllCompleted(srv *githubtest.Server, ids []int64) bool {
 
 // devPrintSummary reports what a load run wants to know: outcomes, time from queued to
 // started, webhook deliveries and GitHub API calls per job.
-func devPrintSummary(w io.Writer, srv *githubtest.Server, ids []int64) {
+func devPrintSummary(w io.Writer, srv *fakegithub.Server, ids []int64) {
 	sum := srv.Summary()
 	var waits []time.Duration
 	byStatus := map[string]int{}
@@ -300,4 +312,50 @@ func devSignalContext(cmd *cobra.Command) (context.Context, context.CancelFunc) 
 		ctx = context.Background()
 	}
 	return signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+}
+
+// devSimCloudCommand is "spawner dev sim-cloud": a simulated cloud shared over HTTP,
+// so that several spawner processes (flavors with sim.url set) create their simulated
+// instances in one place, and instances outlive a consumer that dies, as real ones do.
+func devSimCloudCommand() *cobra.Command {
+	var listen string
+	var verbose bool
+	cmd := &cobra.Command{
+		Use:   "sim-cloud",
+		Short: "Serve a simulated cloud for sim flavors with sim.url (test tool)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			level := slog.LevelInfo
+			if verbose {
+				level = slog.LevelDebug
+			}
+			logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			cloud := sim.NewCloud(sim.CloudOptions{Runner: fakerunner.SimRunner(logger), Logger: logger})
+			defer cloud.Close()
+			mux := http.NewServeMux()
+			mux.Handle("/", cloud.Handler())
+			srv, err := httpserve.Listen("sim-cloud", listen, mux, logger)
+			if err != nil {
+				return err
+			}
+			return srv.Run(cmd.Context())
+		},
+	}
+	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8090", "address to serve the simulated cloud on")
+	cmd.Flags().BoolVar(&verbose, "verbose", false, "log every instance")
+	return cmd
+}
+
+// simRunner is what simulated instances run: the fake runner, against the fake GitHub.
+func simRunner(logger *slog.Logger) sim.RunnerFunc { return fakerunner.SimRunner(logger) }
+
+// runSandbox is serve --sandbox.
+func runSandbox(ctx context.Context, sf *sandboxFlags, stdout, stderr io.Writer) error {
+	return sandbox.Run(ctx, sandbox.Options{
+		Jobs: sf.jobs, Backend: sf.backend, ExitWhenDone: sf.exitWhenDone, Dir: sf.dir,
+		Stdout: stdout, Stderr: stderr, LXDReachable: assemble.LXDReachable,
+		Serve: func(ctx context.Context, cfg *config.File) error {
+			return newApp(cfg, stderr).serve(ctx, map[string]bool{"webhook": true, "consumer": true, "janitor": true})
+		},
+	})
 }

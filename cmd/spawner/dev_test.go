@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/runner-spawner/runner-spawner/github/githubtest"
+	"github.com/runner-spawner/runner-spawner/dev/fakegithub"
 	"github.com/runner-spawner/runner-spawner/internal/syncbuf"
 )
 
@@ -85,16 +85,16 @@ func TestDevGitHubAndRunner(t *testing.T) {
 }
 
 func TestDevRunnerExitCodes(t *testing.T) {
-	srv := githubtest.NewServer(githubtest.Options{})
+	srv := fakegithub.NewServer(fakegithub.Options{})
 	t.Cleanup(srv.Close)
 	tests := []struct {
 		name     string
-		spec     *githubtest.JobSpec
+		spec     *fakegithub.JobSpec
 		jit      func() string
 		wantCode int
 	}{
-		{"success", &githubtest.JobSpec{Labels: []string{"self-hosted"}}, nil, 0},
-		{"failed job", &githubtest.JobSpec{Labels: []string{"self-hosted"}, Fail: true}, nil, devExitJobFailed},
+		{"success", &fakegithub.JobSpec{Labels: []string{"self-hosted"}}, nil, 0},
+		{"failed job", &fakegithub.JobSpec{Labels: []string{"self-hosted"}, Fail: true}, nil, devExitJobFailed},
 		{"not a fake config", nil, func() string { return "bm90IGEgY29uZmln" }, devExitError},
 		{"no config", nil, func() string { return "" }, devExitError},
 	}

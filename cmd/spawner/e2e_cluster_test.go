@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/runner-spawner/runner-spawner/github/githubtest"
+	"github.com/runner-spawner/runner-spawner/dev/fakegithub"
 	"github.com/runner-spawner/runner-spawner/queue/queuetest"
 )
 
@@ -83,7 +83,7 @@ func TestClusterSurvivesFailures(t *testing.T) {
 	}
 	const jobs = 2000
 	cluster := queuetest.StartCluster(t, 3)
-	w := newE2EWorld(t, githubtest.Options{JobDuration: 50 * time.Millisecond, Webhooks: githubtest.WebhookOptions{Workers: 8}})
+	w := newE2EWorld(t, fakegithub.Options{JobDuration: 50 * time.Millisecond, Webhooks: fakegithub.WebhookOptions{Workers: 8}})
 	webLB, webURL := newBalancer(t)
 	bootLB, bootURL := newBalancer(t)
 	flavors := []e2eFlavor{{"small", "small", 25}, {"large", "large", 15}}
@@ -127,7 +127,7 @@ flavors:
 	want := map[int64]string{}
 	for i := range jobs {
 		f := flavors[i%2]
-		j := w.gh.CreateJob(githubtest.JobSpec{Labels: []string{"self-hosted", f.label}})
+		j := w.gh.CreateJob(fakegithub.JobSpec{Labels: []string{"self-hosted", f.label}})
 		want[j.ID] = f.name
 		switch i {
 		case 300:
@@ -225,7 +225,7 @@ func TestRollingRestartOfConsumers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end run")
 	}
-	w := newE2EWorld(t, githubtest.Options{JobDuration: 100 * time.Millisecond})
+	w := newE2EWorld(t, fakegithub.Options{JobDuration: 100 * time.Millisecond})
 	flavors := []e2eFlavor{{"small", "small", 10}}
 	dir := t.TempDir()
 	cfg, webhookURL, bootAddr := w.config(t, dir, flavors, "")
@@ -250,7 +250,7 @@ func TestRollingRestartOfConsumers(t *testing.T) {
 	const jobs = 400
 	restarted := 0
 	for i := range jobs {
-		w.gh.CreateJob(githubtest.JobSpec{Labels: []string{"self-hosted", "small"}})
+		w.gh.CreateJob(fakegithub.JobSpec{Labels: []string{"self-hosted", "small"}})
 		if i > 0 && i%100 == 0 && restarted < len(consumers) {
 			old := consumers[restarted]
 			if err := old.stop(30 * time.Second); err != nil {

@@ -13,9 +13,9 @@ import (
 	"github.com/runner-spawner/runner-spawner/backends/sim"
 	"github.com/runner-spawner/runner-spawner/config"
 	"github.com/runner-spawner/runner-spawner/consumer"
+	"github.com/runner-spawner/runner-spawner/dev/fakegithub"
+	"github.com/runner-spawner/runner-spawner/dev/fakerunner"
 	"github.com/runner-spawner/runner-spawner/fleet"
-	"github.com/runner-spawner/runner-spawner/github/githubtest"
-	"github.com/runner-spawner/runner-spawner/github/githubtest/fakerunner"
 	"github.com/runner-spawner/runner-spawner/queue"
 )
 
@@ -25,12 +25,12 @@ const e2eSecret = "e2e-webhook-secret-0123456789"
 // webhooks and running the runners) and the cloud (simulated instances shared by every
 // spawner process over HTTP, so instances outlive a killed consumer).
 type e2eWorld struct {
-	gh       *githubtest.Server
+	gh       *fakegithub.Server
 	cloud    *sim.Cloud
 	cloudURL string
 }
 
-func newE2EWorld(t *testing.T, ghOpts githubtest.Options) *e2eWorld {
+func newE2EWorld(t *testing.T, ghOpts fakegithub.Options) *e2eWorld {
 	t.Helper()
 	logger := slog.New(slog.DiscardHandler)
 	ghOpts.Token = "ghp_e2e"
@@ -41,7 +41,7 @@ func newE2EWorld(t *testing.T, ghOpts githubtest.Options) *e2eWorld {
 	if ghOpts.RunnerLostAfter == 0 {
 		ghOpts.RunnerLostAfter = 3 * time.Second
 	}
-	gh := githubtest.NewServer(ghOpts)
+	gh := fakegithub.NewServer(ghOpts)
 	t.Cleanup(gh.Close)
 	cloud := sim.NewCloud(sim.CloudOptions{Runner: fakerunner.SimRunner(logger)})
 	t.Cleanup(cloud.Close)
@@ -87,9 +87,9 @@ func TestConsumersEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end run")
 	}
-	w := newE2EWorld(t, githubtest.Options{
+	w := newE2EWorld(t, fakegithub.Options{
 		JobDuration: 150 * time.Millisecond,
-		Webhooks: githubtest.WebhookOptions{Workers: 8, Faults: githubtest.WebhookFaults{
+		Webhooks: fakegithub.WebhookOptions{Workers: 8, Faults: fakegithub.WebhookFaults{
 			DuplicateRate: 0.1, RedeliverRate: 0.05, ReorderRate: 0.1, Seed: 42,
 		}},
 	})
@@ -110,7 +110,7 @@ func TestConsumersEndToEnd(t *testing.T) {
 	start := time.Now()
 	for i := range 300 {
 		f := flavors[i%2]
-		j := w.gh.CreateJob(githubtest.JobSpec{Labels: []string{"self-hosted", "linux", f.label}})
+		j := w.gh.CreateJob(fakegithub.JobSpec{Labels: []string{"self-hosted", "linux", f.label}})
 		want[j.ID] = f.name
 		if rng.IntN(20) == 0 {
 			_ = w.gh.CancelJob(j.ID)
@@ -179,7 +179,7 @@ func (w *e2eWorld) waitAllCompleted(t *testing.T, cfg string, timeout time.Durat
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		var stuck []githubtest.Job
+		var stuck []fakegithub.Job
 		for _, j := range w.gh.Jobs() {
 			if j.Status != "completed" {
 				stuck = append(stuck, j)
@@ -197,7 +197,7 @@ func (w *e2eWorld) waitAllCompleted(t *testing.T, cfg string, timeout time.Durat
 	}
 }
 
-func dumpRecords(t *testing.T, cfgPath string, stuck []githubtest.Job, w *e2eWorld) {
+func dumpRecords(t *testing.T, cfgPath string, stuck []fakegithub.Job, w *e2eWorld) {
 	cfg, err := config.Load(cfgPath, nil)
 	if err != nil {
 		t.Logf("dump: %v", err)

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -17,7 +19,8 @@ import (
 
 	"github.com/runner-spawner/runner-spawner/backends"
 	"github.com/runner-spawner/runner-spawner/backends/lxd"
-	"github.com/runner-spawner/runner-spawner/github/githubtest"
+	"github.com/runner-spawner/runner-spawner/dev/fakegithub"
+	"github.com/runner-spawner/runner-spawner/dev/sandbox"
 	"github.com/runner-spawner/runner-spawner/internal/realservice"
 	"github.com/runner-spawner/runner-spawner/internal/testcert"
 )
@@ -39,7 +42,7 @@ func requireLXD(t *testing.T) (*lxd.Client, string) {
 	if ok, err := c.HasImage(ctx, "tiny"); !ok || err != nil {
 		realservice.LXD.Unavailable(t, "LXD has no image tiny (%v)", err)
 	}
-	bridge, err := bridgeAddress("lxdbr0")
+	bridge, err := sandbox.BridgeAddress("lxdbr0")
 	if err != nil {
 		realservice.LXD.Unavailable(t, "%v", err)
 	}
@@ -76,7 +79,7 @@ func lxdRunnerProfile(t *testing.T) string {
 }
 
 type lxdE2E struct {
-	gh       *githubtest.Server
+	gh       *fakegithub.Server
 	cfg      string
 	webhook  string
 	flavors  []e2eFlavor
@@ -127,7 +130,7 @@ func startLXDE2EWith(t *testing.T, flavors []e2eFlavor, jobDuration time.Duratio
 	t.Helper()
 	client, bridge := requireLXD(t)
 	profile := lxdRunnerProfile(t)
-	gh := githubtest.NewServer(githubtest.Options{
+	gh := fakegithub.NewServer(fakegithub.Options{
 		Addr: net.JoinHostPort(bridge, "0"), Token: "ghp_e2e", WebhookSecret: e2eSecret,
 		JobDuration: jobDuration, RateLimit: 1_000_000, RunnerLostAfter: 10 * time.Second,
 	})
@@ -235,7 +238,7 @@ func TestLXDEndToEnd(t *testing.T) {
 	start := time.Now()
 	for i := range 20 {
 		f := e.flavors[i%2]
-		j := e.gh.CreateJob(githubtest.JobSpec{Labels: []string{"self-hosted", "linux", f.label}})
+		j := e.gh.CreateJob(fakegithub.JobSpec{Labels: []string{"self-hosted", "linux", f.label}})
 		want[j.ID] = f.name
 	}
 	eventually(t, 3*time.Minute, func() error {
@@ -273,7 +276,7 @@ func TestLXDEndToEnd(t *testing.T) {
 func TestLXDEndToEndOverHTTPS(t *testing.T) {
 	e := startLXDE2EWith(t, []e2eFlavor{{"small", "small", 2}}, 500*time.Millisecond, true)
 	for range 4 {
-		e.gh.CreateJob(githubtest.JobSpec{Labels: []string{"self-hosted", "linux", "small"}})
+		e.gh.CreateJob(fakegithub.JobSpec{Labels: []string{"self-hosted", "linux", "small"}})
 	}
 	start := time.Now()
 	eventually(t, 2*time.Minute, func() error {
@@ -350,7 +353,7 @@ func TestLXDLaunchLatency(t *testing.T) {
 		if i%2 == 0 {
 			rawLaunch(i)
 		}
-		j := e.gh.CreateJob(githubtest.JobSpec{Labels: []string{"self-hosted", "small"}})
+		j := e.gh.CreateJob(fakegithub.JobSpec{Labels: []string{"self-hosted", "small"}})
 		var ok time.Time
 		eventually(t, time.Minute, func() error {
 			for _, d := range e.gh.Deliveries() {
@@ -404,4 +407,13 @@ func TestLXDLaunchLatency(t *testing.T) {
 	t.Logf("(a') raw create+start until a process inside runs (user-data calls back): p50 %s p99 %s", a2.Round(time.Millisecond), p(rawInside, .99).Round(time.Millisecond))
 	t.Logf("(b) webhook 2xx → runner running the job in its container (%d jobs, one at a time): p50 %s p99 %s", n, b.Round(time.Millisecond), p(spawned, .99).Round(time.Millisecond))
 	t.Logf("ratio b/a p50 = %.2f; b/a' p50 = %.2f", float64(b)/float64(a1), float64(b)/float64(a2))
+}
+
+// randomHex is n random bytes in hex: unique names for what a test creates in LXD.
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand does not fail on Linux
+	}
+	return hex.EncodeToString(b)
 }

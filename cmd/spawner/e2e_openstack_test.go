@@ -20,7 +20,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
 
 	"github.com/runner-spawner/runner-spawner/bootstrap"
-	"github.com/runner-spawner/runner-spawner/github/githubtest"
+	"github.com/runner-spawner/runner-spawner/dev/fakegithub"
 )
 
 // osFlavor is one flavor of the spawner under test, on the OpenStack backend.
@@ -33,7 +33,7 @@ type osFlavor struct {
 // sending it signed webhooks, and the test watching the cloud and playing the
 // servers' VMs.
 type osRun struct {
-	gh         *githubtest.Server
+	gh         *fakegithub.Server
 	cw         *cloudWatch
 	deployment string
 	cfg        string
@@ -53,7 +53,7 @@ func startOSRun(t *testing.T, watch *gophercloud.ServiceClient, cloud string, al
 	// Registered first, so it runs last: after serve stopped, whatever it left goes.
 	t.Cleanup(func() { deleteOurs(t, watch, r.deployment, allTenants) })
 
-	r.gh = githubtest.NewServer(githubtest.Options{
+	r.gh = fakegithub.NewServer(fakegithub.Options{
 		Token: "ghp_e2e", RateLimit: 1_000_000, WebhookSecret: e2eSecret,
 		JobDuration: 200 * time.Millisecond, RunnerLostAfter: 10 * time.Second,
 	})
@@ -100,7 +100,7 @@ func (r *osRun) createJobs(n int) map[int64]string {
 	want := map[int64]string{}
 	for i := range n {
 		f := r.flavors[i%len(r.flavors)]
-		j := r.gh.CreateJob(githubtest.JobSpec{Labels: []string{"self-hosted", "linux", f.name}})
+		j := r.gh.CreateJob(fakegithub.JobSpec{Labels: []string{"self-hosted", "linux", f.name}})
 		want[j.ID] = f.name
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -206,7 +206,7 @@ func (r *osRun) check(t *testing.T, want map[int64]string, okFault func(string) 
 }
 
 // webhookOK returns, per job, when its first queued delivery got its 2xx.
-func webhookOK(gh *githubtest.Server) map[int64]time.Time {
+func webhookOK(gh *fakegithub.Server) map[int64]time.Time {
 	out := map[int64]time.Time{}
 	for _, d := range gh.Deliveries() {
 		if d.Event != "workflow_job" || d.Action != "queued" || !d.Done || !d.OK() {
@@ -380,7 +380,7 @@ func TestOpenStackBenchCreateToActive(t *testing.T) {
 
 		// The spawner.
 		f := r.flavors[i%len(r.flavors)]
-		j := r.gh.CreateJob(githubtest.JobSpec{Labels: []string{"self-hosted", "linux", f.name}})
+		j := r.gh.CreateJob(fakegithub.JobSpec{Labels: []string{"self-hosted", "linux", f.name}})
 		want[j.ID] = f.name
 		var ok time.Time
 		eventually(t, 15*time.Second, func() error {

@@ -28,8 +28,8 @@ nats: {listen: %s}
 webhook: {listen: %s}
 routing: {default_flavor: k8s}
 flavors:
-  - {name: ubuntu, labels: [ubuntu-latest], max_runners: 2}
-  - {name: k8s, labels: [k8s], max_runners: 2}
+  - {name: ubuntu, labels: [ubuntu-latest], max_runners: 2, backend: sim}
+  - {name: k8s, labels: [k8s], max_runners: 2, backend: sim}
 `, filepath.Join(dir, "state"), nats, web)
 	return writeFile(t, dir, "spawner.yaml", cfg), "http://" + web, nats
 }
@@ -170,7 +170,7 @@ nats: {listen: %s}
 webhook: {listen: %s, secrets_file: %s}
 routing: {default_flavor: k8s}
 flavors:
-  - {name: k8s, labels: [k8s], max_runners: 2}
+  - {name: k8s, labels: [k8s], max_runners: 2, backend: sim}
 `, filepath.Join(dir, "state"), freeAddr(t), web, secrets))
 	out, code := runCmd(t, nil, "config", "check", "--config", cfg, "--roles", "webhook")
 	if code != 0 || !strings.Contains(out, "warning: webhook.secrets_file: "+secrets+" holds a secret and is readable by everyone") {
@@ -220,7 +220,7 @@ webhook: {listen: %s}
 metrics: {%slisten: %s}
 routing: {default_flavor: k8s}
 flavors:
-  - {name: k8s, labels: [k8s], max_runners: 2}
+  - {name: k8s, labels: [k8s], max_runners: 2, backend: sim}
 `, filepath.Join(dir, "state"), freeAddr(t), web, tc.onWebhook, metrics))
 		web2, metrics2 := freeAddr(t), freeAddr(t)
 		procs := []*proc{startProc(t, env, "serve", "--config", cfg, "--roles", "webhook")}

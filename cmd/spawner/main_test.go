@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/runner-spawner/runner-spawner/control"
 	"github.com/runner-spawner/runner-spawner/internal/syncbuf"
 )
 
@@ -169,7 +170,7 @@ func waitSettled(t *testing.T, cfg string, timeout time.Duration) string {
 			return fmt.Errorf("status exit %d: %s%s", code, stdout, errOut)
 		}
 		out = stdout
-		var st statusReport
+		var st control.Report
 		if err := json.Unmarshal([]byte(out), &st); err != nil {
 			return fmt.Errorf("status --json: %w: %s", err, out)
 		}

@@ -15,8 +15,8 @@ import (
 
 	"github.com/runner-spawner/runner-spawner/bootstrap"
 	"github.com/runner-spawner/runner-spawner/control"
+	"github.com/runner-spawner/runner-spawner/dev/fakegithub"
 	"github.com/runner-spawner/runner-spawner/fleet"
-	"github.com/runner-spawner/runner-spawner/github/githubtest"
 	"github.com/runner-spawner/runner-spawner/internal/secret"
 	"github.com/runner-spawner/runner-spawner/internal/testcert"
 	"github.com/runner-spawner/runner-spawner/queue"
@@ -32,7 +32,7 @@ const natsTestPassword = "nats-test-password-0123456789"
 // and send flush commands. Now it is refused at connect. The same steps with the
 // credential succeed, so the attack path the test drives is a real one.
 func TestServeEmbeddedNATSRefusesAnonymousClients(t *testing.T) {
-	w := newE2EWorld(t, githubtest.Options{})
+	w := newE2EWorld(t, fakegithub.Options{})
 	dir := t.TempDir()
 	web, natsAddr, boot := freeAddr(t), freeAddr(t), freeAddr(t)
 	cfg := writeFile(t, dir, "spawner.yaml", fmt.Sprintf(`state_dir: %s
@@ -170,7 +170,7 @@ nats: {listen: %s, token: %s, tls: {ca_file: %s, cert_file: %s, key_file: %s}}
 webhook: {listen: %s, secrets: [%q]}
 routing: {default_flavor: small}
 flavors:
-  - {name: small, labels: [small], max_runners: 2}
+  - {name: small, labels: [small], max_runners: 2, backend: sim}
 `, filepath.Join(dir, "state"), natsAddr, natsTestPassword, cert, cert, key, web, e2eSecret))
 	startProc(t, nil, "serve", "--config", cfg, "--roles", "webhook")
 	waitReady(t, "http://"+web, 30*time.Second)

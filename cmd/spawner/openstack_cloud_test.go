@@ -29,7 +29,7 @@ import (
 	"github.com/runner-spawner/runner-spawner/backends"
 	"github.com/runner-spawner/runner-spawner/backends/sim"
 	"github.com/runner-spawner/runner-spawner/bootstrap"
-	"github.com/runner-spawner/runner-spawner/github/githubtest/fakerunner"
+	"github.com/runner-spawner/runner-spawner/dev/fakerunner"
 	"github.com/runner-spawner/runner-spawner/internal/realservice"
 )
 

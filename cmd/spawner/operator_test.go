@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/runner-spawner/runner-spawner/github/githubtest"
+	"github.com/runner-spawner/runner-spawner/dev/fakegithub"
 )
 
 // TestOperatorCommands runs the operator commands against a serve the way an operator
@@ -15,14 +15,14 @@ import (
 // dead-letters list, status with the janitor; and flush and reconcile with no janitor
 // answering exit non-zero.
 func TestOperatorCommands(t *testing.T) {
-	w := newE2EWorld(t, githubtest.Options{JobDuration: 100 * time.Millisecond})
+	w := newE2EWorld(t, fakegithub.Options{JobDuration: 100 * time.Millisecond})
 	dir := t.TempDir()
 	cfg, webhookURL, _ := w.config(t, dir, []e2eFlavor{{"small", "small", 3}}, "")
 	serve := startProc(t, nil, "serve", "--config", cfg)
 	waitReady(t, strings.TrimSuffix(webhookURL, "/webhook"), 30*time.Second)
 	w.gh.SetWebhookTarget(webhookURL, e2eSecret)
 	for range 4 {
-		w.gh.CreateJob(githubtest.JobSpec{Labels: []string{"self-hosted", "small"}})
+		w.gh.CreateJob(fakegithub.JobSpec{Labels: []string{"self-hosted", "small"}})
 	}
 	w.waitAllCompleted(t, cfg, time.Minute)
 

@@ -4,14 +4,12 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"log/slog"
+	"io"
 	"net"
 	"net/http"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/runner-spawner/runner-spawner/config"
 	"github.com/runner-spawner/runner-spawner/internal/secret"
@@ -27,7 +25,7 @@ func TestWebhookServerHonoursReadTimeout(t *testing.T) {
 	cfg.Webhook.Listen = "127.0.0.1:0"
 	cfg.Webhook.ReadTimeout = 300 * time.Millisecond
 	cfg.Webhook.Secrets = []secret.Value{secret.New("read-timeout-test-secret-0123")}
-	a := &app{cfg: cfg, logger: slog.New(slog.DiscardHandler), reg: prometheus.NewRegistry()}
+	a := newApp(cfg, io.Discard)
 	conn := queuetest.Start(t).Connect(t, queue.Options{})
 	srv, err := a.webhookServer(conn)
 	if err != nil {

@@ -9,42 +9,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/runner-spawner/runner-spawner/control"
-	"github.com/runner-spawner/runner-spawner/fleet"
 	"github.com/runner-spawner/runner-spawner/internal/secret"
 	"github.com/runner-spawner/runner-spawner/internal/untrusted"
 	"github.com/runner-spawner/runner-spawner/queue"
 )
-
-// statusReport is what `spawner status --json` prints. Fields are added, never
-// renamed: scripts and monitoring parse it.
-type statusReport struct {
-	Flavors     []flavorStatus        `json:"flavors"`
-	Janitor     control.JanitorStatus `json:"janitor"`
-	GitHub      *control.Budget       `json:"github_budget,omitempty"`
-	DeadLetters uint64                `json:"dead_letters"`
-	Stream      queue.StreamHealth    `json:"stream"`
-	NATS        natsStatus            `json:"nats"`
-}
-
-type flavorStatus struct {
-	Name string `json:"name"`
-	// Pending is the number of job events stored and not yet consumed.
-	Pending  uint64            `json:"pending"`
-	ByAction map[string]uint64 `json:"pending_by_action"`
-	// Queued is the number of jobs waiting for a runner to take them.
-	Queued int `json:"queued"`
-	// Runners counts runner records by state.
-	Runners    map[string]int `json:"runners"`
-	MaxRunners int            `json:"max_runners"`
-	// SlotsInUse is the capacity held now (live runners and instances being deleted).
-	SlotsInUse int  `json:"slots_in_use"`
-	Paused     bool `json:"paused,omitempty"`
-}
-
-type natsStatus struct {
-	URL       string `json:"url"`
-	Connected bool   `json:"connected"`
-}
 
 func statusCommand(g *globalFlags) *cobra.Command {
 	var asJSON bool
@@ -75,66 +43,23 @@ func statusCommand(g *globalFlags) *cobra.Command {
 	return cmd
 }
 
-func (a *app) status(ctx context.Context, conn *queue.Conn) (*statusReport, error) {
-	backlog, health, err := conn.JobBacklog(ctx)
-	if err != nil {
-		return nil, err
-	}
-	rep := &statusReport{Stream: health, NATS: natsStatus{URL: secret.RedactURL(a.natsURL()), Connected: conn.Connected()}}
+func (a *app) status(ctx context.Context, conn *queue.Conn) (*control.Report, error) {
 	st, err := conn.State(ctx)
 	if err != nil {
 		return nil, err
 	}
-	fl, err := fleet.Open(ctx, conn, a.logger)
+	fl, err := a.asm.Fleet(ctx, conn)
 	if err != nil {
 		return nil, err
 	}
-	jobs, err := fl.Jobs(ctx)
-	if err != nil {
-		return nil, err
+	limits := make([]control.FlavorLimit, len(a.cfg.Flavors))
+	for i, f := range a.cfg.Flavors {
+		limits[i] = control.FlavorLimit{Name: f.Name, MaxRunners: f.MaxRunners}
 	}
-	runners, err := fl.Runners(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if rep.DeadLetters, err = conn.DeadLetterCount(ctx); err != nil {
-		return nil, err
-	}
-	snap, err := control.Snapshot(ctx, st, fl)
-	if err != nil {
-		return nil, err
-	}
-	rep.Janitor = snap.Janitor
-	if lr := snap.Janitor.LastReconcile; lr != nil {
-		rep.GitHub = lr.GitHubBudget
-	}
-	for _, f := range a.cfg.Flavors {
-		fs := flavorStatus{Name: f.Name, ByAction: map[string]uint64{}, Runners: map[string]int{}, MaxRunners: f.MaxRunners}
-		if b := backlog[f.Name]; b != nil {
-			fs.Pending, fs.ByAction = b.Pending, b.ByAction
-		}
-		for _, j := range jobs {
-			if j.Flavor == f.Name && j.State == fleet.JobQueued && !j.Gone && !j.DeadLettered {
-				fs.Queued++
-			}
-		}
-		for _, r := range runners {
-			if r.Flavor == f.Name {
-				fs.Runners[string(r.State)]++
-			}
-		}
-		capRec, err := fl.Capacity(ctx, f.Name)
-		if err != nil {
-			return nil, err
-		}
-		fs.SlotsInUse = len(capRec.Slots)
-		fs.Paused = time.Now().Before(capRec.PausedUntil)
-		rep.Flavors = append(rep.Flavors, fs)
-	}
-	return rep, nil
+	return control.BuildReport(ctx, conn, st, fl, limits, secret.RedactURL(a.asm.NATSURL()))
 }
 
-func printStatus(w io.Writer, rep *statusReport) error {
+func printStatus(w io.Writer, rep *control.Report) error {
 	tw := newTable(w, "FLAVOR", "QUEUED JOBS", "SLOTS", "CREATING", "BOOTING", "IDLE", "BUSY", "EVENTS PENDING", "PAUSED")
 	for _, f := range rep.Flavors {
 		tw.row(f.Name, f.Queued, fmt.Sprintf("%d/%d", f.SlotsInUse, f.MaxRunners),

@@ -1,10 +1,18 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/runner-spawner/runner-spawner/fleet"
+	"github.com/runner-spawner/runner-spawner/queue"
 
 	"github.com/runner-spawner/runner-spawner/internal/untrusted"
 )
@@ -38,3 +46,24 @@ func (t *table) row(cells ...any) {
 }
 
 func (t *table) flush() error { return t.tw.Flush() }
+
+// withState connects an operator command to NATS and the KV state.
+func withState(cmd *cobra.Command, g *globalFlags, fn func(ctx context.Context, a *app, conn *queue.Conn, fl *fleet.Fleet) error) error {
+	a, err := loadCLI(g, cmd.ErrOrStderr())
+	if err != nil {
+		return err
+	}
+	return a.operate(cmd.Context(), cmd.CommandPath(), time.Minute, 15*time.Second, func(ctx context.Context, conn *queue.Conn) error {
+		fl, err := a.asm.Fleet(ctx, conn)
+		if err != nil {
+			return err
+		}
+		return fn(ctx, a, conn, fl)
+	})
+}
+
+func printJSON(cmd *cobra.Command, v any) error {
+	enc := json.NewEncoder(cmd.OutOrStdout())
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -54,8 +54,8 @@ func TestTableCellsAreEscaped(t *testing.T) {
 func TestStatusEscapesTheJanitorName(t *testing.T) {
 	for _, s := range hostile {
 		var buf bytes.Buffer
-		rep := &statusReport{
-			Flavors: []flavorStatus{{Name: "ubuntu", Runners: map[string]int{}}},
+		rep := &control.Report{
+			Flavors: []control.FlavorReport{{Name: "ubuntu", Runners: map[string]int{}}},
 			Janitor: control.JanitorStatus{Active: s},
 		}
 		if err := printStatus(&buf, rep); err != nil {

@@ -4,14 +4,11 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"maps"
 	"os"
-	"slices"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/runner-spawner/runner-spawner/fleet"
 	"github.com/runner-spawner/runner-spawner/github"
 	"github.com/runner-spawner/runner-spawner/janitor"
 	"github.com/runner-spawner/runner-spawner/queue"
@@ -42,27 +39,18 @@ func (s *System) JanitorOptions(t testing.TB, id string) janitor.Options {
 		}
 		return nil
 	})
-	st, err := conn.State(t.Context())
+	opts, err := s.asm.JanitorOptions(t.Context(), conn, id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fl, err := fleet.Open(t.Context(), conn, nil)
-	if err != nil {
-		t.Fatal(err)
+	opts.Interval, opts.FlushWait, opts.FlushWaitAttempts = 200*time.Millisecond, 200*time.Millisecond, 3
+	opts.SweepInterval, opts.SweepLookback = 300*time.Millisecond, time.Hour
+	for i := range opts.Flavors {
+		opts.Flavors[i].BootTimeout, opts.Flavors[i].IdleTTL = 10*time.Second, time.Second
 	}
-	var flavors []janitor.Flavor
-	for _, name := range slices.Sorted(maps.Keys(s.Backends)) {
-		flavors = append(flavors, janitor.Flavor{
-			Name: name, Backend: s.Backends[name], BackendName: "sim",
-			BootTimeout: 10 * time.Second, IdleTTL: time.Second,
-		})
-	}
-	return janitor.Options{
-		Conn: conn, State: st, Fleet: fl, GitHub: s.Client, Flavors: flavors, DeploymentID: Deployment, ID: id,
-		Interval: 200 * time.Millisecond, FlushWait: 200 * time.Millisecond, FlushWaitAttempts: 3,
-		SweepInterval: 300 * time.Millisecond, SweepLookback: time.Hour,
-		Logger: testLogger(t),
-	}
+	// Several janitors of one system register no metrics: their names would clash.
+	opts.Logger, opts.Registerer = testLogger(t), nil
+	return opts
 }
 
 // RunningJanitor is a janitor running in the test; it stops in t.Cleanup.

@@ -1,5 +1,6 @@
 // Package systemtest assembles the whole spawner in one test process from its real
-// parts: the embedded NATS server, the fake GitHub (which sends real signed webhooks
+// parts, through the same assembler (internal/assemble) and config parser as the
+// binary: the embedded NATS server, the fake GitHub (which sends real signed webhooks
 // and plays the runners), the GitHub client, the webhook receiver, the bootstrap
 // endpoint, the simulated backend and the consumers. Tests drive it through the fake
 // GitHub and check the records, the fake's jobs and the simulated cloud.
@@ -23,16 +24,15 @@ import (
 	"github.com/runner-spawner/runner-spawner/backends"
 	"github.com/runner-spawner/runner-spawner/backends/sim"
 	"github.com/runner-spawner/runner-spawner/bootstrap"
+	"github.com/runner-spawner/runner-spawner/config"
 	"github.com/runner-spawner/runner-spawner/consumer"
+	"github.com/runner-spawner/runner-spawner/dev/fakegithub"
+	"github.com/runner-spawner/runner-spawner/dev/fakerunner"
 	"github.com/runner-spawner/runner-spawner/fleet"
 	"github.com/runner-spawner/runner-spawner/github"
-	"github.com/runner-spawner/runner-spawner/github/githubtest"
-	"github.com/runner-spawner/runner-spawner/github/githubtest/fakerunner"
-	"github.com/runner-spawner/runner-spawner/internal/mint"
-	"github.com/runner-spawner/runner-spawner/internal/secret"
+	"github.com/runner-spawner/runner-spawner/internal/assemble"
 	"github.com/runner-spawner/runner-spawner/queue"
 	"github.com/runner-spawner/runner-spawner/queue/queuetest"
-	"github.com/runner-spawner/runner-spawner/webhook"
 )
 
 // Secret is the webhook secret between the fake GitHub and the receiver.
@@ -56,7 +56,7 @@ type Options struct {
 	DefaultFlavor string
 	Workers       int
 	// GitHub tunes the fake.
-	GitHub githubtest.Options
+	GitHub fakegithub.Options
 	// Consumer edits the consumer options before it starts.
 	Consumer func(*consumer.Options)
 	// Logger for every part (nil: errors only, to the test log on failure).
@@ -65,7 +65,7 @@ type Options struct {
 
 // System is the running spawner.
 type System struct {
-	GH     *githubtest.Server
+	GH     *fakegithub.Server
 	Client *github.Client
 	NATS   *queuetest.Server
 	Conn   *queue.Conn
@@ -79,6 +79,7 @@ type System struct {
 	Consumer     *consumer.Consumer
 	Bootstrap    string // bootstrap base URL
 	Webhook      string // webhook URL
+	asm          *assemble.Assembly
 	cancel       context.CancelFunc
 	done         chan error
 }
@@ -94,7 +95,7 @@ func Start(t testing.TB, opts Options) *System {
 		}
 		logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
 	}
-	s := &System{done: make(chan error, 1), Backends: map[string]backends.Backend{}}
+	s := &System{done: make(chan error, 1)}
 	s.NATS = queuetest.Start(t)
 	s.Conn = s.NATS.Connect(t, queue.Options{Name: "systemtest"})
 	st, err := s.Conn.State(t.Context())
@@ -114,66 +115,55 @@ func Start(t testing.TB, opts Options) *System {
 	if ghOpts.RunnerLostAfter == 0 {
 		ghOpts.RunnerLostAfter = 3 * time.Second
 	}
-	s.GH = githubtest.NewServer(ghOpts)
+	s.GH = fakegithub.NewServer(ghOpts)
 	t.Cleanup(s.GH.Close)
-	s.Client, err = github.New(github.Options{BaseURL: s.GH.URL(), Path: "octo-org", Token: secret.New("ghp_systemtest"), RatePerHour: 1_000_000, Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-
 	s.Cloud = sim.NewCloud(sim.CloudOptions{Runner: fakerunner.SimRunner(logger), Logger: logger})
 
-	var flavors []consumer.Flavor
-	var rows []webhook.FlavorLabels
-	labels := map[string][]string{}
-	for _, f := range opts.Flavors {
-		rows = append(rows, webhook.FlavorLabels{Name: f.Name, Labels: f.Labels})
-		labels[f.Name] = append([]string{"self-hosted", "linux"}, f.Labels...)
-		b := s.Cloud.Backend(sim.BackendOptions{DeploymentID: Deployment, Flavor: f.Name, BootTime: f.BootTime, BootJitter: f.BootJitter})
-		s.Backends[f.Name] = b
-		flavors = append(flavors, consumer.Flavor{
-			Name: f.Name, MaxRunners: f.MaxRunners, BackendName: "sim", BootTimeout: time.Minute, Backend: b,
-			Runner: bootstrap.RunnerSettings{Command: "run.sh", PowerOff: true},
-		})
+	// The webhook receiver and the bootstrap endpoint share one test server. Its
+	// address is known before it serves: the consumer is built with the bootstrap URL,
+	// then the endpoint with the consumer's Finished.
+	hs := httptest.NewUnstartedServer(nil)
+	t.Cleanup(hs.Close)
+	s.Bootstrap = "http://" + hs.Listener.Addr().String()
+	s.Webhook = s.Bootstrap + "/webhook"
+	cfg, err := config.Parse([]byte(s.config(t, opts)), nil)
+	if err != nil {
+		t.Fatalf("systemtest config: %v", err)
 	}
-	s.RunnerLabels = labels
-
-	// The HTTP side: webhook receiver and bootstrap endpoint on one test server.
-	wh, err := webhook.New(webhook.Options{
-		Secrets: []secret.Value{secret.New(Secret)}, Publisher: s.Conn, Logger: logger,
-		Router: webhook.NewRouter(rows, opts.DefaultFlavor, []string{"self-hosted", "linux"}, webhook.MatchSubset),
+	s.asm = assemble.New(assemble.Options{
+		Config: cfg, Logger: logger, SimCloud: s.Cloud, EditConsumer: opts.Consumer,
 	})
+	t.Cleanup(s.asm.Close)
+	if s.Client, err = s.asm.GitHub(); err != nil {
+		t.Fatal(err)
+	}
+	if s.Backends, err = s.asm.Backends(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	s.RunnerLabels = map[string][]string{}
+	for _, f := range cfg.Flavors {
+		s.RunnerLabels[f.Name] = s.asm.RunnerLabels(f)
+	}
+	wh, err := s.asm.Webhook(s.Conn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cons *consumer.Consumer
-	bs := bootstrap.NewServer(bootstrap.Options{
-		Fleet: s.Fleet, Minter: mint.Minter{Client: s.Client}, Logger: logger,
-		Labels:   func(f string) ([]string, bool) { l, ok := labels[f]; return l, ok },
-		Finished: func(name string) { cons.Finished(name) },
-	})
-	r := chi.NewRouter()
-	r.Post("/webhook", wh.ServeHTTP)
-	r.Mount(bootstrap.PathPrefix, bs.Routes())
-	hs := httptest.NewServer(r)
-	t.Cleanup(hs.Close)
-	s.Webhook, s.Bootstrap = hs.URL+"/webhook", hs.URL
-	s.GH.SetWebhookTarget(s.Webhook, Secret)
-
-	copts := consumer.Options{
-		Conn: s.Conn, Fleet: s.Fleet, GitHub: s.Client, Flavors: flavors, DeploymentID: Deployment,
-		BootstrapURL: s.Bootstrap, Workers: opts.Workers, Logger: logger,
-		CapacityRetry: 500 * time.Millisecond, CapacityWait: 2 * time.Second,
-		BackoffInitial: 100 * time.Millisecond, BackoffMax: time.Second, AckWait: 10 * time.Second,
-	}
-	if opts.Consumer != nil {
-		opts.Consumer(&copts)
-	}
-	cons, err = consumer.New(copts)
+	cons, err := s.asm.Consumer(t.Context(), s.Conn, s.Fleet, s.Bootstrap)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.Consumer = cons
+	bs, err := s.asm.Bootstrap(s.Fleet, cons.Finished)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := chi.NewRouter()
+	r.Post("/webhook", wh.ServeHTTP)
+	r.Mount(bootstrap.PathPrefix, bs)
+	hs.Config.Handler = r
+	hs.Start()
+	s.GH.SetWebhookTarget(s.Webhook, Secret)
+
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	go func() { s.done <- cons.Run(ctx) }()
@@ -182,6 +172,32 @@ func Start(t testing.TB, opts Options) *System {
 		s.Cloud.Close()
 	})
 	return s
+}
+
+// config is the system's config file: what an operator would write for it, with
+// the short timings tests need. It goes through config.Parse and the assembler like
+// any other.
+func (s *System) config(t testing.TB, opts Options) string {
+	workers := opts.Workers
+	if workers == 0 {
+		workers = 4
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, `deployment_id: %s
+state_dir: %s
+nats: {url: %q}
+github: {url: %q, path: octo-org, token: ghp_systemtest, rate_per_hour: 1000000}
+webhook: {secrets: [%q]}
+routing: {default_flavor: %q, ignored_labels: [self-hosted, linux], match: subset}
+consumer: {workers: %d, capacity_retry: 500ms, capacity_wait: 2s, backoff_initial: 100ms, backoff_max: 1s, ack_wait: 10s}
+bootstrap: {url: %q}
+flavors:
+`, Deployment, t.TempDir(), s.NATS.URL(), s.GH.URL(), Secret, opts.DefaultFlavor, workers, s.Bootstrap)
+	for _, f := range opts.Flavors {
+		fmt.Fprintf(&b, "  - {name: %s, labels: [%s], max_runners: %d, backend: sim, sim: {boot_time: %s, boot_jitter: %s}, runner: {command: run.sh, boot_timeout: 1m}}\n",
+			f.Name, strings.Join(f.Labels, ", "), f.MaxRunners, f.BootTime, f.BootJitter)
+	}
+	return b.String()
 }
 
 // Stop stops the consumer (idempotent) and fails the test if it returned an error.

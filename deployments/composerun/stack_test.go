@@ -138,7 +138,7 @@ func queueJobs(ctx context.Context, labels []string, count int) ([]ghJob, error)
 	return jobs, doJSON(req, http.StatusCreated, &jobs)
 }
 
-// TestComposeStack: 500 jobs (4 small to 1 large) through the balancer, 5 a second,
+// TestComposeStack: 500 jobs (3 small to 1 large) through the balancer, 8 a second,
 // while a NATS node is killed and started again, a consumer is killed and the active
 // janitor is killed. Every job must succeed on a runner of its flavor, no flavor may
 // have more instances at once than max_runners, and at the end nothing may be left:
@@ -189,7 +189,7 @@ func TestComposeStack(t *testing.T) {
 		t.Fatalf("spawner status: flavors %v, want small and large", maxRunners)
 	}
 
-	// The load: every second 4 small jobs and 1 large one, so the webhooks keep coming
+	// The load: every second 6 small jobs and 2 large ones, so the webhooks keep coming
 	// while the containers are killed.
 	want := map[int64]string{}
 	var wantMu sync.Mutex
@@ -203,7 +203,7 @@ func TestComposeStack(t *testing.T) {
 			for _, f := range []struct {
 				flavor string
 				n      int
-			}{{"small", 4}, {"large", 1}} {
+			}{{"small", 6}, {"large", 2}} {
 				n := min(f.n, total-sent)
 				if n == 0 {
 					continue

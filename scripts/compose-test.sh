@@ -116,6 +116,13 @@ remove_docker_chains() {
   done
   # dockerd set FORWARD's policy to DROP: a host with no Docker forwards as it did before.
   if [ -f "$CACHE/forward-policy" ]; then iptables -w -P FORWARD "$(cat "$CACHE/forward-policy")"; fi
+  # iptables-nft leaves its tables behind, empty: drop them when nothing else uses them
+  # (no rule, every policy ACCEPT).
+  if iptables -V 2>/dev/null | grep -q nf_tables && command -v nft >/dev/null; then
+    for t in filter nat; do
+      if [ -z "$(iptables -w -t "$t" -S | grep -v -E '^-P [A-Z]+ ACCEPT$')" ]; then nft delete table ip "$t" 2>/dev/null || true; fi
+    done
+  fi
 }
 
 # ---------------------------------------------------------------- daemon
@@ -360,6 +367,7 @@ case "$ACTION" in
       remove_docker_chains
     fi
     rm -f "$PLUGIN_DIR/docker-compose"
+    rmdir -p "$PLUGIN_DIR" 2>/dev/null || true
     rm -rf "$CACHE" "$LOGDIR"
     log "purged: the stack, the images, the build cache, dockerd's state, the DOCKER-USER rules, the compose plugin, $CACHE (packages kept)" ;;
   *) echo "usage: $0 [run|up|stop|status|purge]" >&2; exit 2 ;;

@@ -48,7 +48,7 @@ COMPILE=$!
 
 STOP_DOCKER=0
 if [ "${SPAWNER_TEST_NO_SERVICES:-0}" != 1 ]; then
-  # Docker, the compose plugin and the stack's images: mostly compiling (about 6 minutes
+  # Docker, the compose plugin and the stack's images: mostly compiling (6 to 10 minutes
   # of it on a fresh machine, seconds once cached), so it overlaps the setups, which wait
   # on apt and dpkg. A dockerd started here is stopped when this run ends.
   docker version >/dev/null 2>&1 || STOP_DOCKER=1

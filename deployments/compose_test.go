@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -571,5 +572,59 @@ func TestComposeFileTypoFails(t *testing.T) {
 	}, func(o *loader.Options) { o.SetProjectName("typo", true); o.Profiles = []string{"*"} })
 	if err == nil {
 		t.Error("compose-go accepted a misspelt key (healthchek)")
+	}
+}
+
+const noRegistryFile = "deployments/compose/no-registry.yml"
+
+// TestComposeNoRegistry: the override for a host with no registry changes only the
+// images of NATS and the balancer, to the tags scripts/compose-test.sh builds (NATS at
+// the embedded server's exact version), and never pulls them; every other service and
+// every health check stays as docker-compose.yml has it.
+func TestComposeNoRegistry(t *testing.T) {
+	base := loadCompose(t, nil)
+	p, err := loader.LoadWithContext(t.Context(), types.ConfigDetails{
+		WorkingDir:  repoRoot,
+		ConfigFiles: []types.ConfigFile{{Filename: repoPath(composeFile)}, {Filename: repoPath(noRegistryFile)}},
+	}, func(o *loader.Options) {
+		o.SetProjectName("runner-spawner", true)
+		o.Profiles = []string{"*"}
+	})
+	if err != nil {
+		t.Fatalf("%s + %s: %v", composeFile, noRegistryFile, err)
+	}
+	natsImage := "runner-spawner/nats-server:" + strings.TrimPrefix(goModVersion(t, "github.com/nats-io/nats-server/v2"), "v")
+	for name, s := range p.Services {
+		b := base.Services[name]
+		want := b.Image
+		switch {
+		case strings.HasPrefix(name, "nats-"):
+			want = natsImage
+		case name == "proxy":
+			if !regexp.MustCompile(`^runner-spawner/caddy:2\.\d+\.\d+$`).MatchString(s.Image) {
+				t.Errorf("%s: proxy image %q, want runner-spawner/caddy:2.MINOR.PATCH (a Caddy release on the module proxy)", noRegistryFile, s.Image)
+			}
+			want = s.Image
+		}
+		if s.Image != want {
+			t.Errorf("%s: %s runs %q, want %q", noRegistryFile, name, s.Image, want)
+		}
+		if s.Image != b.Image && s.PullPolicy != types.PullPolicyNever {
+			t.Errorf("%s: %s: pull_policy %q, want never (the image is built here)", noRegistryFile, name, s.PullPolicy)
+		}
+		// The images carry busybox's wget, so the health checks are docker-compose.yml's.
+		if !reflect.DeepEqual(s.HealthCheck, b.HealthCheck) || !reflect.DeepEqual(s.Command, b.Command) ||
+			!reflect.DeepEqual(s.Volumes, b.Volumes) || !reflect.DeepEqual(s.Environment, b.Environment) {
+			t.Errorf("%s changes more of %s than its image", noRegistryFile, name)
+		}
+	}
+	script := string(readRepoFile(t, "scripts/compose-test.sh"))
+	for _, repo := range []string{"runner-spawner/nats-server", "runner-spawner/caddy"} {
+		if !strings.Contains(script, "image_tag "+repo+")") {
+			t.Errorf("scripts/compose-test.sh does not build %s at the tag %s names", repo, noRegistryFile)
+		}
+	}
+	if !strings.Contains(script, "OVERRIDE="+noRegistryFile) {
+		t.Errorf("scripts/compose-test.sh does not read %s", noRegistryFile)
 	}
 }

@@ -132,24 +132,58 @@ func TestDockerfile(t *testing.T) {
 		}
 		copied = m[3]
 	}
-	if path.Dir(copied) != "/usr/local/bin" || path.Base(copied) != "spawner" {
-		t.Errorf("Dockerfile: the binary goes to %q, want /usr/local/bin/spawner (on distroless's PATH, as ENTRYPOINT and the healthchecks call it)", copied)
+	checkRuntimeStage(t, "final", copied, text(final, "USER"), text(final, "ENTRYPOINT"), text(final, "EXPOSE"))
+
+	// The target "prebuilt": the same image around a binary built on the host, FROM
+	// scratch (no registry), with the CA bundle; nothing of it may come from a stage that
+	// needs a registry.
+	i := slices.IndexFunc(stages, func(st *stage) bool { return st.name == "prebuilt" })
+	if i < 0 {
+		t.Fatal("Dockerfile: no stage \"prebuilt\" (for hosts without a registry: scripts/compose-test.sh builds it)")
 	}
-	users := text(final, "USER")
+	pre := stages[i]
+	if pre.image != "scratch" || i == len(stages)-1 {
+		t.Errorf("Dockerfile: prebuilt is FROM %s (want scratch), and must not be the last (default) stage", pre.image)
+	}
+	copied = ""
+	var copies []string
+	for _, c := range text(pre, "COPY") {
+		if strings.HasPrefix(c, "--from") {
+			t.Errorf("Dockerfile: prebuilt copies from another stage: %q", c)
+		}
+		f := strings.Fields(c)
+		copies = append(copies, f[0])
+		if f[0] == "spawner" {
+			copied = f[len(f)-1]
+		}
+	}
+	if !slices.Contains(copies, "ca-certificates.crt") {
+		t.Errorf("Dockerfile: prebuilt has no CA bundle (GitHub and OpenStack over TLS)")
+	}
+	checkRuntimeStage(t, "prebuilt", copied, text(pre, "USER"), text(pre, "ENTRYPOINT"), text(pre, "EXPOSE"))
+}
+
+// checkRuntimeStage: a stage that runs the spawner has it at /usr/local/bin/spawner,
+// runs it as a non-root user, and exposes the roles' ports.
+func checkRuntimeStage(t *testing.T, name, copied string, users, entries, exposes []string) {
+	t.Helper()
+	if path.Dir(copied) != "/usr/local/bin" || path.Base(copied) != "spawner" {
+		t.Errorf("Dockerfile: %s: the binary goes to %q, want /usr/local/bin/spawner (on PATH, as ENTRYPOINT and the healthchecks call it)", name, copied)
+	}
 	if len(users) != 1 || strings.HasPrefix(users[0], "0") || strings.HasPrefix(users[0], "root") {
-		t.Errorf("Dockerfile: final USER %q, want a non-root user", users)
+		t.Errorf("Dockerfile: %s: USER %q, want a non-root user", name, users)
 	}
 	var entry []string
-	if e := text(final, "ENTRYPOINT"); len(e) != 1 || json.Unmarshal([]byte(e[0]), &entry) != nil || !slices.Equal(entry, []string{"spawner"}) {
-		t.Errorf(`Dockerfile: ENTRYPOINT %q, want ["spawner"] (exec form)`, e)
+	if len(entries) != 1 || json.Unmarshal([]byte(entries[0]), &entry) != nil || !slices.Equal(entry, []string{"spawner"}) {
+		t.Errorf(`Dockerfile: %s: ENTRYPOINT %q, want ["spawner"] (exec form)`, name, entries)
 	}
 	var exposed []string
-	for _, e := range text(final, "EXPOSE") {
+	for _, e := range exposes {
 		exposed = append(exposed, strings.Fields(e)...)
 	}
 	for _, p := range []string{"8080", "8081", "9090"} {
 		if !slices.Contains(exposed, p) {
-			t.Errorf("Dockerfile: EXPOSE lacks %s (webhook, bootstrap, metrics)", p)
+			t.Errorf("Dockerfile: %s: EXPOSE lacks %s (webhook, bootstrap, metrics)", name, p)
 		}
 	}
 }

@@ -67,6 +67,8 @@ type Stats struct {
 	Deleted int
 	// MaxLive is, per flavor, the most instances that existed at the same moment.
 	MaxLive map[string]int
+	// Live is, per flavor, the instances that exist now.
+	Live map[string]int
 	// PeakNames are, per flavor, the instances that existed when MaxLive was reached.
 	PeakNames map[string][]string
 	// CreateCalls counts every Create, with the time it arrived (for latency
@@ -152,6 +154,7 @@ func (c *Cloud) Stats() Stats {
 	defer c.mu.Unlock()
 	s := c.stats
 	s.MaxLive = maps.Clone(c.stats.MaxLive)
+	s.Live = maps.Clone(c.live)
 	s.PeakNames = maps.Clone(c.stats.PeakNames)
 	s.CreateCalls = maps.Clone(c.stats.CreateCalls)
 	s.RunnerStarted = maps.Clone(c.stats.RunnerStarted)

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -334,6 +335,7 @@ func devSimCloudCommand() *cobra.Command {
 			defer cloud.Close()
 			mux := http.NewServeMux()
 			mux.Handle("/", cloud.Handler())
+			mux.Handle("GET /_sim/stats", simStatsHandler(cloud))
 			srv, err := httpserve.Listen("sim-cloud", listen, mux, logger)
 			if err != nil {
 				return err
@@ -358,4 +360,35 @@ func runSandbox(ctx context.Context, sf *sandboxFlags, stdout, stderr io.Writer)
 			return newApp(cfg, stderr).serve(ctx, map[string]bool{"webhook": true, "consumer": true, "janitor": true})
 		},
 	})
+}
+
+// simStats is what GET /_sim/stats answers: the counters a load test of a deployment
+// checks capacity and leftovers with, as the cloud itself counted them.
+type simStats struct {
+	Created int `json:"created"`
+	Deleted int `json:"deleted"`
+	// Live and MaxLive count instances per flavor: now, and at most at one moment.
+	Live    map[string]int `json:"live"`
+	MaxLive map[string]int `json:"max_live"`
+	// Instances are those that exist now, of every deployment.
+	Instances []simInstance `json:"instances"`
+}
+
+type simInstance struct {
+	Name   string `json:"name"`
+	Flavor string `json:"flavor"`
+	State  string `json:"state"`
+}
+
+func simStatsHandler(cloud *sim.Cloud) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		st := cloud.Stats()
+		out := simStats{Created: st.Created, Deleted: st.Deleted, Live: st.Live, MaxLive: st.MaxLive, Instances: []simInstance{}}
+		for _, in := range cloud.All() {
+			out.Instances = append(out.Instances, simInstance{Name: in.Name, Flavor: in.Flavor, State: string(in.State)})
+		}
+		w.Header().Set("Content-Type", "application/json")
+		// An encode error is a client gone away: nothing left to answer.
+		_ = json.NewEncoder(w).Encode(out)
+	}
 }

@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/runner-spawner/runner-spawner/backends"
+	"github.com/runner-spawner/runner-spawner/backends/sim"
 	"github.com/runner-spawner/runner-spawner/dev/fakegithub"
 	"github.com/runner-spawner/runner-spawner/internal/syncbuf"
 )
@@ -122,5 +125,31 @@ func TestDevRunnerExitCodes(t *testing.T) {
 				t.Errorf("exit code %d (%v), want %d\n%s", code, err, tt.wantCode, out.String())
 			}
 		})
+	}
+}
+
+// TestSimStats: the sim-cloud's counters, as a load test of the compose stack reads them.
+func TestSimStats(t *testing.T) {
+	cloud := sim.NewCloud(sim.CloudOptions{})
+	t.Cleanup(cloud.Close)
+	b := cloud.Backend(sim.BackendOptions{DeploymentID: "d", Flavor: "small"})
+	if _, err := b.Create(t.Context(), backends.InstanceSpec{Name: "d-small-1-0", Flavor: "small"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Create(t.Context(), backends.InstanceSpec{Name: "d-small-2-0", Flavor: "small"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Delete(t.Context(), "d-small-1-0"); err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	simStatsHandler(cloud).ServeHTTP(rec, httptest.NewRequest("GET", "/_sim/stats", nil))
+	var got simStats
+	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
+		t.Fatalf("%v: %s", err, rec.Body)
+	}
+	if got.Created != 2 || got.Deleted != 1 || got.Live["small"] != 1 || got.MaxLive["small"] != 2 ||
+		len(got.Instances) != 1 || got.Instances[0].Name != "d-small-2-0" || got.Instances[0].Flavor != "small" {
+		t.Errorf("stats %+v", got)
 	}
 }

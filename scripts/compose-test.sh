@@ -303,8 +303,8 @@ run_test() {
 
   log "TestComposeStack: $JOBS jobs through the balancer, kills of a NATS node, a consumer and the active janitor"
   set +e
-  SPAWNER_COMPOSE_DIR=$PWD SPAWNER_COMPOSE_JOBS=$JOBS go test -count=1 -v -timeout 20m \
-    -run '^TestComposeStack$' ./deployments/composerun/ 2>&1 | tee "$work/test.log"
+  SPAWNER_COMPOSE_DIR=$PWD SPAWNER_COMPOSE_JOBS=$JOBS go test -C deployments -count=1 -v -timeout 20m \
+    -run '^TestComposeStack$' ./composerun/ 2>&1 | tee "$work/test.log"
   rc=${PIPESTATUS[0]}
   set -e
   # A test that skipped (or ran nothing) passes go test: only its PASS line counts here.

@@ -115,6 +115,10 @@ purge_all() {
   if [ -x /etc/init.d/rabbitmq-server ] && rabbitmqctl -q status >/dev/null 2>&1; then
     /etc/init.d/rabbitmq-server stop >/dev/null 2>&1 || true
   fi
+  # rabbitmq's Erlang port mapper outlives the broker; only a running broker started it.
+  if command -v epmd >/dev/null 2>&1 && ! rabbitmqctl -q status >/dev/null 2>&1; then
+    epmd -kill >/dev/null 2>&1 || true
+  fi
   if [ -x /etc/init.d/mariadb ] && mysqladmin ping >/dev/null 2>&1; then
     /etc/init.d/mariadb stop >/dev/null 2>&1 || true
   fi

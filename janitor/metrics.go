@@ -23,11 +23,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		deleted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "spawner_janitor_deleted_total",
-			Help: "Instances deleted by the janitor, by flavor and reason (finished, runner_gone, runner_offline, boot_timeout, instance_error, idle_ttl, orphan, crashed_create, flush).",
+			Help: "Instances deleted by the janitor, by flavor and reason (finished, runner_gone, runner_offline, boot_timeout, stopped_while_booting, stopped_while_idle, instance_error, idle_ttl, orphan, crashed_create, flush).",
 		}, []string{"flavor", "reason"}),
 		registrations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "spawner_janitor_registrations_removed_total",
-			Help: "GitHub runner registrations removed, by reason (orphan: offline with no instance).",
+			Help: "GitHub runner registrations removed, by reason (orphan: offline with no instance; stopped_while_booting, stopped_while_idle: left by a runner whose instance powered off).",
 		}, []string{"reason"}),
 		released: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "spawner_janitor_slots_released_total",

@@ -242,6 +242,11 @@ func (p *pass) instance(in *instance, rec *fleet.RunnerRecord, ghByID map[int64]
 			text:   fmt.Sprintf("boot timeout: not up within %s", f.BootTimeout),
 			still:  func(r *fleet.RunnerRecord) bool { return r.State == fleet.RunnerBooting },
 		})
+	case stoppedUntaken(in, rec) && p.now.Sub(rec.UpdatedAt) >= stoppedGrace:
+		// Powered off before it took a job (its bootstrap gave up: a 410 for a
+		// config claimed by a process that died): it will never come up, and its
+		// job must not wait for the boot timeout.
+		p.stopped(in, rec, ghByID, ghByName)
 	case rec.State == fleet.RunnerIdle:
 		p.idle(in, rec, ghByID, ghByName)
 	}
@@ -502,10 +507,12 @@ func (p *pass) slots(f *Flavor, instances map[string]*instance, records map[stri
 	}
 }
 
-// reap removes a runner within the pass's delete bound and counts what happened.
-func (p *pass) reap(f *Flavor, name string, hasRecord bool, rm removal) {
+// reap removes a runner within the pass's delete bound and counts what happened. It
+// reports whether the runner was removed (false: deferred, failed, protected or
+// changed since it was judged).
+func (p *pass) reap(f *Flavor, name string, hasRecord bool, rm removal) bool {
 	if !p.canDelete() {
-		return
+		return false
 	}
 	outcome, job, err := p.j.reap(p.ctx, f, name, hasRecord, removal{
 		reason: rm.reason, text: rm.text, still: rm.still, gone: rm.gone, deferReplacement: true,
@@ -513,12 +520,12 @@ func (p *pass) reap(f *Flavor, name string, hasRecord bool, rm removal) {
 	switch {
 	case err != nil:
 		p.fail(err)
-		return
+		return false
 	case outcome == protected:
 		p.keep("protected")
-		return
+		return false
 	case outcome == changed:
-		return
+		return false
 	}
 	p.deletes--
 	if rm.gone {
@@ -529,6 +536,7 @@ func (p *pass) reap(f *Flavor, name string, hasRecord bool, rm removal) {
 	if job != 0 && p.j.requestRunner(context.WithoutCancel(p.ctx), f.Name, job, queue.ReplaceLost) {
 		p.sum.Replacements++
 	}
+	return true
 }
 
 // marked reports whether key was already suspect in an earlier pass of this term, at

@@ -19,11 +19,15 @@ type File struct {
 	StateDir string `yaml:"state_dir"`
 	// DeploymentID tags every instance and prefixes every runner name, so that two
 	// deployments sharing an org or a cloud never touch each other's runners.
-	DeploymentID string  `yaml:"deployment_id"`
-	Log          Log     `yaml:"log"`
-	NATS         NATS    `yaml:"nats"`
-	Webhook      Webhook `yaml:"webhook"`
-	Routing      Routing `yaml:"routing"`
+	DeploymentID string `yaml:"deployment_id"`
+	// ShutdownTimeout bounds how long any process takes to exit after SIGTERM or
+	// SIGINT, whether or not NATS, the cloud or GitHub answer: what it has not
+	// finished by then is left for the janitor.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	Log             Log           `yaml:"log"`
+	NATS            NATS          `yaml:"nats"`
+	Webhook         Webhook       `yaml:"webhook"`
+	Routing         Routing       `yaml:"routing"`
 	// Flavors is the routing table and the per-flavor runner settings. Order matters:
 	// a job goes to the first flavor that matches.
 	Flavors   []Flavor  `yaml:"flavors"`
@@ -149,9 +153,10 @@ const (
 // Defaults returns a File with every default filled in and no flavors.
 func Defaults() *File {
 	f := &File{
-		StateDir:     "/var/lib/spawner",
-		DeploymentID: "spawner",
-		Log:          Log{Level: "info", Format: "json"},
+		StateDir:        "/var/lib/spawner",
+		DeploymentID:    "spawner",
+		ShutdownTimeout: 30 * time.Second,
+		Log:             Log{Level: "info", Format: "json"},
 		NATS: NATS{
 			Listen:          "127.0.0.1:4222",
 			StreamMaxBytes:  1 << 30,

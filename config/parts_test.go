@@ -101,3 +101,59 @@ func TestPartOf(t *testing.T) {
 		}
 	}
 }
+
+// A consumer's instances are told the bootstrap URL, derived from bootstrap.listen
+// when bootstrap.url is empty; with neither giving an address the consumer's check
+// says what is missing, naming both keys and the flag that only turns a listener off.
+func TestConsumerNeedsABootstrapAddress(t *testing.T) {
+	yaml := `
+github: {path: octo-org, token: ghp_test}
+bootstrap: {listen: ""}
+flavors:
+  - name: small
+    labels: [small]
+    max_runners: 4
+    backend: sim
+`
+	for _, roles := range []string{"consumer", "janitor"} {
+		parts, err := PartsFor(roles)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = ParseFor([]byte(yaml), nil, parts)
+		fes := FieldErrors(err)
+		if len(fes) != 1 || fes[0].Key != "bootstrap.url" {
+			t.Fatalf("%s: got %v, want one bootstrap.url problem", roles, err)
+		}
+		for _, s := range []string{"bootstrap.listen", "--bootstrap-listen off"} {
+			if !strings.Contains(fes[0].Reason, s) {
+				t.Errorf("%s: the reason %q does not name %s", roles, fes[0].Reason, s)
+			}
+		}
+	}
+	// An address in either key is enough for simulated instances.
+	for _, b := range []string{`{listen: "127.0.0.1:8081"}`, `{listen: "", url: "http://10.77.0.1:8081"}`} {
+		if _, err := ParseFor([]byte(strings.Replace(yaml, `{listen: ""}`, b, 1)), nil, PartAll&^PartWebhook); err != nil {
+			t.Errorf("bootstrap %s: %v", b, err)
+		}
+	}
+}
+
+// shutdown_timeout defaults to 30 s and is refused outside 1 s to 10 min.
+func TestShutdownTimeout(t *testing.T) {
+	yaml := "flavors: [{name: small, labels: [small], max_runners: 1, backend: sim}]\n"
+	cfg, err := ParseFor([]byte(yaml), nil, PartNone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ShutdownTimeout.String() != "30s" {
+		t.Errorf("default shutdown_timeout %s, want 30s", cfg.ShutdownTimeout)
+	}
+	for value, ok := range map[string]bool{"5s": true, "10m": true, "500ms": false, "11m": false, "0s": false} {
+		_, err := ParseFor([]byte("shutdown_timeout: "+value+"\n"+yaml), nil, PartNone)
+		fes := FieldErrors(err)
+		if ok != (err == nil) || (!ok && (len(fes) != 1 || fes[0].Key != "shutdown_timeout")) {
+			t.Errorf("shutdown_timeout %s: %v", value, err)
+		}
+	}
+}

@@ -61,8 +61,13 @@ func (f *File) validateRoles(p *problems) {
 		if err := bootstrapendpoint.CheckURL(strings.TrimRight(b.URL, "/")); err != nil {
 			p.add("bootstrap.url", "%v (got %q)", err, b.URL)
 		}
+	} else if !listenHasPort(b.Listen) {
+		// The URL instances are given is derived from bootstrap.listen even where
+		// --bootstrap-listen off keeps this process from serving it: with neither
+		// key giving an address, no consumer could tell its instances where to call.
+		p.add("bootstrap.url", "is not set and bootstrap.listen %q gives no address: set bootstrap.url to the endpoint instances reach, or bootstrap.listen to the host:port it is served on (--bootstrap-listen off only stops a process serving it; the address still comes from these keys)", b.Listen)
 	} else if f.needsReachableBootstrap() && !listenHasHost(b.Listen) {
-		p.add("bootstrap.url", "is required: instances need an address of the spawner they can reach (bootstrap.listen %q names no host)", b.Listen)
+		p.add("bootstrap.url", "is required: instances need an address of the spawner they can reach (bootstrap.listen %q names no host; set bootstrap.url, or bootstrap.listen to an address of this host they reach)", b.Listen)
 	}
 	f.validateBootstrapTLS(p)
 
@@ -285,6 +290,12 @@ func (f *File) validateBootstrapTLS(p *problems) {
 // the network; simulated ones reach it on loopback.
 func (f *File) needsReachableBootstrap() bool {
 	return f.UsesBackend(BackendLXD) || f.UsesBackend(BackendOpenStack)
+}
+
+// listenHasPort: a bootstrap URL can be derived from listen (host or not).
+func listenHasPort(listen string) bool {
+	_, port, err := net.SplitHostPort(listen)
+	return err == nil && port != ""
 }
 
 func listenHasHost(listen string) bool {

@@ -33,6 +33,12 @@ func (f *File) Validate() error {
 	if !deploymentRE.MatchString(f.DeploymentID) {
 		p.add("deployment_id", "must be 1-12 lower-case letters, digits or hyphens, starting with a letter (got %q)", f.DeploymentID)
 	}
+	// Below a second a process could not even hand its work back; above 10 minutes
+	// systemd's and Kubernetes' own stop timeouts (90 s, 30 s by default) would
+	// have to be raised far beyond what an outage should hold a rolling update up.
+	if f.ShutdownTimeout < time.Second || f.ShutdownTimeout > 10*time.Minute {
+		p.add("shutdown_timeout", "must be between 1s and 10m (got %s)", f.ShutdownTimeout)
+	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, f.Log.Level) {
 		p.add("log.level", "must be one of debug, info, warn, error (got %q)", f.Log.Level)
 	}

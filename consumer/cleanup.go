@@ -10,26 +10,26 @@ import (
 	"github.com/runner-spawner/runner-spawner/queue"
 )
 
-// cleanupLoop deletes the instances of finished runners as they are reported. It
-// drains what is queued when ctx ends, within a bound, so a clean shutdown leaves
-// nothing for the janitor.
-func (c *Consumer) cleanupLoop(ctx context.Context) {
+// cleanupLoop deletes the instances of finished runners as they are reported. When
+// ctx ends it drains what is queued while work lasts (StopGrace): with NATS or the
+// cloud gone each delete would wait for its own timeout, and a backlog of them would
+// hold the process for as long. What it could not do stays for the janitor, which
+// deletes the instances of finished runners; Run counts it.
+func (c *Consumer) cleanupLoop(ctx, work context.Context) {
 	for {
 		select {
 		case name := <-c.cleanup:
-			c.deleteFinished(context.WithoutCancel(ctx), name)
+			c.deleteFinished(work, name)
 		case <-ctx.Done():
-			deadline := time.After(10 * time.Second)
-			for {
+			for work.Err() == nil {
 				select {
 				case name := <-c.cleanup:
-					c.deleteFinished(context.WithoutCancel(ctx), name)
-				case <-deadline:
-					return
+					c.deleteFinished(work, name)
 				default:
 					return
 				}
 			}
+			return
 		}
 	}
 }
@@ -47,6 +47,9 @@ func (c *Consumer) deleteFinished(ctx context.Context, name string) {
 	logger := c.logger.With(logkey.Runner, name)
 	rec, err := c.fleet.Runner(ctx, name)
 	if err != nil {
+		if c.cutShort(ctx) {
+			return
+		}
 		if !errors.Is(err, fleet.ErrNoRecord) {
 			logger.Warn("cannot read the finished runner; the janitor will delete it", logkey.Error, err)
 		}
@@ -60,6 +63,9 @@ func (c *Consumer) deleteFinished(ctx context.Context, name string) {
 		return // another process serves that flavor; it or the janitor deletes it
 	}
 	if err := f.Backend.Delete(ctx, name); err != nil {
+		if c.cutShort(ctx) {
+			return
+		}
 		logger.Warn("instance not deleted; the janitor will retry", logkey.Backend, f.BackendName, logkey.Error, err)
 		return
 	}
@@ -75,6 +81,16 @@ func (c *Consumer) deleteFinished(ctx context.Context, name string) {
 		// crashed): its job still needs one.
 		c.needsRunner(ctx, rec.ForJob, queue.ReplaceLost, logger)
 	}
+}
+
+// cutShort reports whether a delete failed because the shutdown's grace ended, and
+// counts it for Run's one report instead of a warning per runner.
+func (c *Consumer) cutShort(ctx context.Context) bool {
+	if !errors.Is(context.Cause(ctx), errStopGrace) {
+		return false
+	}
+	c.abandoned.Add(1)
+	return true
 }
 
 func exitCode(r *fleet.RunnerRecord) any {

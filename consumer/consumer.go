@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -81,7 +82,14 @@ type Options struct {
 	// CreateTimeout bounds one backend create.
 	CreateTimeout time.Duration
 	// AckWait is JetStream's redelivery timeout for an unacknowledged event.
-	AckWait    time.Duration
+	AckWait time.Duration
+	// StopGrace bounds how long Run keeps finishing work once ctx ends: the events
+	// being handled and the instances of finished runners queued for deletion. What
+	// is not done by then stays as the records say (a finished runner whose instance
+	// is not deleted, a create under its lease, an event not acked), which the
+	// janitor reaps and JetStream redelivers; Run logs it once, with a count, and
+	// returns without waiting for NATS, the cloud or GitHub. 0: 20 s.
+	StopGrace  time.Duration
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	Now        func() time.Time
@@ -121,6 +129,9 @@ func (o *Options) defaults() {
 	if o.AckWait <= 0 {
 		o.AckWait = time.Minute
 	}
+	if o.StopGrace <= 0 {
+		o.StopGrace = 20 * time.Second
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -141,6 +152,11 @@ type Consumer struct {
 	// deleting holds the runners whose instance this process is deleting now: the
 	// job_finished callback and the completed event both ask for it.
 	deleting sync.Map
+	// handling counts the events being handled now, and abandoned the finished
+	// runners whose delete a shutdown cut short: what Run reports left for the
+	// janitor when StopGrace ends.
+	handling  atomic.Int64
+	abandoned atomic.Int64
 }
 
 // New builds a Consumer; it panics on a wiring mistake (a nil dependency).
@@ -190,33 +206,91 @@ func (c *Consumer) Finished(runnerName string) {
 	}
 }
 
+// errStopGrace ends the work a shutdown lets finish: StopGrace has passed.
+var errStopGrace = errors.New("consumer: stop grace over")
+
+// stopSlack is how long Run still waits, after StopGrace, for its goroutines to see
+// their context end: long enough for calls that obey it, too short to matter.
+const stopSlack = 500 * time.Millisecond
+
 // Run consumes until ctx is cancelled, then stops fetching, finishes (or hands back)
-// the events it holds and returns.
+// the events it holds and the deletes queued, within StopGrace, and returns.
 func (c *Consumer) Run(ctx context.Context) error {
+	// Work started before the shutdown may finish, but no longer than StopGrace:
+	// with NATS or the cloud gone every call would otherwise run to its own timeout,
+	// one after another.
+	work, stopWork := afterGrace(ctx, c.opts.StopGrace)
+	defer stopWork()
 	var wg sync.WaitGroup
 	errs := make(chan error, 2*len(c.flavors)+1)
 	for _, f := range c.flavors {
-		wg.Go(func() { errs <- c.consume(ctx, spawnConsumer(f.Name), f, c.opts.Workers, c.handleQueued) })
-		wg.Go(func() { errs <- c.consume(ctx, eventsConsumer(f.Name), f, c.opts.Workers, c.handleEvent) })
+		wg.Go(func() { errs <- c.consume(ctx, work, spawnConsumer(f.Name), f, c.opts.Workers, c.handleQueued) })
+		wg.Go(func() { errs <- c.consume(ctx, work, eventsConsumer(f.Name), f, c.opts.Workers, c.handleEvent) })
 	}
 	for name, n := range c.freed {
 		wg.Go(func() { c.watchCapacity(ctx, name, n) })
 	}
-	// Cleanup workers finish what is queued before they stop.
-	var cwg sync.WaitGroup
+	// Cleanup workers finish what is queued before they stop, within StopGrace.
 	for range 4 {
-		cwg.Go(func() { c.cleanupLoop(ctx) })
+		wg.Go(func() { c.cleanupLoop(ctx, work) })
 	}
-	wg.Wait()
-	cwg.Wait()
-	close(errs)
-	var all []error
-	for err := range errs {
-		if err != nil && !errors.Is(err, context.Canceled) {
-			all = append(all, err)
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-work.Done():
+		select {
+		case <-done:
+		case <-time.After(stopSlack):
 		}
 	}
+	if ctx.Err() != nil {
+		c.reportLeft()
+	}
+	var all []error
+	for {
+		select {
+		case err := <-errs:
+			if err != nil && !errors.Is(err, context.Canceled) {
+				all = append(all, err)
+			}
+			continue
+		default:
+		}
+		break
+	}
 	return errors.Join(all...)
+}
+
+// reportLeft logs, once, what this stopping consumer leaves for the janitor (and for
+// JetStream's redelivery): finished runners whose instance it did not delete, and
+// events still being handled. One line with counts, however many there are: with
+// NATS gone, a line per runner would be the whole log.
+func (c *Consumer) reportLeft() {
+	finished := c.abandoned.Load() + int64(len(c.cleanup))
+	c.deleting.Range(func(any, any) bool { finished++; return true })
+	events := c.handling.Load()
+	if finished+events == 0 {
+		return
+	}
+	c.logger.Warn("shutdown_timeout reached; left for the janitor", "count", finished+events,
+		"finished_runners", finished, "events_in_flight", events)
+}
+
+// afterGrace is a context that ends grace after ctx ends (or when stop is called),
+// so that work started before a shutdown may finish, within a bound.
+func afterGrace(ctx context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
+	work, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() {
+		t := time.NewTimer(grace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cancel(errStopGrace)
+		case <-work.Done():
+		}
+	})
+	return work, func() { stop(); cancel(context.Canceled) }
 }
 
 type consumerSpec struct {
@@ -240,12 +314,13 @@ type handler func(ctx context.Context, f *Flavor, msg jetstream.Msg)
 
 // consume feeds one durable consumer's messages to workers. On shutdown it stops
 // pulling, hands back what it fetched but did not start (nak, so another replica
-// takes it at once) and waits for the workers to finish what they started.
-func (c *Consumer) consume(ctx context.Context, spec consumerSpec, f *Flavor, workers int, handle handler) error {
+// takes it at once) and waits for the workers to finish what they started, as long as
+// workCtx lasts.
+func (c *Consumer) consume(ctx, workCtx context.Context, spec consumerSpec, f *Flavor, workers int, handle handler) error {
 	logger := c.logger.With(logkey.Flavor, f.Name, "consumer", spec.name)
-	// Work started before shutdown must finish: handlers get a context that is not
-	// cancelled with ctx (each operation inside has its own timeout).
-	workCtx := context.WithoutCancel(ctx)
+	// Work started before shutdown should finish: handlers get workCtx, which is not
+	// cancelled with ctx but StopGrace after it (each operation inside has its own
+	// timeout too).
 	backoff := time.Second
 	for ctx.Err() == nil {
 		cons, err := c.opts.Conn.JobConsumer(ctx, queue.JobConsumerSpec{
@@ -281,6 +356,13 @@ func (c *Consumer) pump(ctx, workCtx context.Context, cons jetstream.Consumer, f
 		case <-ctx.Done():
 			iter.Drain()
 		case <-stopped:
+			return
+		}
+		// A drain waits for the pull in flight, which NATS may never answer.
+		select {
+		case <-workCtx.Done():
+			iter.Stop()
+		case <-stopped:
 		}
 	}()
 	msgs := make(chan jetstream.Msg)
@@ -288,7 +370,9 @@ func (c *Consumer) pump(ctx, workCtx context.Context, cons jetstream.Consumer, f
 	for range workers {
 		wg.Go(func() {
 			for m := range msgs {
+				c.handling.Add(1)
 				handle(workCtx, f, m)
+				c.handling.Add(-1)
 			}
 		})
 	}

@@ -182,7 +182,7 @@ func TestSystemdUnits(t *testing.T) {
 			units = append(units, e.Name())
 		}
 	}
-	want := []string{"nats-server.service", "spawner-consumer@.service", "spawner-janitor.service", "spawner-serve.service", "spawner-webhook.service"}
+	want := []string{"nats-server.service", "spawner-consumer@.service", "spawner-janitor@.service", "spawner-serve.service", "spawner-webhook.service"}
 	if !slices.Equal(units, want) {
 		t.Errorf("%s: units %v, want %v", systemdDir, units, want)
 	}
@@ -242,6 +242,15 @@ func TestSystemdUnits(t *testing.T) {
 		}
 		for _, inst := range instances {
 			uenv := maps2(env, nil)
+			if strings.Contains(u.get("Service", "ExecStart"), "$SPAWNER_SERVE_FLAGS") {
+				// What the unit's comment tells a host running the roles as separate
+				// processes to set; it must start as the comment says.
+				flags := "--roles webhook --bootstrap-listen off"
+				if !strings.Contains(string(readRepoFile(t, systemdDir+"/"+name)), "SPAWNER_SERVE_FLAGS="+flags) {
+					t.Errorf("%s: the comment no longer says SPAWNER_SERVE_FLAGS=%s", where, flags)
+				}
+				uenv["SPAWNER_SERVE_FLAGS"] = flags
+			}
 			if inst != "" && inst != "1" && strings.Contains(u.get("Service", "ExecStart"), "$SPAWNER_CONSUMER_FLAGS") {
 				// What the unit's comment tells further instances on a host to set.
 				flags := "--bootstrap-listen off"
@@ -280,10 +289,10 @@ func TestSystemdUnits(t *testing.T) {
 			if inv.command != "serve" && cfg.NATS.URL == "" {
 				t.Errorf("%s: %s has no nats.url: the split roles need the NATS cluster", where, sample)
 			}
-			if inv.command == "consumer" || inv.command == "serve" {
-				if stop < cfg.Consumer.CreateTimeout {
-					t.Errorf("%s: TimeoutStopSec %s is shorter than consumer.create_timeout %s: a drain would be cut", where, stop, cfg.Consumer.CreateTimeout)
-				}
+			// Every role exits within shutdown_timeout after SIGTERM; the service
+			// manager's SIGKILL must not come first.
+			if stop <= cfg.ShutdownTimeout {
+				t.Errorf("%s: TimeoutStopSec %s is not above shutdown_timeout %s: systemd would kill a stop the spawner bounds itself", where, stop, cfg.ShutdownTimeout)
 			}
 			if inv.command == "serve" {
 				dir := "/var/lib/" + u.get("Service", "StateDirectory")

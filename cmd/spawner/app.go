@@ -25,6 +25,13 @@ type app struct {
 	logger *slog.Logger
 	reg    *prometheus.Registry
 	asm    *assemble.Assembly
+	// bootstrapListen is where this process serves the bootstrap endpoint ("": it
+	// serves none). It starts as bootstrap.listen and --bootstrap-listen changes it;
+	// the config keeps bootstrap.listen, the address bootstrap.url is derived from,
+	// because instances must be told the endpoint whichever process serves it.
+	bootstrapListen string
+	// stop bounds this process's shutdown (shutdown_timeout after the first signal).
+	stop *stopper
 }
 
 // loadApp reads and validates the config, checking only the parts this process uses
@@ -53,6 +60,10 @@ func loadAppLevel(g *globalFlags, stderr io.Writer, minLevel string, parts confi
 		cfg.Log.Level = minLevel
 	}
 	a := newApp(cfg, stderr)
+	if g.stop != nil {
+		g.stop.arm(a.logger, cfg.ShutdownTimeout)
+		a.stop = g.stop
+	}
 	for _, w := range cfg.Warnings(g.configPath, parts) {
 		a.logger.Warn("config warning", "key", w.Key, "warning", w.Reason)
 	}
@@ -63,7 +74,11 @@ func newApp(cfg *config.File, stderr io.Writer) *app {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	logger := newLogger(cfg.Log, stderr)
-	return &app{cfg: cfg, logger: logger, reg: reg, asm: assemble.New(assemble.Options{
+	// A stopper that no signal reaches (the sandbox, tests): it bounds a stop that
+	// begins with a failing part; loadApp gives a process the one signals reach.
+	stop := newStopper(func(error) {}, stderr, os.Exit)
+	stop.arm(logger, cfg.ShutdownTimeout)
+	return &app{cfg: cfg, logger: logger, reg: reg, bootstrapListen: cfg.Bootstrap.Listen, stop: stop, asm: assemble.New(assemble.Options{
 		Config: cfg, Logger: logger, Registry: reg, SimRunner: simRunner(logger),
 	})}
 }

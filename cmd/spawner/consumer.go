@@ -17,7 +17,7 @@ func consumerCommand(g *globalFlags) *cobra.Command {
 				for _, f := range a.asm.ServedFlavors() {
 					names = append(names, f.Name)
 				}
-				a.logger.Info("consumer running", "flavors", names, "workers", a.cfg.Consumer.Workers, "bootstrap", a.cfg.Bootstrap.Listen)
+				a.logger.Info("consumer running", "flavors", names, "workers", a.cfg.Consumer.Workers, "bootstrap", a.bootstrapListen)
 			}
 			return parts, err
 		})

@@ -24,9 +24,15 @@ func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := newRootCommand().ExecuteContext(ctx)
-	stop()
+	ctx, cancel := context.WithCancelCause(context.Background())
+	stop := newStopper(cancel, os.Stderr, os.Exit)
+	// Room for the second signal while the first is being handled.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go stop.watch(sigs)
+	err := newRootCommand(stop).ExecuteContext(ctx)
+	signal.Stop(sigs)
+	cancel(nil)
 	if err != nil {
 		code := 1
 		var ee *exitError
@@ -43,10 +49,12 @@ func main() {
 // globalFlags are the flags every subcommand takes.
 type globalFlags struct {
 	configPath string
+	// stop bounds the shutdown after a signal (shutdown_timeout).
+	stop *stopper
 }
 
-func newRootCommand() *cobra.Command {
-	g := &globalFlags{}
+func newRootCommand(stop *stopper) *cobra.Command {
+	g := &globalFlags{stop: stop}
 	root := &cobra.Command{
 		Use:           "spawner",
 		Short:         "One fresh, single-use GitHub Actions runner for every queued job",

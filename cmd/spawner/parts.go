@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -28,13 +29,31 @@ import (
 type runFunc func(ctx context.Context) error
 
 // runAll runs parts until ctx is cancelled or one fails; then it cancels the rest and
-// waits for all. A clean shutdown returns nil.
-func runAll(ctx context.Context, parts ...runFunc) error {
+// waits for them, but only as long as the stop's bound (shutdown_timeout) allows: a
+// part still stopping then is left to the process's exit, and what it had not done
+// to the janitor, logged once with a count. A clean shutdown returns nil.
+func (a *app) runAll(ctx context.Context, parts ...runFunc) error {
 	g, gctx := errgroup.WithContext(ctx)
+	var running atomic.Int64
 	for _, p := range parts {
-		g.Go(func() error { return p(gctx) })
+		running.Add(1)
+		g.Go(func() error { defer running.Add(-1); return p(gctx) })
 	}
-	err := g.Wait()
+	done := make(chan error, 1)
+	go func() { done <- g.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-gctx.Done():
+		t := time.NewTimer(a.stop.partsBound())
+		select {
+		case err = <-done:
+		case <-t.C:
+			a.logger.Warn("shutdown_timeout reached; exiting without the parts still stopping, their work left for the janitor",
+				"count", running.Load(), "shutdown_timeout", a.cfg.ShutdownTimeout.String())
+		}
+		t.Stop()
+	}
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("stopped: %w", err)
 	}
@@ -58,9 +77,11 @@ func (r *roleFlags) apply(a *app) {
 	switch r.bootstrapListen {
 	case "":
 	case "off":
-		a.cfg.Bootstrap.Listen = ""
+		// Only this process's listener goes: bootstrap.listen stays in the config,
+		// since the URL its instances are told is derived from it.
+		a.bootstrapListen = ""
 	default:
-		a.cfg.Bootstrap.Listen = r.bootstrapListen
+		a.bootstrapListen = r.bootstrapListen
 	}
 	if r.metricsListen != "" {
 		a.cfg.Metrics.Listen = r.metricsListen
@@ -95,7 +116,7 @@ func roleCommand(g *globalFlags, name, short string, build func(ctx context.Cont
 			if err != nil {
 				return err
 			}
-			defer conn.Close()
+			defer a.stop.closeWithin("nats connection", conn.Close)
 			parts, err := build(ctx, a, conn)
 			if err != nil {
 				return err
@@ -104,7 +125,7 @@ func roleCommand(g *globalFlags, name, short string, build func(ctx context.Cont
 			if err != nil {
 				return err
 			}
-			err = runAll(ctx, append(parts, extra...)...)
+			err = a.runAll(ctx, append(parts, extra...)...)
 			a.logger.Info(name+" stopped", logkey.Error, err)
 			return err
 		},
@@ -143,8 +164,8 @@ func (a *app) webhookServer(conn *queue.Conn) (*httpserve.Server, error) {
 		a.logger.With(logkey.Component, "http"), httpserve.Options{ReadTimeout: a.cfg.Webhook.ReadTimeout})
 }
 
-// consumerParts are the consumer of this process and, when bootstrap.listen is set,
-// the bootstrap endpoint. The endpoint's listener is bound first: its address gives
+// consumerParts are the consumer of this process and, unless its bootstrap listener
+// is off (bootstrap.listen empty, or --bootstrap-listen off), the bootstrap endpoint. The endpoint's listener is bound first: its address gives
 // the URL instances are told, the consumer is built with it, and the endpoint's
 // routes, which report finished jobs to that consumer, are mounted before it serves.
 func (a *app) consumerParts(ctx context.Context, conn *queue.Conn) ([]runFunc, error) {
@@ -155,7 +176,7 @@ func (a *app) consumerParts(ctx context.Context, conn *queue.Conn) ([]runFunc, e
 	var parts []runFunc
 	var router chi.Router
 	bound := ""
-	if a.cfg.Bootstrap.Listen != "" {
+	if a.bootstrapListen != "" {
 		router = chi.NewRouter()
 		srv, err := a.bootstrapListener(router)
 		if err != nil {
@@ -168,6 +189,11 @@ func (a *app) consumerParts(ctx context.Context, conn *queue.Conn) ([]runFunc, e
 	if err != nil {
 		return nil, err
 	}
+	served := bound
+	if served == "" {
+		served = "off"
+	}
+	a.logger.Info("bootstrap endpoint", "listen", served, "url", url)
 	cons, err := a.asm.Consumer(ctx, conn, fl, url)
 	if err != nil {
 		return nil, err
@@ -183,13 +209,14 @@ func (a *app) consumerParts(ctx context.Context, conn *queue.Conn) ([]runFunc, e
 	return append(parts, cons.Run), nil
 }
 
-// bootstrapListener binds bootstrap.listen (TLS with bootstrap.tls) to serve router.
+// bootstrapListener binds this process's bootstrap address (TLS with bootstrap.tls)
+// to serve router.
 func (a *app) bootstrapListener(router chi.Router) (*httpserve.Server, error) {
 	logger := a.logger.With(logkey.Component, "http")
 	if t := a.cfg.Bootstrap.TLS; t.CertFile != "" {
-		return httpserve.ListenTLS("bootstrap", a.cfg.Bootstrap.Listen, router, t.CertFile, t.KeyFile, logger)
+		return httpserve.ListenTLS("bootstrap", a.bootstrapListen, router, t.CertFile, t.KeyFile, logger)
 	}
-	return httpserve.Listen("bootstrap", a.cfg.Bootstrap.Listen, router, logger)
+	return httpserve.Listen("bootstrap", a.bootstrapListen, router, logger)
 }
 
 // janitorParts is this process's janitor over every flavor.

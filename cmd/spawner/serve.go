@@ -55,13 +55,13 @@ func (a *app) serve(ctx context.Context, roles map[string]bool) error {
 		return err
 	}
 	if emb != nil {
-		defer emb.Shutdown()
+		defer a.stop.closeWithin("embedded NATS server", emb.Shutdown)
 	}
 	conn, err := a.connect(ctx, "serve", emb, 0)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	defer a.stop.closeWithin("nats connection", conn.Close)
 	if emb != nil {
 		// The embedded server is ours and up: its streams must be usable now.
 		ectx, cancel := context.WithTimeout(ctx, 15*time.Second)
@@ -103,8 +103,8 @@ func (a *app) serve(ctx context.Context, roles map[string]bool) error {
 	if len(parts) == 0 {
 		parts = append(parts, func(ctx context.Context) error { <-ctx.Done(); return nil })
 	}
-	a.logger.Info("spawner serving", "webhook", webhookAddr, "bootstrap", a.cfg.Bootstrap.Listen, "nats", natsMode(a.cfg), "flavors", a.cfg.FlavorNames())
-	err = runAll(ctx, parts...)
+	a.logger.Info("spawner serving", "webhook", webhookAddr, "bootstrap", a.bootstrapListen, "nats", natsMode(a.cfg), "flavors", a.cfg.FlavorNames())
+	err = a.runAll(ctx, parts...)
 	a.logger.Info("spawner stopped", logkey.Error, err)
 	return err
 }

@@ -25,7 +25,7 @@ func webhookCommand(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			defer conn.Close()
+			defer a.stop.closeWithin("nats connection", conn.Close)
 			srv, err := a.webhookServer(conn)
 			if err != nil {
 				return err
@@ -35,7 +35,7 @@ func webhookCommand(g *globalFlags) *cobra.Command {
 				return err
 			}
 			a.logger.Info("webhook receiver running", "listen", srv.Addr()+a.cfg.Webhook.Path, "nats", secret.RedactURL(a.asm.NATSURL()))
-			err = runAll(cmd.Context(), append([]runFunc{srv.Run}, extra...)...)
+			err = a.runAll(cmd.Context(), append([]runFunc{srv.Run}, extra...)...)
 			a.logger.Info("webhook receiver stopped", logkey.Error, err)
 			return err
 		},

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/runner-spawner/runner-spawner/bootstrap"
 	"github.com/runner-spawner/runner-spawner/config"
@@ -42,8 +43,9 @@ func (a *Assembly) Webhook(conn *queue.Conn) (*webhook.Handler, error) {
 }
 
 // BootstrapURL is the bootstrap endpoint's URL as instances reach it: bootstrap.url,
-// or the address the endpoint's listener was bound to (boundAddr), or
-// bootstrap.listen.
+// or the address this process's listener was bound to (boundAddr), or the configured
+// bootstrap.listen (a process that serves no endpoint, --bootstrap-listen off, tells
+// its instances the one another process serves there).
 func (a *Assembly) BootstrapURL(boundAddr string) (string, error) {
 	if a.cfg.Bootstrap.URL != "" {
 		return strings.TrimRight(a.cfg.Bootstrap.URL, "/"), nil
@@ -54,7 +56,7 @@ func (a *Assembly) BootstrapURL(boundAddr string) (string, error) {
 	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil || port == "" {
-		return "", fmt.Errorf("bootstrap.url is not set and bootstrap.listen %q gives no address", a.cfg.Bootstrap.Listen)
+		return "", fmt.Errorf("bootstrap.url is not set and bootstrap.listen %q gives no address: set bootstrap.url to the endpoint instances reach, or bootstrap.listen to host:port (--bootstrap-listen off keeps it for the URL)", a.cfg.Bootstrap.Listen)
 	}
 	if host == "" || host == "0.0.0.0" || host == "::" {
 		// Simulated instances run in this process: loopback reaches the listener.
@@ -85,7 +87,8 @@ func (a *Assembly) Consumer(ctx context.Context, conn *queue.Conn, fl *fleet.Fle
 		BackoffInitial: c.BackoffInitial, BackoffMax: c.BackoffMax,
 		CapacityWait: c.CapacityWait, CapacityRetry: c.CapacityRetry,
 		MaxReplacements: c.MaxReplacements, CreateTimeout: c.CreateTimeout, AckWait: c.AckWait,
-		Logger: a.logger.With(logkey.Component, "consumer"), Registerer: a.opts.Registry,
+		StopGrace: ConsumerStopGrace(a.cfg.ShutdownTimeout),
+		Logger:    a.logger.With(logkey.Component, "consumer"), Registerer: a.opts.Registry,
 	}
 	if c.MaxReplacements == 0 {
 		opts.MaxReplacements = -1 // the consumer's 0 means "default"
@@ -112,6 +115,14 @@ func (a *Assembly) Consumer(ctx context.Context, conn *queue.Conn, fl *fleet.Fle
 		a.opts.EditConsumer(&opts)
 	}
 	return consumer.New(opts)
+}
+
+// ConsumerStopGrace is the part of shutdown_timeout a stopping consumer spends
+// finishing its work: three fifths, so that the process still has time to close its
+// listeners and connections, and cmd/spawner's watchdog (at shutdown_timeout) stays
+// a last resort.
+func ConsumerStopGrace(shutdownTimeout time.Duration) time.Duration {
+	return shutdownTimeout * 3 / 5
 }
 
 func runnerSettings(r config.Runner) bootstrap.RunnerSettings {

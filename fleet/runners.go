@@ -246,6 +246,11 @@ func (f *Fleet) ReportWith(ctx context.Context, name string, ev InstanceEvent, e
 				r.CheckHTTPCode, r.CheckReason = check.HTTPCode, check.Reason
 			}
 		case EventJobFinished:
+			if r.ExitCode != nil {
+				// Said before (a retried callback): the run ended once, and is
+				// counted once.
+				return ErrUnchanged
+			}
 			code := exitCode
 			r.ExitCode = &code
 			if r.State.Advance(RunnerFinished) {

@@ -28,7 +28,33 @@ import (
 
 const serviceToken = "service-token-0123456789"
 
-var checkShells = []string{"busybox", "system"}
+// checkShells: busybox sh with busybox applets (wget, awk), the system sh with curl,
+// and the system sh with GNU wget and no curl (Debian's minimal images).
+var checkShells = []string{"busybox", "system", "gnuwget"}
+
+// gnuWgetPath is a directory with the tools repo-check.sh uses, GNU wget among them
+// and no curl; the test skips when the system's wget is not GNU's.
+func gnuWgetPath(t *testing.T, dir string) string {
+	t.Helper()
+	out, err := exec.Command("wget", "--version").Output()
+	if err != nil || !strings.Contains(string(out), "GNU Wget") {
+		t.Skip("no GNU wget")
+	}
+	bin := filepath.Join(dir, "gnubin")
+	if err := os.Mkdir(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tool := range []string{"sh", "awk", "sed", "tr", "cut", "head", "tail", "cat", "rm", "grep", "timeout", "wget"} {
+		p, err := exec.LookPath(tool)
+		if err != nil {
+			t.Skipf("no %s: %v", tool, err)
+		}
+		if err := os.Symlink(p, filepath.Join(bin, tool)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return bin
+}
 
 type policyEnv struct {
 	fake *fakerepopolicy.Server
@@ -133,10 +159,15 @@ func runCheck(t *testing.T, shell string, ev event, env map[string]string) check
 	defer cancel()
 	var cmd *exec.Cmd
 	vars := []string{"GITHUB_EVENT_NAME=" + ev.name, "GITHUB_EVENT_PATH=" + eventPath, "GITHUB_REPOSITORY=" + repo, "TMPDIR=" + dir}
-	if shell == "system" {
+	switch shell {
+	case "system":
 		cmd = exec.CommandContext(ctx, "sh", script, result)
 		vars = append(vars, "PATH="+os.Getenv("PATH"))
-	} else {
+	case "gnuwget":
+		bin := gnuWgetPath(t, dir)
+		cmd = exec.CommandContext(ctx, filepath.Join(bin, "sh"), script, result)
+		vars = append(vars, "PATH="+bin)
+	default:
 		cmd = scriptCmd(ctx, t, "busybox", dir, "")
 		cmd.Args = append(cmd.Args[:2], script, result)
 		vars = append(vars, cmd.Env...)
@@ -369,7 +400,7 @@ func TestForkCheckAssociations(t *testing.T) {
 
 	for _, shell := range checkShells {
 		for name, r := range rows {
-			if shell == "busybox" && !strings.Contains(name, "/NONE") && !strings.Contains(name, "/CONTRIBUTOR") {
+			if shell != "system" && !strings.Contains(name, "/NONE") && !strings.Contains(name, "/CONTRIBUTOR") {
 				continue // busybox runs the rows that differ by rule; the system shell runs all
 			}
 			t.Run(shell+"/"+name, func(t *testing.T) {
@@ -405,7 +436,7 @@ func TestScriptRunsThePolicyCheck(t *testing.T) {
 	if _, err := exec.LookPath("busybox"); err != nil {
 		t.Skip("busybox not installed")
 	}
-	for _, shell := range checkShells {
+	for _, shell := range []string{"busybox", "system"} {
 		t.Run(shell, func(t *testing.T) {
 			p := newPolicy(t, fakerepopolicy.Options{RefuseRepos: []string{"Codertocat/Hello-World"}})
 			e := newEnv(t, envOptions{policy: policyMinter{&repopolicy.Client{URL: p.srv.URL, Token: secret.New(serviceToken)}}})

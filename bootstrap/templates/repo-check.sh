@@ -205,11 +205,15 @@ elif [ "${url#https:}" != "$url" ]; then
   rm -f "$answer"
   service_error 0 "the service is https and this image has no curl (busybox wget cannot verify certificates)"
 else
-  # No proxy for the service; timeout(1), not wget -T (busybox wget crashes on -T).
-  err=$(unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY
-    timeout "$timeout" wget -q -O "$answer" --header "Authorization: Bearer $token" \
-      --header 'Content-Type: application/json' --post-data "$body" "$url" 2>&1) && code=200 ||
-    code=$(echo "$err" | sed -n -e 's/.*ERROR \([0-9][0-9][0-9]\).*/\1/p' -e 's/.*HTTP\/1\.[01] \([0-9][0-9][0-9]\).*/\1/p' | head -n 1)
+  # busybox wget, or GNU wget (Debian's minimal images): -S prints the status line
+  # with either, even with -q; GNU wget keeps an error's body only when told. No
+  # proxy for the service; timeout(1), not wget -T (busybox wget crashes on -T).
+  keep=""
+  wget --version 2>/dev/null | grep -q 'GNU Wget' && keep=--content-on-error
+  headers=$(unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY
+    timeout "$timeout" wget -q -S $keep -O "$answer" --header "Authorization: Bearer $token" \
+      --header 'Content-Type: application/json' --post-data "$body" "$url" 2>&1)
+  code=$(printf '%s\n' "$headers" | sed -n 's/^ *HTTP\/[0-9.]* \([0-9][0-9][0-9]\).*/\1/p' | tail -n 1)
 fi
 unset token
 reason=$(head -c 2048 "$answer" 2>/dev/null)

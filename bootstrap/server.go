@@ -90,7 +90,6 @@ type Server struct {
 	logger   *slog.Logger
 	requests *prometheus.CounterVec
 	mintSecs prometheus.Histogram
-	stops    *prometheus.CounterVec
 }
 
 // PathPrefix is where Routes expects to be mounted.
@@ -126,13 +125,9 @@ func NewServer(opts Options) *Server {
 			Help:    "Time to mint a runner's JIT config on GitHub.",
 			Buckets: prometheus.ExponentialBuckets(0.01, 2, 12),
 		}),
-		stops: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "spawner_runner_stops_total",
-			Help: "Runs that ended as their instance reported, by flavor and status (normal, abnormal, repo-policy-check-failure, external-contributor-check-failure).",
-		}, []string{"flavor", "status"}),
 	}
 	if opts.Registerer != nil {
-		opts.Registerer.MustRegister(s.requests, s.mintSecs, s.stops)
+		opts.Registerer.MustRegister(s.requests, s.mintSecs)
 	}
 	return s
 }
@@ -458,7 +453,6 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		logger.Warn("pre-job check refused the job", logkey.Flavor, rec.Flavor, logkey.JobID, rec.TookJob,
 			"outcome", string(rec.Outcome), "http_code", rec.CheckHTTPCode, "reason", rec.CheckReason)
 	case finished:
-		s.stops.WithLabelValues(rec.Flavor, string(rec.Outcome)).Inc()
 		logger.Info("runner status", "event", req.Event, "exit_code", req.ExitCode, "outcome", string(rec.Outcome))
 	default:
 		logger.Info("runner status", "event", req.Event, "exit_code", req.ExitCode)

@@ -1,6 +1,8 @@
 package fleet_test
 
 import (
+	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/runner-spawner/runner-spawner/fleet"
@@ -13,7 +15,13 @@ import (
 // cannot rewrite it later), survives the runner's non-zero exit, and a run without
 // a verdict ends normal or abnormal by the runner's exit code.
 func TestOutcomeOfARun(t *testing.T) {
-	f := open(t, queuetest.Start(t).Connect(t, queue.Options{}))
+	stops := map[fleet.Outcome]int{}
+	f := open(t, queuetest.Start(t).Connect(t, queue.Options{})).WithStops(func(flavor string, o fleet.Outcome) {
+		if flavor != "small" {
+			t.Errorf("a stop of flavor %q", flavor)
+		}
+		stops[o]++
+	})
 	ctx := t.Context()
 	ok := func(*fleet.RunnerRecord) error { return nil }
 	start := func(name string) {
@@ -70,6 +78,27 @@ func TestOutcomeOfARun(t *testing.T) {
 	}
 	if rec, err := f.Runner(ctx, "r-lost"); err != nil || rec.Outcome != fleet.OutcomeAbnormal {
 		t.Errorf("lost runner: outcome %q (%v)", rec.Outcome, err)
+	}
+
+	// GitHub says the job completed and the instance goes before it reports: the
+	// run ended normally.
+	start("r-webhook")
+	if _, err := f.Busy(ctx, "r-webhook", 7, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.InstanceGone(ctx, "small", "r-webhook", true); err != nil {
+		t.Fatal(err)
+	}
+	if rec, err := f.Runner(ctx, "r-webhook"); err != nil || rec.Outcome != fleet.OutcomeNormal {
+		t.Errorf("webhook-completed runner: outcome %q (%v)", rec.Outcome, err)
+	}
+	// A retried job_finished changes nothing and counts nothing.
+	if err := f.Report(ctx, "r-ok", fleet.EventJobFinished, 3, ok); !errors.Is(err, fleet.ErrUnchanged) {
+		t.Errorf("a second job_finished: %v", err)
+	}
+	want := map[fleet.Outcome]int{fleet.OutcomeRepoPolicyFailure: 1, fleet.OutcomeNormal: 2, fleet.OutcomeAbnormal: 2}
+	if fmt.Sprint(stops) != fmt.Sprint(want) {
+		t.Errorf("stops counted %v, want %v (each run once)", stops, want)
 	}
 
 	// A verdict with any other event, or a verdict that is no check failure, is refused.

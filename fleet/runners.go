@@ -437,12 +437,18 @@ func (f *Fleet) InstanceGone(ctx context.Context, flavor, name string, deletedNo
 			r.HoldSlotUntil = time.Time{}
 		}
 		tookJob := r.State == RunnerBusy || r.TookJob != 0
-		if r.State.Live() && r.State.Advance(RunnerFinished) {
+		switch {
+		case r.State.Live() && r.State.Advance(RunnerFinished):
 			r.FinishedAt = now
 			if tookJob {
 				// Its instance went while it held a job, without reporting the end.
 				r.Outcome.Settle(OutcomeAbnormal)
 			}
+		case r.State == RunnerFinished && tookJob:
+			// GitHub said its job completed and its instance was deleted before the
+			// instance itself reported the end: the run ended as runs do. (A
+			// report that came first, or a check's verdict, has settled it.)
+			r.Outcome.Settle(OutcomeNormal)
 		}
 		return nil
 	})

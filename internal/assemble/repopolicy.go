@@ -3,8 +3,11 @@ package assemble
 import (
 	"context"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/runner-spawner/runner-spawner/bootstrap"
 	"github.com/runner-spawner/runner-spawner/config"
+	"github.com/runner-spawner/runner-spawner/fleet"
 	"github.com/runner-spawner/runner-spawner/internal/repopolicy"
 )
 
@@ -43,4 +46,20 @@ func (a *Assembly) policyMinter() bootstrap.PolicyMinter {
 		return nil
 	}
 	return m
+}
+
+// runnerStops counts the runs that end, by flavor and outcome
+// (spawner_runner_stops_total), registered once however many fleets are opened.
+func (a *Assembly) runnerStops() func(flavor string, o fleet.Outcome) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.stops == nil {
+		a.stops = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "spawner_runner_stops_total",
+			Help: "Runs that ended, by flavor and status (normal, abnormal, repo-policy-check-failure, external-contributor-check-failure), counted by the process that recorded the end.",
+		}, []string{"flavor", "status"})
+		a.opts.Registry.MustRegister(a.stops)
+	}
+	stops := a.stops
+	return func(flavor string, o fleet.Outcome) { stops.WithLabelValues(flavor, string(o)).Inc() }
 }

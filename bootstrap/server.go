@@ -12,6 +12,10 @@
 // (job_started and pre_job_done) is all the pre-job hook, running as the runner user,
 // can read.
 //
+// With a repo-policy check, the config answer also carries the check's one-time
+// token, minted then (never in user-data), and pre_job_done may carry a refused
+// job's verdict (templates/repo-check.sh, docs/repo-policy.md).
+//
 // State lives in the fleet's KV records, so any spawner process can serve any
 // instance. It must not import a backend or the GitHub client: minting and instance
 // cleanup are passed in.

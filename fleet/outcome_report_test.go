@@ -41,8 +41,8 @@ func TestOutcomeOfARun(t *testing.T) {
 	}
 	// A second pre_job_done (job code with the hook token) changes nothing.
 	later := &fleet.CheckFailure{Outcome: fleet.OutcomeExternalContributorFailure, Reason: "rewritten"}
-	if _, err := f.ReportWith(ctx, "r-refused", fleet.EventPreJobDone, 1, later, ok); err != nil {
-		t.Fatal(err)
+	if _, err := f.ReportWith(ctx, "r-refused", fleet.EventPreJobDone, 1, later, ok); !errors.Is(err, fleet.ErrUnchanged) {
+		t.Fatalf("a second pre_job_done: %v", err)
 	}
 	if err := f.Report(ctx, "r-refused", fleet.EventJobFinished, 1, ok); err != nil {
 		t.Fatal(err)
@@ -62,6 +62,10 @@ func TestOutcomeOfARun(t *testing.T) {
 		start(name)
 		if err := f.Report(ctx, name, fleet.EventPreJobDone, 0, ok); err != nil {
 			t.Fatal(err)
+		}
+		// Job code, which holds the hook token, cannot pin a verdict on an allowed run.
+		if _, err := f.ReportWith(ctx, name, fleet.EventPreJobDone, 1, later, ok); !errors.Is(err, fleet.ErrUnchanged) {
+			t.Fatalf("%s: a verdict after pre_job_done: %v", name, err)
 		}
 		if err := f.Report(ctx, name, fleet.EventJobFinished, tc.exit, ok); err != nil {
 			t.Fatal(err)

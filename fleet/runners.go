@@ -239,7 +239,7 @@ func (f *Fleet) ReportWith(ctx context.Context, name string, ev InstanceEvent, e
 			}
 		case EventPreJobDone:
 			if !r.PreJobDoneAt.IsZero() {
-				return nil
+				return ErrUnchanged
 			}
 			r.PreJobDoneAt = now
 			if check != nil && r.Outcome.Settle(check.Outcome) {

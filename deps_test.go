@@ -101,6 +101,8 @@ var forbidden = []struct {
 	{"internal/ghname", module + "/", "a leaf: the receiver and the GitHub client both check names with it"},
 	{"internal/runnername", module + "/", "a leaf: backends and bootstrap share its rule"},
 	{"internal/bootstrapendpoint", module + "/", "a leaf: config and bootstrap share its rules"},
+	{"internal/repopolicy", module + "/fleet", "a leaf: minting a policy token knows no records"},
+	{"internal/repopolicy", module + "/config", "only cmd/spawner and internal/assemble read the config"},
 }
 
 // testTools may only be imported by tests (and by the other test tools).

@@ -67,7 +67,8 @@ type env struct {
 }
 
 type envOptions struct {
-	tls bool // serve https with httptest's certificate
+	tls    bool                   // serve https with httptest's certificate
+	policy bootstrap.PolicyMinter // mints the repo-policy tokens (nil: no check)
 }
 
 func newEnv(t *testing.T, opts ...envOptions) *env {
@@ -86,6 +87,7 @@ func newEnv(t *testing.T, opts ...envOptions) *env {
 	s := bootstrap.NewServer(bootstrap.Options{
 		Fleet:  st,
 		Minter: e.minter,
+		Policy: o.policy,
 		Labels: func(f string) ([]string, bool) { return []string{"self-hosted", f}, f == "small" },
 		Finished: func(name string) {
 			e.finished <- name

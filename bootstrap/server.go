@@ -12,6 +12,10 @@
 // (job_started and pre_job_done) is all the pre-job hook, running as the runner user,
 // can read.
 //
+// With a repo-policy check, the config answer also carries the check's one-time
+// token, minted then (never in user-data), and pre_job_done may carry a refused
+// job's verdict (templates/repo-check.sh, docs/repo-policy.md).
+//
 // State lives in the fleet's KV records, so any spawner process can serve any
 // instance. It must not import a backend or the GitHub client: minting and instance
 // cleanup are passed in.
@@ -43,6 +47,13 @@ type Minter interface {
 	MintJITConfig(ctx context.Context, runnerName string, labels []string) (runnerID int64, encodedJITConfig string, err error)
 }
 
+// PolicyMinter mints the one-time token a runner of flavor spends on its
+// repo-policy-compliance check (internal/repopolicy); ok is false when the flavor
+// has no check.
+type PolicyMinter interface {
+	PolicyToken(ctx context.Context, flavor string) (token string, ok bool, err error)
+}
+
 // BusyError tells the instance to come back later (GitHub rate limit, outage): the
 // endpoint answers 503 with Retry-After.
 type BusyError struct {
@@ -58,6 +69,9 @@ type Options struct {
 	// Fleet holds the runner records; the server moves them with its verbs.
 	Fleet  *fleet.Fleet
 	Minter Minter
+	// Policy mints the repo-policy check's one-time tokens (nil: no flavor has the
+	// check).
+	Policy PolicyMinter
 	// Labels returns the runner labels of a flavor (false: unknown flavor).
 	Labels func(flavor string) ([]string, bool)
 	// Finished is told, without blocking, that a runner's job finished so its
@@ -146,6 +160,10 @@ type ConfigResponse struct {
 	CallbackToken string `json:"callback_token"`
 	// HookToken may report job_started and pre_job_done only.
 	HookToken string `json:"hook_token"`
+	// RepoPolicyToken is the one-time token of the repo-policy check (alphabet
+	// repopolicy.TokenChars); empty when the flavor has no check or none could be
+	// minted (the hook then fails the job, or lets it run with fail_open).
+	RepoPolicyToken string `json:"repo_policy_token,omitempty"`
 }
 
 // base64Chars is the alphabet of a JIT config (standard base64 with padding), as the
@@ -192,6 +210,10 @@ func (s *Server) config(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, logger, "config", fmt.Errorf("flavor %q of runner %s is not configured here", rec.Flavor, name))
 		return
 	}
+	// The policy token is minted alongside the JIT config, so that the instance's
+	// request (30 s) is not held for both calls in a row.
+	policy := make(chan string, 1)
+	go func() { policy <- s.policyToken(r.Context(), rec.Flavor, logger) }()
 	mctx, cancel := context.WithTimeout(r.Context(), s.opts.MintTimeout)
 	start := time.Now()
 	runnerID, jit, err := s.opts.Minter.MintJITConfig(mctx, name, labels)
@@ -201,6 +223,7 @@ func (s *Server) config(w http.ResponseWriter, r *http.Request) {
 		// The script would refuse it; say why here, where someone reads the logs.
 		err = fmt.Errorf("GitHub's JIT config is not base64 (%d bytes)", len(jit))
 	}
+	policyToken := <-policy
 	if err != nil {
 		s.unclaim(r.Context(), name)
 		s.fail(w, logger, "config", fmt.Errorf("mint runner config: %w", err))
@@ -217,12 +240,46 @@ func (s *Server) config(w http.ResponseWriter, r *http.Request) {
 	logger.Info("runner config handed out", "github_runner_id", runnerID)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
-	if err := json.NewEncoder(w).Encode(ConfigResponse{RunnerName: name, JITConfig: jit, CallbackToken: callback, HookToken: hook}); err != nil {
+	answer := ConfigResponse{RunnerName: name, JITConfig: jit, CallbackToken: callback, HookToken: hook, RepoPolicyToken: policyToken}
+	if err := json.NewEncoder(w).Encode(answer); err != nil {
 		// The registration is minted but the instance may not have it: it is reaped
 		// as a runner that never took its job.
 		logger.Warn("runner config not delivered", logkey.Error, err)
 	}
 }
+
+// policyMintTimeout bounds minting a policy token, retries included: the instance
+// waits for its config answer meanwhile (its request gives up after 30 s).
+const policyMintTimeout = 15 * time.Second
+
+// policyToken mints the flavor's repo-policy one-time token; "" when the flavor has
+// no check, or when minting failed: the check then fails closed in the instance (or
+// lets the job run with fail_open), which is where the job's log says why.
+func (s *Server) policyToken(ctx context.Context, flavor string, logger *slog.Logger) string {
+	if s.opts.Policy == nil {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(ctx, policyMintTimeout)
+	defer cancel()
+	tok, ok, err := s.opts.Policy.PolicyToken(ctx, flavor)
+	switch {
+	case !ok:
+		return ""
+	case err == nil && !inAlphabet(tok, policyTokenChars):
+		err = fmt.Errorf("the one-time token is not of the expected alphabet (%d bytes)", len(tok))
+	}
+	if err != nil {
+		s.requests.WithLabelValues("policy_token", "error").Inc()
+		logger.Warn("no repo-policy one-time token for the runner: its check fails closed unless fail_open", logkey.Error, err)
+		return ""
+	}
+	s.requests.WithLabelValues("policy_token", "ok").Inc()
+	return tok
+}
+
+// policyTokenChars is the one-time token's alphabet, as the script checks it
+// (repopolicy.TokenChars).
+const policyTokenChars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._~-"
 
 // runner reads the {name} segment. A name no runner can have is refused before the
 // store is read; the logger it returns carries the name cut for logs.
@@ -278,6 +335,38 @@ var instanceEvents = map[string]fleet.InstanceEvent{
 type StatusRequest struct {
 	Event    string `json:"event"`
 	ExitCode int    `json:"exit_code"`
+	// Outcome, HTTPCode and Reason come with pre_job_done when a pre-job check
+	// refused the job (repo-check.sh): a fleet.CheckFailures outcome, the policy
+	// service's status (0: not reached, or the fork check) and the reason.
+	Outcome  string `json:"outcome,omitempty"`
+	HTTPCode int    `json:"http_code,omitempty"`
+	Reason   string `json:"reason,omitempty"`
+}
+
+// maxReasonLen bounds a check's reason as stored on the runner record.
+const maxReasonLen = 200
+
+// verdict is the check failure a status request carries (nil: none). Everything in
+// it comes from the instance, and the reason from the policy service through it:
+// the outcome must be one of ours, the code an HTTP status, and the reason is cut
+// to printable text.
+func (req *StatusRequest) verdict() (*fleet.CheckFailure, error) {
+	if req.Outcome == "" {
+		if req.HTTPCode != 0 || req.Reason != "" {
+			return nil, fmt.Errorf("%w: http_code and reason come with an outcome", errBadRequest)
+		}
+		return nil, nil
+	}
+	o := fleet.Outcome(req.Outcome)
+	switch {
+	case req.Event != EventPreJobDone:
+		return nil, fmt.Errorf("%w: an outcome comes with %s only", errBadRequest, EventPreJobDone)
+	case !o.IsCheckFailure():
+		return nil, fmt.Errorf("%w: unknown outcome %q", errBadRequest, untrusted.Log(req.Outcome))
+	case req.HTTPCode < 0 || req.HTTPCode > 599:
+		return nil, fmt.Errorf("%w: http_code %d", errBadRequest, req.HTTPCode)
+	}
+	return &fleet.CheckFailure{Outcome: o, HTTPCode: req.HTTPCode, Reason: untrusted.Cell(req.Reason, maxReasonLen)}, nil
 }
 
 // scope is what a presented token may report.
@@ -335,9 +424,14 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, logger, "status", fmt.Errorf("%w: unknown event %q", errBadRequest, untrusted.Log(req.Event)))
 		return
 	}
+	check, err := req.verdict()
+	if err != nil {
+		s.fail(w, logger, "status", err)
+		return
+	}
 	token := bearer(r)
 	now := s.opts.Now().UTC()
-	err := s.fleet.Report(r.Context(), name, instanceEvents[req.Event], req.ExitCode, func(rec *fleet.RunnerRecord) error {
+	rec, err := s.fleet.ReportWith(r.Context(), name, instanceEvents[req.Event], req.ExitCode, check, func(rec *fleet.RunnerRecord) error {
 		granted := tokenScope(rec, token, now)
 		switch {
 		case granted == 0:
@@ -356,7 +450,17 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		s.opts.Finished(name)
 	}
 	s.requests.WithLabelValues("status", req.Event).Inc()
-	logger.Info("runner status", "event", req.Event, "exit_code", req.ExitCode)
+	switch {
+	case rec == nil: // said before: nothing new to log or count
+		logger.Info("runner status", "event", req.Event, "exit_code", req.ExitCode)
+	case check != nil:
+		logger.Warn("pre-job check refused the job", logkey.Flavor, rec.Flavor, logkey.JobID, rec.TookJob,
+			"outcome", string(rec.Outcome), "http_code", rec.CheckHTTPCode, "reason", rec.CheckReason)
+	case finished:
+		logger.Info("runner status", "event", req.Event, "exit_code", req.ExitCode, "outcome", string(rec.Outcome))
+	default:
+		logger.Info("runner status", "event", req.Event, "exit_code", req.ExitCode)
+	}
 	w.WriteHeader(http.StatusNoContent)
 }
 

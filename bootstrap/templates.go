@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"text/template"
+	"time"
 
 	"github.com/runner-spawner/runner-spawner/internal/bootstrapendpoint"
 	"github.com/runner-spawner/runner-spawner/internal/runnername"
@@ -16,6 +17,12 @@ import (
 
 //go:embed templates/*.tmpl
 var templateFS embed.FS
+
+// repoCheckScript is the pre-job checks (the fork check and the repo-policy call),
+// a plain script rather than a template so that it can be run and tested alone.
+//
+//go:embed templates/repo-check.sh
+var repoCheckScript string
 
 var templates = template.Must(template.New("").Funcs(template.FuncMap{"q": shellQuote}).ParseFS(templateFS, "templates/*.tmpl"))
 
@@ -51,6 +58,24 @@ type RunnerSettings struct {
 	FetchBinary bool
 	// PowerOff powers the instance off after the job (default in config: true).
 	PowerOff bool
+	// RepoPolicy, when set, has the pre-job hook check every job with a
+	// repo-policy-compliance service before its first step (docs/repo-policy.md).
+	RepoPolicy *RepoPolicy
+	// RefuseExternalContributors is runner.allow_external_contributors: false: the
+	// pre-job hook refuses forks' pull requests by authors who are not members.
+	RefuseExternalContributors bool
+}
+
+// RepoPolicy is what the pre-job hook needs of the repo-policy-compliance service;
+// the service token is not here: it never reaches an instance.
+type RepoPolicy struct {
+	// URL is the service's base URL; it must pass bootstrapendpoint.CheckURL, since
+	// it is written into the hook.
+	URL string
+	// Timeout bounds the check call (whole seconds, at least 1).
+	Timeout time.Duration
+	// FailOpen lets the job run when the service errs (5xx, unreachable).
+	FailOpen bool
 }
 
 // Spec is one runner's bootstrap.
@@ -105,6 +130,10 @@ type scriptData struct {
 	DockerhubMirror, PreJobScript  string
 	FetchBinary, PowerOff          bool
 	ScriptBase64                   string
+	// The pre-job checks: RepoCheck when either is on.
+	RepoCheck, ForkCheck, PolicyFailOpen bool
+	PolicyURL, RepoCheckScript           string
+	PolicyTimeout                        int
 }
 
 var (
@@ -145,6 +174,18 @@ func Render(s Spec) (Rendered, error) {
 	if d.RunDir == "" {
 		d.RunDir = "/run"
 	}
+	if rp := s.Runner.RepoPolicy; rp != nil {
+		url := strings.TrimRight(rp.URL, "/")
+		if err := bootstrapendpoint.CheckURL(url); err != nil {
+			return Rendered{}, fmt.Errorf("render bootstrap: the repo-policy url %q %w", url, err)
+		}
+		d.PolicyURL, d.PolicyFailOpen = url, rp.FailOpen
+		d.PolicyTimeout = max(1, int(rp.Timeout.Round(time.Second).Seconds()))
+	}
+	d.ForkCheck = s.Runner.RefuseExternalContributors
+	if d.RepoCheck = d.PolicyURL != "" || d.ForkCheck; d.RepoCheck {
+		d.RepoCheckScript = repoCheckScript
+	}
 	d.Path = s.Path
 	if d.Path == "" {
 		d.Path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -163,7 +204,7 @@ func Render(s Spec) (Rendered, error) {
 	if d.RunnerCommand == "" || strings.ContainsAny(d.RunnerCommand, "\n\r") {
 		return Rendered{}, fmt.Errorf("render bootstrap: the runner command must be one non-empty line")
 	}
-	for _, delim := range []string{"SPAWNER_LIB_EOF", "SPAWNER_HOOK_EOF", "SPAWNER_RUN_EOF", "SPAWNER_CA_EOF"} {
+	for _, delim := range []string{"SPAWNER_LIB_EOF", "SPAWNER_HOOK_EOF", "SPAWNER_RUN_EOF", "SPAWNER_CA_EOF", "SPAWNER_CHECK_EOF"} {
 		if strings.Contains(d.PreJobScript, delim) || strings.Contains(d.RunnerCommand, delim) {
 			return Rendered{}, fmt.Errorf("render bootstrap: the pre-job script and runner command must not contain %s", delim)
 		}

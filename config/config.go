@@ -41,6 +41,8 @@ type File struct {
 	LXD LXDServer `yaml:"lxd"`
 	// OpenStack is the cloud used by flavors with backend openstack.
 	OpenStack OpenStackCloud `yaml:"openstack"`
+	// RepoPolicy is the repo-policy-compliance check before every job (repopolicy.go).
+	RepoPolicy RepoPolicy `yaml:"repo_policy"`
 
 	// inlineSecrets names the secrets written in the file itself, for Warnings.
 	inlineSecrets []string
@@ -121,10 +123,13 @@ type Flavor struct {
 	// required (no default). Its settings sit under the key of the same name.
 	Backend string `yaml:"backend"`
 	// Runner is the runner's environment inside the instance.
-	Runner    Runner           `yaml:"runner"`
-	Sim       *SimFlavor       `yaml:"sim"`
-	LXD       *LXDFlavor       `yaml:"lxd"`
-	OpenStack *OpenStackFlavor `yaml:"openstack"`
+	Runner Runner `yaml:"runner"`
+	// RepoPolicy, when set, replaces the deployment's repo_policy for this flavor
+	// (url: "" turns the check off for it).
+	RepoPolicy *RepoPolicy      `yaml:"repo_policy"`
+	Sim        *SimFlavor       `yaml:"sim"`
+	LXD        *LXDFlavor       `yaml:"lxd"`
+	OpenStack  *OpenStackFlavor `yaml:"openstack"`
 }
 
 // SimFlavor configures the simulated backend (tests, benchmarks, sandbox).
@@ -175,8 +180,9 @@ func Defaults() *File {
 			IgnoredLabels: []string{"self-hosted", "linux"},
 			Match:         MatchSubset,
 		},
-		LXD:       lxdDefaults(),
-		OpenStack: openstackDefaults(),
+		LXD:        lxdDefaults(),
+		OpenStack:  openstackDefaults(),
+		RepoPolicy: RepoPolicy{Timeout: DefaultRepoPolicyTimeout},
 	}
 	roleDefaults(f)
 	return f
@@ -198,6 +204,7 @@ func applyFlavorDefaults(f *Flavor) {
 		f.Sim = &SimFlavor{}
 	}
 	applyRunnerDefaults(&f.Runner)
+	applyRepoPolicyDefaults(f.RepoPolicy)
 }
 
 // FlavorNames returns the flavors' names in config order.

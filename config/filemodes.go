@@ -64,6 +64,12 @@ func (f *File) secretFiles() []keyedPath {
 		{"admin.token_file", f.Admin.TokenFile},
 		{"lxd.client_key_file", f.LXD.ClientKeyFile},
 		{"openstack.clouds_file", f.OpenStack.CloudsFile},
+		{"repo_policy.token_file", f.RepoPolicy.TokenFile},
+	}
+	for i, fl := range f.Flavors {
+		if fl.RepoPolicy != nil {
+			files = append(files, keyedPath{fmt.Sprintf("flavors[%d].repo_policy.token_file", i), fl.RepoPolicy.TokenFile})
+		}
 	}
 	// clouds.yaml's passwords may sit in a secure.yaml beside it, merged when read.
 	if cf := f.OpenStack.CloudsFile; cf != "" {
@@ -77,12 +83,13 @@ func (f *File) secretFiles() []keyedPath {
 func inlineSecretKeys(f *File) []string {
 	var keys []string
 	for key, set := range map[string]bool{
-		"webhook.secrets": len(f.Webhook.Secrets) > 0,
-		"nats.password":   !f.NATS.Password.IsZero(),
-		"nats.token":      !f.NATS.Token.IsZero(),
-		"nats.url":        strings.Contains(f.NATS.URL, "@"),
-		"github.token":    !f.GitHub.Token.IsZero(),
-		"admin.token":     !f.Admin.Token.IsZero(),
+		"webhook.secrets":   len(f.Webhook.Secrets) > 0,
+		"nats.password":     !f.NATS.Password.IsZero(),
+		"nats.token":        !f.NATS.Token.IsZero(),
+		"nats.url":          strings.Contains(f.NATS.URL, "@"),
+		"github.token":      !f.GitHub.Token.IsZero(),
+		"admin.token":       !f.Admin.Token.IsZero(),
+		"repo_policy.token": !f.RepoPolicy.Token.IsZero(),
 	} {
 		if set {
 			keys = append(keys, key)

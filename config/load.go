@@ -269,6 +269,7 @@ func resolveSecrets(f *File, getenv func(string) string, p *problems) {
 	envSecret(&f.GitHub.Token, "SPAWNER_GITHUB_TOKEN", getenv)
 	readSecretFile(&f.Admin.Token, f.Admin.TokenFile, "admin.token", p)
 	envSecret(&f.Admin.Token, "SPAWNER_ADMIN_TOKEN", getenv)
+	resolveRepoPolicySecrets(f, getenv, p)
 }
 
 func splitSecrets(s, sep string) []secret.Value {

@@ -64,7 +64,7 @@ func partOf(key string) Part {
 		return PartWebhook
 	case "github":
 		return PartGitHub
-	case "consumer", "bootstrap", "lxd", "openstack":
+	case "consumer", "bootstrap", "lxd", "openstack", "repo_policy":
 		return PartCloud
 	case "janitor":
 		return PartJanitor
@@ -73,7 +73,7 @@ func partOf(key string) Part {
 		// max_runners, backend: common.
 		field, _, _ := strings.Cut(rest, ".")
 		switch field {
-		case "runner", "lxd", "openstack", "sim":
+		case "runner", "lxd", "openstack", "sim", "repo_policy":
 			return PartCloud
 		}
 	}

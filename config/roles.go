@@ -139,6 +139,11 @@ type Runner struct {
 	PowerOff           *bool         `yaml:"power_off"`
 	BootTimeout        time.Duration `yaml:"boot_timeout"`
 	IdleTTL            time.Duration `yaml:"idle_ttl"`
+	// AllowExternalContributors (default true) lets pull requests from forks run
+	// whoever wrote them; false runs them only for the repository's owners, members
+	// and collaborators (contributors too in private repositories). See
+	// docs/repo-policy.md.
+	AllowExternalContributors *bool `yaml:"allow_external_contributors"`
 }
 
 // User-data formats.
@@ -205,5 +210,9 @@ func applyRunnerDefaults(r *Runner) {
 	}
 	if r.IdleTTL == 0 {
 		r.IdleTTL = 5 * time.Minute
+	}
+	if r.AllowExternalContributors == nil {
+		t := true
+		r.AllowExternalContributors = &t
 	}
 }

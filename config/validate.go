@@ -50,6 +50,7 @@ func (f *File) Validate() error {
 	f.validateRouting(&p)
 	f.validateFlavors(&p)
 	f.validateRoles(&p)
+	f.validateRepoPolicies(&p)
 	if f.UsesBackend(BackendLXD) {
 		f.LXD.validate("lxd", &p)
 	}

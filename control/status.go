@@ -156,3 +156,38 @@ func ListJobs(ctx context.Context, fl *fleet.Fleet, f JobFilter) ([]*fleet.JobRe
 	})
 	return out, nil
 }
+
+// JobView is a job record with how the run of the runner that took it ended (`jobs
+// list`): the outcome, and a refused job's check code and reason.
+type JobView struct {
+	*fleet.JobRecord
+	Outcome       fleet.Outcome `json:"outcome,omitempty"`
+	CheckHTTPCode int           `json:"check_http_code,omitempty"`
+	CheckReason   string        `json:"check_reason,omitempty"`
+}
+
+// ListJobViews is ListJobs with each job's outcome, from the runner that took it.
+func ListJobViews(ctx context.Context, fl *fleet.Fleet, f JobFilter) ([]JobView, error) {
+	jobs, err := ListJobs(ctx, fl, f)
+	if err != nil {
+		return nil, err
+	}
+	runners, err := fl.Runners(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list runners: %w", err)
+	}
+	byJob := map[int64]*fleet.RunnerRecord{}
+	for _, r := range runners {
+		if r.TookJob != 0 && r.Outcome != fleet.OutcomeNone {
+			byJob[r.TookJob] = r
+		}
+	}
+	out := make([]JobView, len(jobs))
+	for i, j := range jobs {
+		out[i] = JobView{JobRecord: j}
+		if r := byJob[j.ID]; r != nil {
+			out[i].Outcome, out[i].CheckHTTPCode, out[i].CheckReason = r.Outcome, r.CheckHTTPCode, r.CheckReason
+		}
+	}
+	return out, nil
+}

@@ -40,6 +40,9 @@ type Fleet struct {
 	// logger says what the verbs leave to the janitor: a secondary write (the spare
 	// index, a job's runner list) that failed after the primary one took effect.
 	logger *slog.Logger
+	// stopped is told of each run's outcome once, by the process whose write
+	// settled it (WithStops): summed over processes, every run counts once.
+	stopped func(flavor string, o Outcome)
 }
 
 // Open opens the buckets (conn.Ensure must have created them). logger (nil: none)
@@ -74,6 +77,14 @@ func (f *Fleet) WithClock(now func() time.Time) *Fleet {
 	}
 	cp := *f
 	cp.now = now
+	return &cp
+}
+
+// WithStops returns the same fleet, telling stopped of every outcome its verbs
+// settle (the runner-stop metric).
+func (f *Fleet) WithStops(stopped func(flavor string, o Outcome)) *Fleet {
+	cp := *f
+	cp.stopped = stopped
 	return &cp
 }
 
@@ -126,7 +137,9 @@ func (f *Fleet) updateJob(ctx context.Context, id int64, edit func(*JobRecord) e
 // stamps UpdatedAt. ErrUnchanged from edit writes nothing and returns the record as
 // it is, with ErrUnchanged.
 func (f *Fleet) updateRunner(ctx context.Context, name string, edit func(*RunnerRecord) error) (*RunnerRecord, error) {
+	var before Outcome // of the attempt that was written
 	rec, err := f.runners.Update(ctx, name, nil, func(r *RunnerRecord) error {
+		before = r.Outcome
 		if err := edit(r); err != nil {
 			return err
 		}
@@ -135,6 +148,9 @@ func (f *Fleet) updateRunner(ctx context.Context, name string, edit func(*Runner
 	})
 	if err != nil && !errors.Is(err, ErrUnchanged) {
 		return nil, fmt.Errorf("update runner %s: %w", name, err)
+	}
+	if err == nil && f.stopped != nil && before == OutcomeNone && rec.Outcome != OutcomeNone {
+		f.stopped(rec.Flavor, rec.Outcome)
 	}
 	return rec, err
 }

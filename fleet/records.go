@@ -148,6 +148,15 @@ type RunnerRecord struct {
 	LastError     string    `json:"last_error,omitempty"`
 	FailReason    string    `json:"fail_reason,omitempty"`
 	ExitCode      *int      `json:"exit_code,omitempty"`
+	// Outcome is how the runner's run ended (outcome.go): set once, by the pre-job
+	// hook's refusal, the runner's exit, or the end of a runner that held a job
+	// without reporting. Empty for a runner that never ran a job.
+	Outcome Outcome `json:"outcome,omitempty"`
+	// CheckHTTPCode and CheckReason come with a check failure: the policy service's
+	// HTTP status (0: not reached, or the built-in fork check) and its reason, as
+	// the instance reported them (validated and cut when they arrived).
+	CheckHTTPCode int    `json:"check_http_code,omitempty"`
+	CheckReason   string `json:"check_reason,omitempty"`
 	// InstanceDeleted is set once the backend confirmed the instance is gone.
 	InstanceDeleted bool `json:"instance_deleted,omitempty"`
 	// HoldSlotUntil is set when a create of this runner failed with an unknown

@@ -207,8 +207,20 @@ const (
 // caller's token check, which reads the record and edits nothing) passed.
 // ErrUnchanged: the event was reported before.
 func (f *Fleet) Report(ctx context.Context, name string, ev InstanceEvent, exitCode int, authorize func(*RunnerRecord) error) error {
+	_, err := f.ReportWith(ctx, name, ev, exitCode, nil, authorize)
+	return err
+}
+
+// ReportWith is Report with the verdict of a pre-job check that refused the job
+// (check, with EventPreJobDone only; nil: none). The verdict counts only with the
+// first pre_job_done: job code runs after it and can read the hook token, so it must
+// not be able to rewrite how its run ended. It returns the record as stored.
+func (f *Fleet) ReportWith(ctx context.Context, name string, ev InstanceEvent, exitCode int, check *CheckFailure, authorize func(*RunnerRecord) error) (*RunnerRecord, error) {
+	if check != nil && (ev != EventPreJobDone || !check.Outcome.IsCheckFailure()) {
+		return nil, fmt.Errorf("runner %s: a check verdict %q comes with pre_job_done only", name, check.Outcome)
+	}
 	now := f.now().UTC()
-	_, err := f.updateRunner(ctx, name, func(r *RunnerRecord) error {
+	return f.updateRunner(ctx, name, func(r *RunnerRecord) error {
 		if err := authorize(r); err != nil {
 			return err
 		}
@@ -226,21 +238,34 @@ func (f *Fleet) Report(ctx context.Context, name string, ev InstanceEvent, exitC
 				r.PreJobStartedAt = now
 			}
 		case EventPreJobDone:
-			if r.PreJobDoneAt.IsZero() {
-				r.PreJobDoneAt = now
+			if !r.PreJobDoneAt.IsZero() {
+				return ErrUnchanged
+			}
+			r.PreJobDoneAt = now
+			if check != nil && r.Outcome.Settle(check.Outcome) {
+				r.CheckHTTPCode, r.CheckReason = check.HTTPCode, check.Reason
 			}
 		case EventJobFinished:
+			if r.ExitCode != nil {
+				// Said before (a retried callback): the run ended once, and is
+				// counted once.
+				return ErrUnchanged
+			}
 			code := exitCode
 			r.ExitCode = &code
 			if r.State.Advance(RunnerFinished) {
 				r.FinishedAt = now
+			}
+			if code == 0 {
+				r.Outcome.Settle(OutcomeNormal)
+			} else {
+				r.Outcome.Settle(OutcomeAbnormal)
 			}
 		default:
 			return fmt.Errorf("unknown instance event %d", ev)
 		}
 		return nil
 	})
-	return err
 }
 
 // Busy records that GitHub gave the runner job jobID (an in_progress event, or a
@@ -369,6 +394,11 @@ func (f *Fleet) Retire(ctx context.Context, name, text string, still func(*Runne
 			if r.FailReason == "" {
 				r.FailReason = text
 			}
+			if next == RunnerFinished {
+				// It held a job and is removed before its instance said how the
+				// job ended.
+				r.Outcome.Settle(OutcomeAbnormal)
+			}
 		}
 		r.CreatingUntil = time.Time{}
 		return nil
@@ -406,8 +436,19 @@ func (f *Fleet) InstanceGone(ctx context.Context, flavor, name string, deletedNo
 		if clearHold {
 			r.HoldSlotUntil = time.Time{}
 		}
-		if r.State.Live() && r.State.Advance(RunnerFinished) {
+		tookJob := r.State == RunnerBusy || r.TookJob != 0
+		switch {
+		case r.State.Live() && r.State.Advance(RunnerFinished):
 			r.FinishedAt = now
+			if tookJob {
+				// Its instance went while it held a job, without reporting the end.
+				r.Outcome.Settle(OutcomeAbnormal)
+			}
+		case r.State == RunnerFinished && tookJob:
+			// GitHub said its job completed and its instance was deleted before the
+			// instance itself reported the end: the run ended as runs do. (A
+			// report that came first, or a check's verdict, has settled it.)
+			r.Outcome.Settle(OutcomeNormal)
 		}
 		return nil
 	})

@@ -44,11 +44,12 @@ func devCommand() *cobra.Command {
   spawner dev github   serves a fake GitHub (REST, signed webhooks, runner simulation)
   spawner dev runner   plays the Actions runner against that fake GitHub
   spawner dev sim-cloud serves a simulated cloud that several spawner processes share
+  spawner dev repo-policy serves a fake repo-policy-compliance service
 
 These are test tools: the fake accepts anything it is told to, and the runner only
 understands JIT configs minted by the fake.`,
 	}
-	dev.AddCommand(devGitHubCommand(), devRunnerCommand(), devSimCloudCommand())
+	dev.AddCommand(devGitHubCommand(), devRunnerCommand(), devSimCloudCommand(), devRepoPolicyCommand())
 	return dev
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -151,5 +152,56 @@ func TestSimStats(t *testing.T) {
 	if got.Created != 2 || got.Deleted != 1 || got.Live["small"] != 1 || got.MaxLive["small"] != 2 ||
 		len(got.Instances) != 1 || got.Instances[0].Name != "d-small-2-0" || got.Instances[0].Flavor != "small" {
 		t.Errorf("stats %+v", got)
+	}
+}
+
+// "dev repo-policy" mints single-use tokens with the service token and refuses the
+// repositories it is told to.
+func TestDevRepoPolicy(t *testing.T) {
+	var out syncbuf.Buffer
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		done <- devRun(ctx, &out, "repo-policy", "--listen", "127.0.0.1:0", "--service-token", "svc", "--refuse-repo", "bad/repo")
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	urlRE := regexp.MustCompile(`listening on (http://\S+)`)
+	var base string
+	for deadline := time.Now().Add(10 * time.Second); base == ""; time.Sleep(20 * time.Millisecond) {
+		if m := urlRE.FindStringSubmatch(out.String()); m != nil {
+			base = m[1]
+		} else if time.Now().After(deadline) {
+			t.Fatalf("no address:\n%s", out.String())
+		}
+	}
+	call := func(method, path, token, body string) (int, string) {
+		req, _ := http.NewRequestWithContext(t.Context(), method, base+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := call("GET", "/one-time-token", "wrong", ""); code != http.StatusUnauthorized {
+		t.Errorf("mint with a wrong service token: %d", code)
+	}
+	for _, tc := range []struct {
+		repo string
+		want int
+	}{{"good/repo", http.StatusNoContent}, {"bad/repo", http.StatusForbidden}} {
+		_, tok := call("GET", "/one-time-token", "svc", "")
+		body := `{"repository_name":"` + tc.repo + `"}`
+		if code, reason := call("POST", "/push/check-run", tok, body); code != tc.want {
+			t.Errorf("%s: %d %s", tc.repo, code, reason)
+		}
+		if code, _ := call("POST", "/push/check-run", tok, body); code != http.StatusUnauthorized {
+			t.Errorf("%s: a spent token answered %d", tc.repo, code)
+		}
 	}
 }

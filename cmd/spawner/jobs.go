@@ -27,14 +27,14 @@ func jobsCommand(g *globalFlags) *cobra.Command {
 				for _, s := range states {
 					f.States = append(f.States, fleet.JobState(s))
 				}
-				js, err := control.ListJobs(ctx, fl, f)
+				js, err := control.ListJobViews(ctx, fl, f)
 				if err != nil {
 					return err
 				}
 				if asJSON {
 					return printJSON(cmd, js)
 				}
-				tw := newTable(cmd.OutOrStdout(), "JOB", "FLAVOR", "REPO", "STATE", "CONCLUSION", "RUNNERS", "TAKEN BY", "WAITED", "NOTE")
+				tw := newTable(cmd.OutOrStdout(), "JOB", "FLAVOR", "REPO", "STATE", "CONCLUSION", "RUNNERS", "TAKEN BY", "OUTCOME", "WAITED", "NOTE")
 				for _, j := range js {
 					waited := ""
 					if !j.ReceivedAt.IsZero() {
@@ -48,7 +48,10 @@ func jobsCommand(g *globalFlags) *cobra.Command {
 					if j.Gone {
 						note = "gone on GitHub"
 					}
-					tw.row(j.ID, j.Flavor, j.Repo, string(j.State), j.Conclusion, strings.Join(j.Runners, ","), j.TakenBy, waited, note)
+					if j.Outcome.IsCheckFailure() {
+						note = checkNote(j.CheckHTTPCode, j.CheckReason)
+					}
+					tw.row(j.ID, j.Flavor, j.Repo, string(j.State), j.Conclusion, strings.Join(j.Runners, ","), j.TakenBy, string(j.Outcome), waited, note)
 				}
 				return tw.flush()
 			})

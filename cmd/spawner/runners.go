@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -33,13 +34,16 @@ func runnersCommand(g *globalFlags) *cobra.Command {
 				if asJSON {
 					return printJSON(cmd, rs)
 				}
-				tw := newTable(cmd.OutOrStdout(), "RUNNER", "FLAVOR", "STATE", "FOR JOB", "TOOK JOB", "SPARE", "PRE-JOB", "AGE", "NOTE")
+				tw := newTable(cmd.OutOrStdout(), "RUNNER", "FLAVOR", "STATE", "FOR JOB", "TOOK JOB", "SPARE", "PRE-JOB", "OUTCOME", "AGE", "NOTE")
 				for _, r := range rs {
 					note := r.FailReason
 					if note == "" {
 						note = r.LastError
 					}
-					tw.row(r.Name, r.Flavor, string(r.State), r.ForJob, r.TookJob, r.Spare, r.InPreJob(), time.Since(r.CreatedAt).Round(time.Second), note)
+					if r.Outcome.IsCheckFailure() {
+						note = checkNote(r.CheckHTTPCode, r.CheckReason)
+					}
+					tw.row(r.Name, r.Flavor, string(r.State), r.ForJob, r.TookJob, r.Spare, r.InPreJob(), string(r.Outcome), time.Since(r.CreatedAt).Round(time.Second), note)
 				}
 				return tw.flush()
 			})
@@ -51,4 +55,13 @@ func runnersCommand(g *globalFlags) *cobra.Command {
 	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.AddCommand(list)
 	return cmd
+}
+
+// checkNote is a refused job's note: the policy service's HTTP status (none for the
+// fork check, or a service not reached) and its reason, already cut when stored.
+func checkNote(code int, reason string) string {
+	if code == 0 {
+		return reason
+	}
+	return fmt.Sprintf("HTTP %d: %s", code, reason)
 }

@@ -52,6 +52,7 @@ func (s *Server) CreateJob(spec JobSpec) Job {
 		id: s.newIDLocked(), runID: rn.id, attempt: spec.RunAttempt, repo: rp, name: spec.Name,
 		workflow: rn.workflow, labels: slices.Clone(spec.Labels), headSHA: rn.headSHA,
 		duration: max(spec.Duration, 0), hasDur: spec.Duration != 0, fail: spec.Fail,
+		event: spec.Event, payload: spec.EventPayload,
 		status: statusQueued, createdAt: now,
 	}
 	rn.jobs = append(rn.jobs, j)

@@ -101,7 +101,8 @@ func (s *Server) handleRunnerPoll(w http.ResponseWriter, r *http.Request, rn *ru
 	rn.lastSeen = time.Now()
 	resp := fakerunner.PollResponse{State: rn.state}
 	if j, ok := s.jobs[rn.jobID]; ok && rn.state != fakerunner.StateIdle {
-		resp.Job = &fakerunner.Assignment{JobID: j.id, RunID: j.runID, RunAttempt: j.attempt, Repo: j.repo.full(), Name: j.name, Labels: append([]string{}, j.labels...)}
+		resp.Job = &fakerunner.Assignment{JobID: j.id, RunID: j.runID, RunAttempt: j.attempt, Repo: j.repo.full(), Name: j.name, Labels: append([]string{}, j.labels...),
+			Event: j.event, EventPayload: j.payload}
 	}
 	if rn.state == fakerunner.StateFinish {
 		resp.Result = rn.result

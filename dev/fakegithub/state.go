@@ -78,6 +78,8 @@ type job struct {
 	duration    time.Duration
 	hasDur      bool
 	fail        bool
+	event       string          // the event that started the workflow
+	payload     json.RawMessage // its payload, as the runner writes it to GITHUB_EVENT_PATH
 	status      string
 	conclusion  string
 	runnerID    int64
@@ -185,6 +187,11 @@ type JobSpec struct {
 	Duration time.Duration `json:"duration"`
 	// Fail makes the job's steps fail: the runner reports a non-zero exit, conclusion failure.
 	Fail bool `json:"fail"`
+	// Event is the event that started the workflow (GITHUB_EVENT_NAME in the job;
+	// default push) and EventPayload its payload, which the runner writes to the file
+	// GITHUB_EVENT_PATH names (default: none).
+	Event        string          `json:"event,omitempty"`
+	EventPayload json.RawMessage `json:"event_payload,omitempty"`
 }
 
 // Job is a snapshot of a workflow job.

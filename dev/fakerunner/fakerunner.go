@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -260,13 +261,28 @@ func (r *runner) runHook(ctx context.Context, name, what string, job Assignment)
 	if env == nil {
 		env = []string{"PATH=" + r.opts.Env("PATH"), "HOME=" + r.opts.Env("HOME")}
 	}
+	event := job.Event
+	if event == "" {
+		event = "push"
+	}
 	env = append(env[:len(env):len(env)],
+		"GITHUB_EVENT_NAME="+event,
 		"GITHUB_REPOSITORY="+job.Repo,
 		"GITHUB_RUN_ID="+strconv.FormatInt(job.RunID, 10),
 		"GITHUB_RUN_ATTEMPT="+strconv.Itoa(job.RunAttempt),
 		"GITHUB_JOB="+job.Name,
 		"RUNNER_NAME="+r.cfg.RunnerName,
 	)
+	if len(job.EventPayload) > 0 {
+		// The real runner writes the event to a file for the job and its hooks.
+		path, err := writeEvent(job.EventPayload)
+		if err != nil {
+			r.printf("%s hook failed: %v\n", what, err)
+			return false
+		}
+		defer os.Remove(path)
+		env = append(env, "GITHUB_EVENT_PATH="+path)
+	}
 	cmd := exec.CommandContext(ctx, "sh", script)
 	cmd.Env = env
 	cmd.Stdout = r.out
@@ -277,6 +293,26 @@ func (r *runner) runHook(ctx context.Context, name, what string, job Assignment)
 		return false
 	}
 	return true
+}
+
+// writeEvent writes an event payload to a file the hooks can read.
+func writeEvent(payload []byte) (string, error) {
+	f, err := os.CreateTemp("", "event-*.json")
+	if err != nil {
+		return "", fmt.Errorf("write the event file: %w", err)
+	}
+	_, err = f.Write(payload)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(f.Name(), 0o644)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", fmt.Errorf("write the event file: %w", err)
+	}
+	return f.Name(), nil
 }
 
 func (r *runner) printf(format string, args ...any) {

@@ -1,6 +1,7 @@
 package fakerunner_test
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -152,3 +153,51 @@ func mint(t *testing.T, srv *fakegithub.Server, name string) string {
 }
 
 func jsonDecode(resp *http.Response, v any) error { return json.NewDecoder(resp.Body).Decode(v) }
+
+// TestHookReadsTheEvent: the job-started hook gets the workflow's event as the real
+// runner gives it: GITHUB_EVENT_NAME, and the payload in the file GITHUB_EVENT_PATH
+// names, which is gone after the job.
+func TestHookReadsTheEvent(t *testing.T) {
+	dir := t.TempDir()
+	seen := filepath.Join(dir, "seen")
+	hook := filepath.Join(dir, "hook.sh")
+	if err := os.WriteFile(hook, []byte("echo \"$GITHUB_EVENT_NAME $GITHUB_EVENT_PATH\" >"+seen+"\ncat \"$GITHUB_EVENT_PATH\" >>"+seen+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	payload, err := os.ReadFile("../../bootstrap/testdata/events/pull_request.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := fakegithub.NewServer(fakegithub.Options{})
+	t.Cleanup(srv.Close)
+	srv.CreateJob(fakegithub.JobSpec{Labels: []string{"self-hosted"}, Event: "pull_request", EventPayload: payload})
+	env := func(k string) string {
+		switch k {
+		case "PATH":
+			return os.Getenv("PATH")
+		case fakerunner.EnvJobStartedHook:
+			return hook
+		}
+		return ""
+	}
+	if err := fakerunner.Run(t.Context(), fakerunner.Options{JITConfig: mint(t, srv, "r1"), Env: env}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(seen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, rest, _ := strings.Cut(string(got), "\n")
+	name, path, _ := strings.Cut(first, " ")
+	// The payload travels compacted through the fake's JSON; the same JSON all the same.
+	var want bytes.Buffer
+	if err := json.Compact(&want, payload); err != nil {
+		t.Fatal(err)
+	}
+	if name != "pull_request" || rest != want.String() {
+		t.Errorf("the hook saw event %q and %d bytes of payload", name, len(rest))
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("the event file %s outlived the job: %v", path, err)
+	}
+}

@@ -90,6 +90,10 @@ type Assignment struct {
 	Repo       string   `json:"repo"` // owner/name
 	Name       string   `json:"name"`
 	Labels     []string `json:"labels"`
+	// Event started the workflow (default push); EventPayload is its payload, which
+	// the runner writes to the file GITHUB_EVENT_PATH names for the hooks.
+	Event        string          `json:"event,omitempty"`
+	EventPayload json.RawMessage `json:"event_payload,omitempty"`
 }
 
 // PollResponse answers PathPoll. The poll returns at once when the runner's state differs

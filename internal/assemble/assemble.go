@@ -61,6 +61,7 @@ type Assembly struct {
 	gh        *github.Client
 	backends  map[string]backends.Backend
 	ownsCloud *sim.Cloud // the simulated cloud made here, closed by Close
+	stops     *prometheus.CounterVec
 }
 
 // New starts an assembly; it builds nothing yet.
@@ -171,9 +172,14 @@ func (a *Assembly) simCloudLocked() *sim.Cloud {
 	return a.ownsCloud
 }
 
-// Fleet opens the job and runner records over conn.
+// Fleet opens the job and runner records over conn; the outcomes its verbs settle
+// count in spawner_runner_stops_total.
 func (a *Assembly) Fleet(ctx context.Context, conn *queue.Conn) (*fleet.Fleet, error) {
-	return fleet.Open(ctx, conn, a.logger)
+	fl, err := fleet.Open(ctx, conn, a.logger)
+	if err != nil {
+		return nil, err
+	}
+	return fl.WithStops(a.runnerStops()), nil
 }
 
 // ServedFlavors are the flavors this process's consumers serve (consumer.flavors, or

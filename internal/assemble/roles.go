@@ -108,7 +108,7 @@ func (a *Assembly) Consumer(ctx context.Context, conn *queue.Conn, fl *fleet.Fle
 		}
 		opts.Flavors = append(opts.Flavors, consumer.Flavor{
 			Name: f.Name, MaxRunners: f.MaxRunners, Backend: b, BackendName: f.Backend,
-			Runner: runnerSettings(f.Runner), BootTimeout: f.Runner.BootTimeout,
+			Runner: a.withChecks(f, runnerSettings(f.Runner)), BootTimeout: f.Runner.BootTimeout,
 		})
 	}
 	if a.opts.EditConsumer != nil {
@@ -150,7 +150,7 @@ func (a *Assembly) Bootstrap(fl *fleet.Fleet, finished func(runnerName string)) 
 		labels[f.Name] = a.RunnerLabels(f)
 	}
 	opts := bootstrap.Options{
-		Fleet: fl, Minter: mint.Minter{Client: gh}, Finished: finished,
+		Fleet: fl, Minter: mint.Minter{Client: gh}, Finished: finished, Policy: a.policyMinter(),
 		Labels:     func(f string) ([]string, bool) { l, ok := labels[f]; return l, ok },
 		Logger:     a.logger.With(logkey.Component, "bootstrap"),
 		Registerer: a.opts.Registry,

@@ -141,6 +141,9 @@ type Consumer struct {
 	// deleting holds the runners whose instance this process is deleting now: the
 	// job_finished callback and the completed event both ask for it.
 	deleting sync.Map
+	// naks remembers the queued events this process put back for a later retry, so
+	// that their redelivery is not taken for a crash's (spawn.go, untrusted).
+	naks ownNaks
 }
 
 // New builds a Consumer; it panics on a wiring mistake (a nil dependency).

@@ -354,7 +354,7 @@ func (c *Client) limitedUntil(b *budget, hr *http.Response, err error, ghRate *g
 		later(now.Add(time.Minute)) // GitHub's advice when it names no time
 	}
 	if secondary {
-		if hits := b.secondaryHit(); hits > 1 {
+		if hits := b.secondaryHit(now); hits > 1 {
 			wait := until.Sub(now)
 			until = now.Add(min(wait<<min(hits-1, 6), max(wait, time.Hour)))
 		}

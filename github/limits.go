@@ -102,12 +102,16 @@ func (b *budget) blockLocked(t time.Time) {
 	b.needProbe = true
 }
 
-// secondaryHit records a secondary-limit answer and returns how many there were in a
-// row; a success resets the count.
-func (b *budget) secondaryHit() int {
+// secondaryHit records a secondary-limit answer at now and returns how many there
+// were in a row; a success resets the count. Answers that arrive while the wait of an
+// earlier one still runs are the same episode (calls that were in flight together),
+// not a repeat: only a call sent after the wait that is limited again counts.
+func (b *budget) secondaryHit(now time.Time) int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.secondaryHits++
+	if b.secondaryHits == 0 || !now.Before(b.blockedUntil) {
+		b.secondaryHits++
+	}
 	return b.secondaryHits
 }
 

@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/runner-spawner/runner-spawner/dev/fakegithub"
-	"github.com/runner-spawner/runner-spawner/janitor"
 	"github.com/runner-spawner/runner-spawner/internal/systemtest"
+	"github.com/runner-spawner/runner-spawner/janitor"
 )
 
 // The poller does not list the jobs of runs the spawner already knows: in a burst

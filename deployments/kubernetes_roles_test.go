@@ -194,8 +194,8 @@ func checkSpawnerContainer(t *testing.T, o *k8sObjects, w workload, c *corev1.Co
 	if g := w.pod.Spec.TerminationGracePeriodSeconds; g != nil {
 		grace = time.Duration(*g) * time.Second
 	}
-	if inv.command == "consumer" && grace < s.cfg.Consumer.CreateTimeout {
-		t.Errorf("%s: terminationGracePeriodSeconds %s is shorter than consumer.create_timeout %s: a drain would be cut", where, grace, s.cfg.Consumer.CreateTimeout)
+	if grace <= s.cfg.ShutdownTimeout {
+		t.Errorf("%s: terminationGracePeriodSeconds %s is not above shutdown_timeout %s: Kubernetes would kill a stop the spawner bounds itself", where, grace, s.cfg.ShutdownTimeout)
 	}
 	if !slices.Contains([]string{"webhook", "consumer", "janitor"}, inv.command) {
 		t.Errorf("%s: runs spawner %s; the split roles are webhook, consumer, janitor", where, inv.command)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/bradleyfalzon/ghinstallation/v2"
 	gh "github.com/google/go-github/v62/github"
+	"golang.org/x/time/rate"
 
 	"github.com/runner-spawner/runner-spawner/internal/ghname"
 	"github.com/runner-spawner/runner-spawner/internal/secret"
@@ -32,11 +33,8 @@ type Client struct {
 	apiMu sync.Mutex
 	api   *gh.Client // token or installation client; made on first use when the installation is looked up
 
-	clock     clock
 	sem       *prioritySem
-	mutating  chan struct{} // MaxMutatingInFlight slots
-	ceiling   *ceiling      // nil: no RatePerHour
-	points    *pointsPacer  // nil: no secondary pacing
+	bucket    *rate.Limiter
 	apiBudget *budget
 	appBudget *budget
 	metrics   *metrics
@@ -51,17 +49,14 @@ type Client struct {
 
 // RateLimitInfo is what GitHub's X-RateLimit-* headers last said.
 type RateLimitInfo struct {
-	Limit, Remaining, Used int
-	Reset                  time.Time
-	Updated                time.Time // when the headers were read; zero before any answer
+	Limit, Remaining int
+	Reset            time.Time
+	Updated          time.Time // when the headers were read; zero before any answer
 }
 
 // New returns a client. It does no I/O: an App installation id left 0 is looked up on
 // the first call.
-func New(opts Options) (*Client, error) { return newWithClock(opts, wallClock{}) }
-
-// newWithClock is New on a given clock (tests compress time with it).
-func newWithClock(opts Options, clk clock) (*Client, error) {
+func New(opts Options) (*Client, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, fmt.Errorf("github options: %w", err)
 	}
@@ -74,18 +69,13 @@ func newWithClock(opts Options, clk clock) (*Client, error) {
 		opts:      opts,
 		log:       opts.Logger,
 		baseURL:   base,
-		clock:     clk,
 		sem:       newPrioritySem(opts.MaxInFlight),
-		mutating:  make(chan struct{}, opts.MaxMutatingInFlight),
-		points:    newPointsPacer(opts.SecondaryPointsPerMinute),
+		bucket:    rate.NewLimiter(rate.Limit(float64(opts.RatePerHour)/3600), opts.RateBurst),
 		apiBudget: &budget{name: "api"},
 		appBudget: &budget{name: "app"},
 		retryBase: 250 * time.Millisecond,
 		groups:    map[string]int64{},
 		etags:     map[int]runnerPage{},
-	}
-	if opts.RatePerHour > 0 {
-		c.ceiling = &ceiling{per: opts.RatePerHour}
 	}
 	c.owner, c.repo, _ = strings.Cut(opts.Path, "/")
 	if c.metrics, err = newMetrics(opts.Registerer); err != nil {

@@ -87,31 +87,9 @@ func (c *Client) ListRunJobs(ctx context.Context, repo string, runID int64) ([]J
 // workflow runs that are queued or in progress (a run in progress may still have queued
 // jobs). It is how a poller finds jobs whose webhooks never arrived. Optional priority.
 func (c *Client) ListQueuedJobs(ctx context.Context, repo string) ([]Job, error) {
-	runIDs, err := c.ListActiveRuns(ctx, repo)
-	if err != nil {
-		return nil, fmt.Errorf("list queued jobs: %w", err)
-	}
-	var out []Job
-	for _, id := range runIDs {
-		jobs, err := c.ListRunJobs(ctx, repo, id)
-		if err != nil {
-			return nil, fmt.Errorf("list queued jobs: %w", err)
-		}
-		for _, j := range jobs {
-			if j.Status == "queued" {
-				out = append(out, j)
-			}
-		}
-	}
-	return out, nil
-}
-
-// ListActiveRuns returns the ids of repo's workflow runs that are queued or in
-// progress (a run in progress may still have queued jobs). Optional priority.
-func (c *Client) ListActiveRuns(ctx context.Context, repo string) ([]int64, error) {
 	owner, name, err := splitRepo(repo)
 	if err != nil {
-		return nil, fmt.Errorf("list active runs: %w", err)
+		return nil, fmt.Errorf("list queued jobs: %w", err)
 	}
 	seen := map[int64]bool{}
 	var runIDs []int64
@@ -139,5 +117,17 @@ func (c *Client) ListActiveRuns(ctx context.Context, repo string) ([]int64, erro
 			page = next
 		}
 	}
-	return runIDs, nil
+	var out []Job
+	for _, id := range runIDs {
+		jobs, err := c.ListRunJobs(ctx, repo, id)
+		if err != nil {
+			return nil, fmt.Errorf("list queued jobs: %w", err)
+		}
+		for _, j := range jobs {
+			if j.Status == "queued" {
+				out = append(out, j)
+			}
+		}
+	}
+	return out, nil
 }

@@ -170,26 +170,37 @@ routing: {default_flavor: %s}
 %sflavors:
 %s`, filepath.Join(dir, "state"), deployment, gh.URL(), nats, web, e2eSecret, boot, flavors[0].name, lxdSection, fl.String()))
 	e := &lxdE2E{gh: gh, cfg: cfg, webhook: "http://" + web + "/webhook", flavors: flavors, backends: map[string]backends.Backend{}, maxLive: map[string]int{}}
+	tinyBackends(t, client, deployment, flavors, e.backends)
+	startProc(t, nil, "serve", "--config", cfg)
+	waitReady(t, "http://"+web, 30*time.Second)
+	gh.SetWebhookTarget(e.webhook, e2eSecret)
+	return e
+}
+
+// tinyBackends fills into one LXD backend per flavor on the tiny image, and deletes
+// whatever containers they have when the test ends, whatever happened.
+func tinyBackends(t *testing.T, client *lxd.Client, deployment string, flavors []e2eFlavor, into map[string]backends.Backend) {
+	t.Helper()
 	for _, f := range flavors {
 		b, err := lxd.New(client, lxd.Options{DeploymentID: deployment, Flavor: f.name, Image: "tiny"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		e.backends[f.name] = b
+		into[f.name] = b
 	}
 	t.Cleanup(func() {
-		// Whatever happened, leave no container behind.
-		for _, b := range e.backends {
-			list, _ := b.List(context.Background())
+		for _, b := range into {
+			list, err := b.List(context.Background())
+			if err != nil {
+				t.Logf("cleanup: list containers: %v", err)
+			}
 			for _, in := range list {
-				_ = b.Delete(context.Background(), in.Name)
+				if err := b.Delete(context.Background(), in.Name); err != nil {
+					t.Logf("cleanup: delete %s: %v", in.Name, err)
+				}
 			}
 		}
 	})
-	startProc(t, nil, "serve", "--config", cfg)
-	waitReady(t, "http://"+web, 30*time.Second)
-	gh.SetWebhookTarget(e.webhook, e2eSecret)
-	return e
 }
 
 // watch samples our containers per flavor until ctx ends, recording the most that

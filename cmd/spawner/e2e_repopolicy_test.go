@@ -367,6 +367,13 @@ flavors:
 		}
 	}
 	wantStops := map[string]float64{"normal": 13, "repo-policy-check-failure": 5, "external-contributor-check-failure": 3}
+	// An idle runner the flush removed had no run to count, but its runner process
+	// exits non-zero when GitHub drops its registration, and whether the instance
+	// reports that (abnormal) before its delete is a race. Such a stop is not one of
+	// the 21 runs; anything else abnormal is.
+	if a := stops["abnormal"]; a > 0 && a <= float64(res.Removed) {
+		delete(stops, "abnormal")
+	}
 	if fmt.Sprint(stops) != fmt.Sprint(wantStops) {
 		t.Errorf("spawner_runner_stops_total by status %v, want %v", stops, wantStops)
 	}

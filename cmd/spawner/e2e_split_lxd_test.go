@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/runner-spawner/runner-spawner/backends"
-	"github.com/runner-spawner/runner-spawner/backends/lxd"
 	"github.com/runner-spawner/runner-spawner/dev/fakegithub"
 )
 
@@ -73,22 +72,7 @@ flavors:
 %s`, filepath.Join(dir, "state"), deployment, shutdownTimeout, gh.URL(), nats, natsTestPassword, web, e2eSecret, boot, flavors[0].name, fl.String()))
 
 	e := &lxdE2E{gh: gh, cfg: cfg, flavors: flavors, backends: map[string]backends.Backend{}, maxLive: map[string]int{}}
-	for _, f := range flavors {
-		b, err := lxd.New(client, lxd.Options{DeploymentID: deployment, Flavor: f.name, Image: "tiny"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		e.backends[f.name] = b
-	}
-	t.Cleanup(func() {
-		// Whatever happened, leave no container behind.
-		for _, b := range e.backends {
-			list, _ := b.List(context.Background())
-			for _, in := range list {
-				_ = b.Delete(context.Background(), in.Name)
-			}
-		}
-	})
+	tinyBackends(t, client, deployment, flavors, e.backends)
 
 	serve := startProc(t, nil, "serve", "--config", cfg, "--roles", "webhook", "--bootstrap-listen", "off")
 	waitReady(t, "http://"+web, 30*time.Second)

@@ -158,7 +158,7 @@ func roleDefaults(f *File) {
 		RunnerGroup:      "default",
 		Timeout:          10 * time.Second,
 		MaxInFlight:      8,
-		RatePerHour:      4000,
+		RatePerHour:      0, // no ceiling: GitHub's own budget paces the client
 		ReserveThreshold: 500,
 	}
 	f.Consumer = Consumer{

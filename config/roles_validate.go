@@ -151,8 +151,9 @@ func (f *File) validateGitHub(p *problems) {
 	if g.MaxInFlight < 1 {
 		p.add("github.max_in_flight", "must be at least 1 (got %d)", g.MaxInFlight)
 	}
-	if g.RatePerHour < 1 {
-		p.add("github.rate_per_hour", "must be at least 1 (got %d)", g.RatePerHour)
+	// 0 is no ceiling; every value accepted before (≥ 1) still is, now as a ceiling.
+	if g.RatePerHour < 0 {
+		p.add("github.rate_per_hour", "must not be negative (got %d)", g.RatePerHour)
 	}
 	if g.ReserveThreshold < 0 {
 		p.add("github.reserve_threshold", "must not be negative (got %d)", g.ReserveThreshold)

@@ -157,6 +157,9 @@ type Consumer struct {
 	// janitor when StopGrace ends.
 	handling  atomic.Int64
 	abandoned atomic.Int64
+	// naks remembers the queued events this process put back for a later retry, so
+	// that their redelivery is not taken for a crash's (spawn.go, untrusted).
+	naks ownNaks
 }
 
 // New builds a Consumer; it panics on a wiring mistake (a nil dependency).

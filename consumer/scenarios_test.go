@@ -196,15 +196,16 @@ func deadLettered(t *testing.T, s *systemtest.System, id int64) error {
 	return nil
 }
 
-// TestGoneJobIsDropped: an old event for a job GitHub no longer has (404) spawns
-// nothing.
+// TestGoneJobIsDropped: an event already old when it arrived (its job created long
+// before), for a job GitHub no longer has (404), spawns nothing.
 func TestGoneJobIsDropped(t *testing.T) {
 	s := systemtest.Start(t, systemtest.Options{
 		Flavors:  []systemtest.FlavorSpec{{Name: "small", Labels: []string{"small"}, MaxRunners: 2}},
 		Consumer: func(o *consumer.Options) { o.VerifyAge = time.Millisecond },
 	})
+	created := time.Now().Add(-time.Hour)
 	_, err := s.Conn.PublishJobEvent(t.Context(), &queue.JobEvent{
-		Source: queue.SourceWebhook, Action: queue.ActionQueued, ReceivedAt: time.Now().Add(-time.Hour),
+		Source: queue.SourceWebhook, Action: queue.ActionQueued, ReceivedAt: time.Now(), CreatedAt: &created,
 		JobID: 987654321, RunID: 1, RunAttempt: 1, Repo: "octo-org/octo-repo", Labels: []string{"small"}, Flavor: "small",
 	})
 	if err != nil {

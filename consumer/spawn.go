@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -56,15 +57,74 @@ func (c *Consumer) handleQueued(ctx context.Context, f *Flavor, msg jetstream.Ms
 		return
 	}
 	logger := c.logger.With(logkey.JobID, ev.JobID, logkey.Flavor, f.Name, logkey.DeliveryID, ev.DeliveryID)
-	delivered := uint64(1)
+	d := delivery{n: 1}
 	if meta != nil {
-		delivered = meta.NumDelivered
+		d.n = meta.NumDelivered
+		d.ownRetry = c.naks.take(meta.Sequence.Stream, meta.NumDelivered)
 	}
 	// Keep the event ours while a create takes long (an LXD VM, a slow cloud).
 	stop := keepInProgress(msg, c.opts.AckWait/3)
-	v := c.spawn(ctx, f, ev, delivered, logger)
+	v := c.spawn(ctx, f, ev, d, logger)
 	stop()
+	if v.kind == vNak && meta != nil {
+		c.naks.add(meta.Sequence.Stream, meta.NumDelivered, c.opts.Now())
+	}
 	c.settle(ctx, f, msg, ev, v, logger)
+}
+
+// delivery is how JetStream handed over an event: the how-many-th time, and whether
+// the time before ended in our own nak (a retry we asked for, not a crash).
+type delivery struct {
+	n        uint64
+	ownRetry bool
+}
+
+// ownNaks remembers the events this process naked (stream sequence → the delivery
+// that was naked), so that the next delivery of one is known as our own retry. It is
+// memory only, on purpose: after a crash it is empty, and a redelivery then counts as
+// one after a crash, which is what it is. A retry that another replica picks up is
+// checked with GitHub once (its job's VerifiedAt spares the ones after). The zero
+// value is ready.
+type ownNaks struct {
+	mu     sync.Mutex
+	m      map[uint64]ownNak
+	pruned time.Time
+}
+
+type ownNak struct {
+	delivered uint64
+	at        time.Time
+}
+
+// ownNaksKept bounds what ownNaks holds: an entry older than this is forgotten (its
+// event went to another replica, or was settled by something else).
+const ownNaksKept = time.Hour
+
+func (o *ownNaks) add(seq, delivered uint64, now time.Time) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.m == nil {
+		o.m = map[uint64]ownNak{}
+	}
+	if len(o.m) >= 1024 && now.Sub(o.pruned) > time.Minute {
+		o.pruned = now
+		for k, v := range o.m {
+			if now.Sub(v.at) > ownNaksKept {
+				delete(o.m, k)
+			}
+		}
+	}
+	o.m[seq] = ownNak{delivered: delivered, at: now}
+}
+
+// take reports whether delivery delivered of seq follows our own nak of the one
+// before, and forgets the nak.
+func (o *ownNaks) take(seq, delivered uint64) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n, ok := o.m[seq]
+	delete(o.m, seq)
+	return ok && n.delivered+1 == delivered
 }
 
 // settle acks, naks or dead-letters the message.
@@ -120,7 +180,7 @@ func (c *Consumer) deadLetterRaw(ctx context.Context, f *Flavor, msg jetstream.M
 	settled(logger, "term", msg.Term())
 }
 
-func (c *Consumer) spawn(ctx context.Context, f *Flavor, ev *queue.JobEvent, delivered uint64, logger *slog.Logger) verdict {
+func (c *Consumer) spawn(ctx context.Context, f *Flavor, ev *queue.JobEvent, d delivery, logger *slog.Logger) verdict {
 	now := c.opts.Now()
 	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -160,9 +220,11 @@ func (c *Consumer) spawn(ctx context.Context, f *Flavor, ev *queue.JobEvent, del
 		return v
 	}
 
-	// Events we cannot trust (redelivered, or old) are checked with GitHub before
-	// a runner is spent on them; fresh ones are not, to save the API budget.
-	if c.opts.GitHub != nil && c.untrusted(ev, delivered, now) {
+	// Events we cannot trust (redelivered after a crash, polled, old on arrival) are
+	// checked with GitHub before a runner is spent on them; fresh ones are not, to
+	// save the API budget.
+	if why := c.untrusted(ev, job, d, now); c.opts.GitHub != nil && why != "" {
+		logger.Debug("checking the job with GitHub", "why", why)
 		if v, done := c.verify(octx, f, job, name, resume != "", logger); done {
 			return v
 		}
@@ -239,20 +301,32 @@ func (c *Consumer) claim(ctx context.Context, f *Flavor, name string, jobID int6
 	}
 }
 
-// untrusted reports whether an event must be checked with GitHub before a runner is
-// spent on it: redelivered (a crash or a retry: time has passed), old, for a job
-// created long ago (a redelivered webhook is new to us but not to GitHub), or found by
-// the poller.
-func (c *Consumer) untrusted(ev *queue.JobEvent, delivered uint64, now time.Time) bool {
-	switch {
-	case delivered > 1, ev.Source == queue.SourcePoller:
-		return true
-	case now.Sub(ev.ReceivedAt) > c.opts.VerifyAge:
-		return true
-	case ev.CreatedAt != nil && now.Sub(*ev.CreatedAt) > c.opts.VerifyAge:
-		return true
+// untrusted says why an event must be checked with GitHub before a runner is spent
+// on it, or "" when it need not be. What decides is what the event is, not how long
+// we held it: an event that waited in our own queue (a burst, a full flavor) or that
+// we put back ourselves for a retry (a failed create, a full flavor) says nothing new
+// about the job, and the events that change a job (in_progress, completed) update
+// its record, which spawn reads first. Checked are:
+//   - polled events: the janitor found the job by listing, not by a webhook;
+//   - events delivered again after a crash (JetStream's redelivery without our nak);
+//   - events already old when they arrived (a webhook redelivered or delayed by
+//     GitHub, a replacement for a job that waited long): received more than
+//     VerifyAge after the job was created.
+//
+// A job GitHub said was queued less than VerifyAge ago is not checked again.
+func (c *Consumer) untrusted(ev *queue.JobEvent, job *fleet.JobRecord, d delivery, now time.Time) string {
+	if !job.VerifiedAt.IsZero() && now.Sub(job.VerifiedAt) < c.opts.VerifyAge {
+		return ""
 	}
-	return false
+	switch {
+	case ev.Source == queue.SourcePoller:
+		return "polled"
+	case d.n > 1 && !d.ownRetry:
+		return "redelivered"
+	case ev.CreatedAt != nil && ev.ReceivedAt.Sub(*ev.CreatedAt) > c.opts.VerifyAge:
+		return "old on arrival"
+	}
+	return ""
 }
 
 // verify asks GitHub whether the job still waits. done means the verdict is final.
@@ -278,6 +352,10 @@ func (c *Consumer) verify(ctx context.Context, f *Flavor, job *fleet.JobRecord, 
 	}
 	c.metrics.githubChecks.WithLabelValues(gj.Status).Inc()
 	if gj.Status == "queued" || gj.Status == "waiting" || gj.Status == "" {
+		if err := c.fleet.JobVerified(ctx, job.ID, c.opts.Now()); err != nil {
+			// Only a later event for the job asks GitHub again.
+			logger.Warn("job's check not recorded", logkey.Error, err)
+		}
 		return verdict{}, false
 	}
 	next := fleet.JobInProgress

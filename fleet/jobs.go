@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"time"
 
 	"github.com/runner-spawner/runner-spawner/queue"
 )
@@ -89,6 +90,18 @@ func (f *Fleet) JobObserved(ctx context.Context, id int64, state JobState, concl
 		if j.TakenBy == "" {
 			j.TakenBy = runnerName
 		}
+		return nil
+	}))
+	return err
+}
+
+// JobVerified records that GitHub said, at at, that the job is still queued.
+func (f *Fleet) JobVerified(ctx context.Context, id int64, at time.Time) error {
+	_, err := ignoreUnchanged(f.updateJob(ctx, id, func(j *JobRecord) error {
+		if !at.After(j.VerifiedAt) {
+			return ErrUnchanged
+		}
+		j.VerifiedAt = at.UTC()
 		return nil
 	}))
 	return err

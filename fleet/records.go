@@ -56,6 +56,9 @@ type JobRecord struct {
 	// job gave up (a create whose outcome was unknown), so that its next runner
 	// starts from there and max_attempts still bounds the job.
 	CreateAttempts int `json:"create_attempts,omitempty"`
+	// VerifiedAt is when GitHub last said the job was queued (a consumer's check):
+	// for a while after, events for the job need not ask again.
+	VerifiedAt time.Time `json:"verified_at,omitzero"`
 
 	QueuedAt    time.Time `json:"queued_at,omitzero"`
 	ReceivedAt  time.Time `json:"received_at,omitzero"` // when the queued webhook reached us

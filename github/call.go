@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/bradleyfalzon/ghinstallation/v2"
@@ -21,6 +22,7 @@ type call struct {
 	prio       priority // optional calls yield when the budget is low
 	app        bool     // authenticate with the App JWT (app hook, installation lookup)
 	idempotent bool     // safe to resend after a timeout or a transport error
+	mutating   bool     // POST/DELETE: 5 points of the secondary limit, and few at once
 	on422      error    // what a 422 means for this operation (nil: a plain *APIError)
 	on404      error    // what a 404 means (nil: ErrNotFound)
 }
@@ -31,9 +33,10 @@ const (
 )
 
 // do runs fn through the pipeline: wait for budget (GitHub's, the reserve guard, the
-// token bucket) and a request slot, send with a per-request timeout, read the rate-limit
-// headers, map the answer to our errors, and retry what may be retried. fn gets the
-// go-github client to use and a ctx carrying the per-request timeout.
+// operator's ceiling, the secondary limit's points) and a request slot, send with a
+// per-request timeout, read the rate-limit headers, map the answer to our errors, and
+// retry what may be retried. fn gets the go-github client to use and a ctx carrying
+// the per-request timeout.
 func (c *Client) do(ctx context.Context, cl call, fn func(ctx context.Context, api *gh.Client) (*gh.Response, error)) error {
 	api, b := c.app, c.appBudget
 	if !cl.app {
@@ -46,14 +49,16 @@ func (c *Client) do(ctx context.Context, cl call, fn func(ctx context.Context, a
 		return fmt.Errorf("%s needs GitHub App credentials (AppID, AppPrivateKey): %w", cl.op, ErrUnauthorized)
 	}
 	// Waiting for budget ends at ctx's deadline or MaxWait, whichever is first, so no
-	// call waits without bound even when ctx has no deadline.
-	bound := time.Now().Add(c.opts.MaxWait)
-	if dl, ok := ctx.Deadline(); ok && dl.Before(bound) {
-		bound = dl
+	// call waits without bound even when ctx has no deadline. (ctx's deadline is wall
+	// time; it is read as a duration on the pacing clock, exact for the wall clock.)
+	now := c.clock.Now()
+	bound := now.Add(c.opts.MaxWait)
+	if dl, ok := ctx.Deadline(); ok && now.Add(time.Until(dl)).Before(bound) {
+		bound = now.Add(time.Until(dl))
 	}
 	errRetries, rlRetries := 0, 0
 	for attempt := 1; ; attempt++ {
-		isProbe, err := c.admit(ctx, cl, b, bound)
+		adm, err := c.admit(ctx, cl, b, bound)
 		if err != nil {
 			return err
 		}
@@ -61,12 +66,9 @@ func (c *Client) do(ctx context.Context, cl call, fn func(ctx context.Context, a
 		start := time.Now()
 		resp, err := fn(actx, api)
 		cancel()
-		out := c.classify(ctx, cl, resp, err)
+		out := c.classify(ctx, cl, b, resp, err)
 		c.observe(cl, b, out, time.Since(start))
-		c.sem.release()
-		if isProbe {
-			b.endProbe()
-		}
+		c.release(adm, b)
 		switch {
 		case out.err == nil:
 			return nil
@@ -74,16 +76,17 @@ func (c *Client) do(ctx context.Context, cl call, fn func(ctx context.Context, a
 			// The next admit waits for the reset; others already wait behind the budget.
 			rlRetries++
 			c.metrics.retries.WithLabelValues(cl.op, "rate_limited").Inc()
-			c.log.Warn("github rate limited, waiting for reset", "op", cl.op, logkey.Attempt, attempt, "reset", out.reset)
+			c.log.Warn("github rate limited, waiting", "op", cl.op, logkey.Attempt, attempt, "until", out.reset, "secondary", out.secondary)
 		case out.retryable && errRetries < maxErrorRetries:
 			errRetries++
 			c.metrics.retries.WithLabelValues(cl.op, out.retryReason).Inc()
 			wait := c.backoff(errRetries)
 			c.log.Warn("github call failed, retrying", "op", cl.op, logkey.Attempt, attempt, "wait", wait, logkey.Error, out.err)
-			if time.Now().Add(wait).After(bound) {
+			until := c.clock.Now().Add(wait)
+			if until.After(bound) {
 				return out.err
 			}
-			if err := sleepUntil(ctx, time.Now().Add(wait)); err != nil {
+			if err := sleepUntil(ctx, c.clock, until); err != nil {
 				return err
 			}
 		default:
@@ -98,8 +101,26 @@ func (c *Client) backoff(n int) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-// admit waits until the call may be sent and holds a request slot for it.
-func (c *Client) admit(ctx context.Context, cl call, b *budget, bound time.Time) (isProbe bool, err error) {
+// admission is what an admitted call holds until its answer.
+type admission struct {
+	probe    bool // the call is its budget's probe
+	mutating bool // holds a mutating slot
+}
+
+// release gives back what admit took.
+func (c *Client) release(a admission, b *budget) {
+	c.sem.release()
+	if a.mutating {
+		<-c.mutating
+	}
+	if a.probe {
+		b.endProbe()
+	}
+}
+
+// admit waits until the call may be sent and holds a request slot for it (and a
+// mutating slot for a mutating call).
+func (c *Client) admit(ctx context.Context, cl call, b *budget, bound time.Time) (adm admission, err error) {
 	deferred := map[string]bool{}
 	deferOnce := func(reason string) {
 		if !deferred[reason] {
@@ -107,45 +128,83 @@ func (c *Client) admit(ctx context.Context, cl call, b *budget, bound time.Time)
 			c.metrics.deferred.WithLabelValues(cl.op, reason).Inc()
 		}
 	}
-	// The client-side bucket keeps the steady rate under RatePerHour.
-	if r := c.bucket.Reserve(); r.OK() {
-		if d := r.Delay(); d > 0 {
-			deferOnce("bucket")
-			until := time.Now().Add(d)
-			if until.After(bound) {
-				r.Cancel()
-				return false, &RateLimitError{Reset: until, RetryAfter: d}
+	wait := func(reason string, until time.Time) error {
+		deferOnce(reason)
+		if until.After(bound) {
+			return &RateLimitError{Reset: until, RetryAfter: max(0, until.Sub(c.clock.Now()))}
+		}
+		return sleepUntil(ctx, c.clock, until)
+	}
+	// The operator's ceiling: calls in the last hour, spent as they come.
+	if c.ceiling != nil {
+		for {
+			until, ok := c.ceiling.take(c.clock.Now(), cl.prio, c.opts.ReserveThreshold)
+			if ok {
+				break
 			}
-			if err := sleepUntil(ctx, until); err != nil {
-				r.Cancel()
-				return false, err
+			if err := wait("ceiling", until); err != nil {
+				return adm, err
 			}
 		}
 	}
+	// The secondary limit's points: a call waits its turn, and hands its points back
+	// if it gives up unsent.
+	pts := callPoints(cl)
+	if c.points != nil {
+		if until := c.points.reserve(c.clock.Now(), pts); until.After(c.clock.Now()) {
+			if err := wait("secondary", until); err != nil {
+				c.points.refund(pts)
+				return adm, err
+			}
+		}
+	}
+	giveUp := func(err error) (admission, error) {
+		if c.points != nil {
+			c.points.refund(pts)
+		}
+		return admission{}, err
+	}
+	// GitHub asks for few concurrent mutating calls (its secondary limits).
+	if cl.mutating {
+		sctx, cancel := context.WithTimeout(ctx, c.clock.Real(bound.Sub(c.clock.Now())))
+		select {
+		case c.mutating <- struct{}{}:
+			cancel()
+		case <-sctx.Done():
+			cancel()
+			if ctx.Err() == nil {
+				return giveUp(fmt.Errorf("no mutating request slot free within %s: %w", c.opts.MaxWait, context.DeadlineExceeded))
+			}
+			return giveUp(ctx.Err())
+		}
+		adm.mutating = true
+	}
+	giveUpHeld := func(err error) (admission, error) {
+		if adm.mutating {
+			<-c.mutating
+		}
+		return giveUp(err)
+	}
+	floor := c.opts.MaxInFlight
 	for {
-		w, probe := b.check(cl.prio, c.opts.ReserveThreshold)
+		w, _ := b.check(cl.prio, c.clock.Now(), c.opts.ReserveThreshold, floor, false)
 		if w.reason == "" {
 			// Queueing for a slot is a wait like the others: bounded even when ctx is not.
-			sctx, cancel := context.WithDeadline(ctx, bound)
+			sctx, cancel := context.WithTimeout(ctx, c.clock.Real(bound.Sub(c.clock.Now())))
 			err := c.sem.acquire(sctx, cl.prio)
 			cancel()
 			if err != nil {
-				if probe {
-					b.endProbe()
-				}
 				if ctx.Err() == nil {
-					return false, fmt.Errorf("no request slot free within %s: %w", c.opts.MaxWait, context.DeadlineExceeded)
+					return giveUpHeld(fmt.Errorf("no request slot free within %s: %w", c.opts.MaxWait, context.DeadlineExceeded))
 				}
-				return false, ctx.Err()
+				return giveUpHeld(ctx.Err())
 			}
-			// Look again with the slot held: the budget may have run out while this
-			// call queued for it, and then it must not be sent.
-			if probe {
-				return true, nil
-			}
-			w2, probe2 := b.check(cl.prio, c.opts.ReserveThreshold)
+			// Look again with the slot held, and count the call: the budget may have
+			// run out while this call queued for it, and then it must not be sent.
+			w2, probe := b.check(cl.prio, c.clock.Now(), c.opts.ReserveThreshold, floor, true)
 			if w2.reason == "" {
-				return probe2, nil
+				adm.probe = probe
+				return adm, nil
 			}
 			c.sem.release()
 			w = w2
@@ -155,15 +214,11 @@ func (c *Client) admit(ctx context.Context, cl call, b *budget, bound time.Time)
 			select {
 			case <-w.probe:
 			case <-ctx.Done():
-				return false, ctx.Err()
+				return giveUpHeld(ctx.Err())
 			}
 		default:
-			deferOnce(w.reason)
-			if w.until.After(bound) {
-				return false, &RateLimitError{Reset: w.until, RetryAfter: time.Until(w.until)}
-			}
-			if err := sleepUntil(ctx, w.until); err != nil {
-				return false, err
+			if err := wait(w.reason, w.until); err != nil {
+				return giveUpHeld(err)
 			}
 		}
 	}
@@ -175,12 +230,13 @@ type outcome struct {
 	status      int   // HTTP status, 0 without an answer
 	header      http.Header
 	rateLimited bool
+	secondary   bool // a secondary limit, not the hourly budget
 	reset       time.Time
 	retryable   bool
 	retryReason string
 }
 
-func (c *Client) classify(ctx context.Context, cl call, resp *gh.Response, err error) outcome {
+func (c *Client) classify(ctx context.Context, cl call, b *budget, resp *gh.Response, err error) outcome {
 	var hr *http.Response
 	if resp != nil {
 		hr = resp.Response
@@ -219,24 +275,9 @@ func (c *Client) classify(ctx context.Context, cl call, resp *gh.Response, err e
 		(hr.StatusCode == http.StatusForbidden && (hr.Header.Get("Retry-After") != "" || hr.Header.Get("X-RateLimit-Remaining") == "0")) ||
 		errors.As(err, &ghRate) || errors.As(err, &ghAbuse)
 	if limited {
-		now := time.Now()
-		reset := now.Add(time.Minute) // GitHub's advice when it names no time
-		switch {
-		case hr.Header.Get("Retry-After") != "":
-			if s, perr := strconv.Atoi(hr.Header.Get("Retry-After")); perr == nil {
-				reset = now.Add(time.Duration(s) * time.Second)
-			}
-		case hr.Header.Get("X-RateLimit-Reset") != "":
-			if s, perr := strconv.ParseInt(hr.Header.Get("X-RateLimit-Reset"), 10, 64); perr == nil {
-				reset = time.Unix(s, 0)
-			}
-		case ghRate != nil && !ghRate.Rate.Reset.IsZero():
-			reset = ghRate.Rate.Reset.Time // go-github refused to send: budget known exhausted
-		case ghAbuse != nil && ghAbuse.RetryAfter != nil:
-			reset = now.Add(*ghAbuse.RetryAfter)
-		}
-		out.rateLimited, out.reset = true, reset
-		out.err = &RateLimitError{Reset: reset, RetryAfter: max(0, time.Until(reset)), StatusCode: hr.StatusCode, RequestID: reqID}
+		out.rateLimited = true
+		out.secondary, out.reset = c.limitedUntil(b, hr, err, ghRate, ghAbuse)
+		out.err = &RateLimitError{Reset: out.reset, RetryAfter: max(0, out.reset.Sub(c.clock.Now())), StatusCode: hr.StatusCode, RequestID: reqID, Secondary: out.secondary}
 		return out
 	}
 
@@ -267,6 +308,60 @@ func (c *Client) classify(ctx context.Context, cl call, resp *gh.Response, err e
 	return out
 }
 
+// limitedUntil says, for a rate-limited answer, whether a secondary limit was hit and
+// how long to wait, as GitHub documents it: Retry-After when given; else, with
+// X-RateLimit-Remaining 0, the reset (the hourly budget is spent); else (a secondary
+// limit) at least a minute. Secondary limits hit again in a row wait exponentially
+// longer (up to an hour), since GitHub may lengthen them for clients that come back
+// too soon.
+func (c *Client) limitedUntil(b *budget, hr *http.Response, err error, ghRate *gh.RateLimitError, ghAbuse *gh.AbuseRateLimitError) (secondary bool, until time.Time) {
+	now := c.clock.Now()
+	var msg string
+	var er *gh.ErrorResponse
+	if errors.As(err, &er) {
+		msg = er.Message
+	}
+	h := hr.Header
+	exhausted := h.Get("X-RateLimit-Remaining") == "0" || ghRate != nil
+	secondary = ghAbuse != nil || strings.Contains(strings.ToLower(msg), "secondary rate limit") ||
+		(h.Get("Retry-After") != "" && !exhausted)
+	until = now
+	later := func(t time.Time) {
+		if t.After(until) {
+			until = t
+		}
+	}
+	named := false // GitHub said how long
+	if s, perr := strconv.Atoi(h.Get("Retry-After")); perr == nil && s >= 0 {
+		later(now.Add(time.Duration(s) * time.Second))
+		named = true
+	}
+	if ghAbuse != nil && ghAbuse.RetryAfter != nil {
+		later(now.Add(*ghAbuse.RetryAfter))
+		named = true
+	}
+	if exhausted {
+		if s, perr := strconv.ParseInt(h.Get("X-RateLimit-Reset"), 10, 64); perr == nil {
+			later(time.Unix(s, 0))
+			named = true
+		}
+		if ghRate != nil && !ghRate.Rate.Reset.IsZero() {
+			later(ghRate.Rate.Reset.Time) // go-github refused to send: budget known exhausted
+			named = true
+		}
+	}
+	if !named || (secondary && !until.After(now)) {
+		later(now.Add(time.Minute)) // GitHub's advice when it names no time
+	}
+	if secondary {
+		if hits := b.secondaryHit(now); hits > 1 {
+			wait := until.Sub(now)
+			until = now.Add(min(wait<<min(hits-1, 6), max(wait, time.Hour)))
+		}
+	}
+	return secondary, until
+}
+
 // observe records metrics and what the answer said about the rate budget.
 func (c *Client) observe(cl call, b *budget, out outcome, took time.Duration) {
 	code := "error"
@@ -275,16 +370,23 @@ func (c *Client) observe(cl call, b *budget, out outcome, took time.Duration) {
 	}
 	c.metrics.requests.WithLabelValues(cl.op, code).Inc()
 	c.metrics.latency.WithLabelValues(cl.op).Observe(took.Seconds())
+	if out.status == http.StatusNotModified {
+		b.free(c.clock.Now())
+	}
 	if h := out.header; h != nil && h.Get("X-RateLimit-Remaining") != "" {
+		// A header GitHub garbles reads as 0: the conservative side for remaining.
 		limit, _ := strconv.Atoi(h.Get("X-RateLimit-Limit"))
 		remaining, _ := strconv.Atoi(h.Get("X-RateLimit-Remaining"))
+		used, _ := strconv.Atoi(h.Get("X-RateLimit-Used"))
 		resetSec, _ := strconv.ParseInt(h.Get("X-RateLimit-Reset"), 10, 64)
 		reset := time.Unix(resetSec, 0)
-		b.observe(limit, remaining, reset)
+		b.observe(limit, remaining, used, reset, c.clock.Now())
 		c.metrics.remaining.WithLabelValues(b.name).Set(float64(remaining))
 		c.metrics.reset.WithLabelValues(b.name).Set(float64(resetSec))
 	}
 	if out.rateLimited {
 		b.block(out.reset)
+	} else if out.status != 0 {
+		b.secondaryOK()
 	}
 }

@@ -12,7 +12,6 @@ import (
 
 	"github.com/bradleyfalzon/ghinstallation/v2"
 	gh "github.com/google/go-github/v62/github"
-	"golang.org/x/time/rate"
 
 	"github.com/runner-spawner/runner-spawner/internal/ghname"
 	"github.com/runner-spawner/runner-spawner/internal/secret"
@@ -33,8 +32,11 @@ type Client struct {
 	apiMu sync.Mutex
 	api   *gh.Client // token or installation client; made on first use when the installation is looked up
 
+	clock     clock
 	sem       *prioritySem
-	bucket    *rate.Limiter
+	mutating  chan struct{} // MaxMutatingInFlight slots
+	ceiling   *ceiling      // nil: no RatePerHour
+	points    *pointsPacer  // nil: no secondary pacing
 	apiBudget *budget
 	appBudget *budget
 	metrics   *metrics
@@ -49,14 +51,17 @@ type Client struct {
 
 // RateLimitInfo is what GitHub's X-RateLimit-* headers last said.
 type RateLimitInfo struct {
-	Limit, Remaining int
-	Reset            time.Time
-	Updated          time.Time // when the headers were read; zero before any answer
+	Limit, Remaining, Used int
+	Reset                  time.Time
+	Updated                time.Time // when the headers were read; zero before any answer
 }
 
 // New returns a client. It does no I/O: an App installation id left 0 is looked up on
 // the first call.
-func New(opts Options) (*Client, error) {
+func New(opts Options) (*Client, error) { return newWithClock(opts, wallClock{}) }
+
+// newWithClock is New on a given clock (tests compress time with it).
+func newWithClock(opts Options, clk clock) (*Client, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, fmt.Errorf("github options: %w", err)
 	}
@@ -69,13 +74,18 @@ func New(opts Options) (*Client, error) {
 		opts:      opts,
 		log:       opts.Logger,
 		baseURL:   base,
+		clock:     clk,
 		sem:       newPrioritySem(opts.MaxInFlight),
-		bucket:    rate.NewLimiter(rate.Limit(float64(opts.RatePerHour)/3600), opts.RateBurst),
+		mutating:  make(chan struct{}, opts.MaxMutatingInFlight),
+		points:    newPointsPacer(opts.SecondaryPointsPerMinute),
 		apiBudget: &budget{name: "api"},
 		appBudget: &budget{name: "app"},
 		retryBase: 250 * time.Millisecond,
 		groups:    map[string]int64{},
 		etags:     map[int]runnerPage{},
+	}
+	if opts.RatePerHour > 0 {
+		c.ceiling = &ceiling{per: opts.RatePerHour}
 	}
 	c.owner, c.repo, _ = strings.Cut(opts.Path, "/")
 	if c.metrics, err = newMetrics(opts.Registerer); err != nil {

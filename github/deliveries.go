@@ -120,7 +120,7 @@ func (c *Client) Redeliver(ctx context.Context, ref HookRef, deliveryID int64) e
 	if err != nil {
 		return fmt.Errorf("redeliver %d: %w", deliveryID, err)
 	}
-	err = c.do(ctx, call{op: "redeliver", prio: essential, app: ref.Kind == HookApp}, func(ctx context.Context, api *gh.Client) (resp *gh.Response, err error) {
+	err = c.do(ctx, call{op: "redeliver", prio: essential, mutating: true, app: ref.Kind == HookApp}, func(ctx context.Context, api *gh.Client) (resp *gh.Response, err error) {
 		switch ref.Kind {
 		case HookApp:
 			_, resp, err = api.Apps.RedeliverHookDelivery(ctx, deliveryID)

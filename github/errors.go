@@ -30,8 +30,12 @@ type RateLimitError struct {
 	// RetryAfter is how long that was from when the error was made.
 	RetryAfter time.Duration
 	// StatusCode is GitHub's answer (403 or 429), 0 when the client refused to send
-	// (GitHub's budget known to be exhausted, reserve guard or token bucket).
+	// (GitHub's budget known to be exhausted, the reserve guard, the ceiling or the
+	// secondary limit's pacing would have had it wait past its deadline).
 	StatusCode int
+	// Secondary says GitHub answered with a secondary rate limit (too many points a
+	// minute or requests at once), not the hourly budget.
+	Secondary bool
 	// RequestID is GitHub's X-GitHub-Request-Id, when there was an answer.
 	RequestID string
 }

@@ -51,22 +51,29 @@ type testClient struct {
 // newClient returns a client of the fake for org octo-org with a PAT; mod adjusts options.
 func newClient(t *testing.T, srv *fakegithub.Server, mod func(*Options)) testClient {
 	t.Helper()
+	return newClockedClient(t, srv, wallClock{}, mod)
+}
+
+// newClockedClient is newClient pacing on clk.
+func newClockedClient(t *testing.T, srv *fakegithub.Server, clk clock, mod func(*Options)) testClient {
+	t.Helper()
 	base := http.DefaultTransport.(*http.Transport).Clone()
 	t.Cleanup(base.CloseIdleConnections)
 	tr := &countingTransport{next: base}
 	reg := prometheus.NewRegistry()
 	opts := Options{
-		BaseURL:     srv.URL(),
-		Path:        "octo-org",
-		Token:       secret.New("pat"),
-		HTTPClient:  &http.Client{Transport: tr},
-		Registerer:  reg,
-		RatePerHour: 3_600_000, // the bucket is tested on its own
+		BaseURL:    srv.URL(),
+		Path:       "octo-org",
+		Token:      secret.New("pat"),
+		HTTPClient: &http.Client{Transport: tr},
+		Registerer: reg,
+		// The secondary limit's pacing is tested on its own.
+		SecondaryPointsPerMinute: 100_000_000,
 	}
 	if mod != nil {
 		mod(&opts)
 	}
-	c, err := New(opts)
+	c, err := newWithClock(opts, clk)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -87,9 +87,31 @@ func (c *Client) ListRunJobs(ctx context.Context, repo string, runID int64) ([]J
 // workflow runs that are queued or in progress (a run in progress may still have queued
 // jobs). It is how a poller finds jobs whose webhooks never arrived. Optional priority.
 func (c *Client) ListQueuedJobs(ctx context.Context, repo string) ([]Job, error) {
-	owner, name, err := splitRepo(repo)
+	runIDs, err := c.ListActiveRuns(ctx, repo)
 	if err != nil {
 		return nil, fmt.Errorf("list queued jobs: %w", err)
+	}
+	var out []Job
+	for _, id := range runIDs {
+		jobs, err := c.ListRunJobs(ctx, repo, id)
+		if err != nil {
+			return nil, fmt.Errorf("list queued jobs: %w", err)
+		}
+		for _, j := range jobs {
+			if j.Status == "queued" {
+				out = append(out, j)
+			}
+		}
+	}
+	return out, nil
+}
+
+// ListActiveRuns returns the ids of repo's workflow runs that are queued or in
+// progress (a run in progress may still have queued jobs). Optional priority.
+func (c *Client) ListActiveRuns(ctx context.Context, repo string) ([]int64, error) {
+	owner, name, err := splitRepo(repo)
+	if err != nil {
+		return nil, fmt.Errorf("list active runs: %w", err)
 	}
 	seen := map[int64]bool{}
 	var runIDs []int64
@@ -117,17 +139,5 @@ func (c *Client) ListQueuedJobs(ctx context.Context, repo string) ([]Job, error)
 			page = next
 		}
 	}
-	var out []Job
-	for _, id := range runIDs {
-		jobs, err := c.ListRunJobs(ctx, repo, id)
-		if err != nil {
-			return nil, fmt.Errorf("list queued jobs: %w", err)
-		}
-		for _, j := range jobs {
-			if j.Status == "queued" {
-				out = append(out, j)
-			}
-		}
-	}
-	return out, nil
+	return runIDs, nil
 }

@@ -23,34 +23,68 @@ func (p priority) String() string {
 }
 
 // budget is what GitHub last said about one credential's rate limit, and the gate that
-// keeps calls from being sent while GitHub says it is exhausted.
+// paces calls by it.
 //
-// After an exhausted budget resets, one call (the probe) goes first and the others wait
-// for its answer: if GitHub is still limiting, only that one request was spent. That is
-// what makes a retry storm impossible however many callers wait.
+// GitHub's primary limit is an hourly quota that resets at X-RateLimit-Reset, not a
+// smoothed rate, so calls are spent freely while the budget lasts: above the reserve
+// (ReserveThreshold) every call goes at once. Below it optional calls wait for the
+// reset, and essential ones are spread over the time left to the reset, so that the
+// reserve lasts until then and is never spent down to zero (the last few calls are
+// kept for what is in flight). Each call sent is counted against the remaining budget
+// at once, before its answer, so that a burst of concurrent calls cannot overshoot
+// while the headers lag.
+//
+// While GitHub says the budget is exhausted or a secondary limit was hit, no call is
+// sent. After that, one call (the probe) goes first and the others wait for its answer:
+// if GitHub is still limiting, only that one request was spent. That is what makes a
+// retry storm impossible however many callers wait.
 type budget struct {
 	name string // metric label: "api" or "app"
 
-	mu           sync.Mutex
-	limit        int
-	remaining    int
-	reset        time.Time
-	updated      time.Time
-	known        bool
-	blockedUntil time.Time
-	needProbe    bool
-	probe        chan struct{} // non-nil while the probe is in flight; closed when it ends
+	mu            sync.Mutex
+	limit         int
+	remaining     int // GitHub's last word, less the calls sent since
+	used          int
+	reset         time.Time
+	updated       time.Time
+	known         bool
+	blockedUntil  time.Time
+	needProbe     bool
+	probe         chan struct{} // non-nil while the probe is in flight; closed when it ends
+	nextEssential time.Time     // below the reserve: when the next essential call may go
+	secondaryHits int           // secondary limits hit in a row (exponential wait)
 }
 
-// observe records an answer's X-RateLimit-* headers.
-func (b *budget) observe(limit, remaining int, reset time.Time) {
+// observe records an answer's X-RateLimit-* headers, read at now.
+func (b *budget) observe(limit, remaining, used int, reset, now time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.limit, b.remaining, b.reset = limit, remaining, reset
-	b.updated = time.Now()
+	switch {
+	case !b.known || reset.After(b.reset):
+		// A new window (or the first word): GitHub's numbers as they are.
+		b.remaining = remaining
+	case reset.Equal(b.reset):
+		// The same window: answers come back out of order, and calls sent since this
+		// one were counted already; the budget only shrinks within a window.
+		b.remaining = min(b.remaining, remaining)
+	default:
+		return // an answer from the window before; stale
+	}
+	b.limit, b.used, b.reset = limit, used, reset
+	b.updated = now
 	b.known = true
-	if remaining == 0 && reset.After(b.updated) {
+	if remaining == 0 && reset.After(now) {
 		b.blockLocked(reset)
+	}
+}
+
+// free gives back the count of a call GitHub did not charge (a 304 to a conditional
+// request).
+func (b *budget) free(now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.known && now.Before(b.reset) {
+		b.remaining++
 	}
 }
 
@@ -68,34 +102,74 @@ func (b *budget) blockLocked(t time.Time) {
 	b.needProbe = true
 }
 
+// secondaryHit records a secondary-limit answer at now and returns how many there
+// were in a row; a success resets the count. Answers that arrive while the wait of an
+// earlier one still runs are the same episode (calls that were in flight together),
+// not a repeat: only a call sent after the wait that is limited again counts.
+func (b *budget) secondaryHit(now time.Time) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.secondaryHits == 0 || !now.Before(b.blockedUntil) {
+		b.secondaryHits++
+	}
+	return b.secondaryHits
+}
+
+func (b *budget) secondaryOK() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.secondaryHits = 0
+}
+
 func (b *budget) info() RateLimitInfo {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return RateLimitInfo{Limit: b.limit, Remaining: b.remaining, Reset: b.reset, Updated: b.updated}
+	return RateLimitInfo{Limit: b.limit, Remaining: b.remaining, Used: b.used, Reset: b.reset, Updated: b.updated}
 }
 
 // waitReason says why a call cannot go yet; until is when to look again (zero: when the
 // probe ends).
 type waitReason struct {
-	reason string // "exhausted", "probe" or "reserve"; "" = go
+	reason string // "exhausted", "probe", "reserve" or "paced"; "" = go
 	until  time.Time
 	probe  chan struct{}
 }
 
-// check decides, under the lock, whether a call of priority p may be sent now. When it
-// may and a probe is due, the caller becomes the probe.
-func (b *budget) check(p priority, threshold int) (w waitReason, isProbe bool) {
+// check decides, under the lock, whether a call of priority p may be sent at now.
+// threshold is the reserve; floor the budget essential calls never spend (what may be
+// in flight at once). With commit, a call that may go is counted against the budget
+// and, when a probe is due, becomes the probe; without, check only looks.
+func (b *budget) check(p priority, now time.Time, threshold, floor int, commit bool) (w waitReason, isProbe bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	now := time.Now()
+	live := b.known && now.Before(b.reset)
 	switch {
 	case now.Before(b.blockedUntil):
 		return waitReason{reason: "exhausted", until: b.blockedUntil}, false
 	case b.probe != nil:
 		return waitReason{reason: "probe", probe: b.probe}, false
-	case p == optional && b.known && b.remaining < threshold && now.Before(b.reset):
+	case p == optional && live && b.remaining < threshold:
 		return waitReason{reason: "reserve", until: b.reset}, false
-	case b.needProbe:
+	case p == essential && live && b.remaining < threshold:
+		// Spread what is left above the floor evenly to the reset.
+		left := b.remaining - floor
+		if left <= 0 {
+			return waitReason{reason: "reserve", until: b.reset}, false
+		}
+		if now.Before(b.nextEssential) {
+			return waitReason{reason: "paced", until: b.nextEssential}, false
+		}
+		if commit {
+			b.nextEssential = now.Add(b.reset.Sub(now) / time.Duration(left))
+		}
+	}
+	if !commit {
+		return waitReason{}, false
+	}
+	if live {
+		b.remaining--
+	}
+	if b.needProbe {
 		b.needProbe = false
 		b.probe = make(chan struct{})
 		return waitReason{}, true
@@ -162,20 +236,4 @@ func (s *prioritySem) release() {
 		}
 	}
 	s.free++
-}
-
-// sleepUntil waits until t or ctx ends.
-func sleepUntil(ctx context.Context, t time.Time) error {
-	d := time.Until(t)
-	if d <= 0 {
-		return ctx.Err()
-	}
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-timer.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

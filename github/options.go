@@ -22,9 +22,14 @@ const (
 	DefaultRunnerGroup      = "default"
 	DefaultTimeout          = 10 * time.Second
 	DefaultMaxInFlight      = 8
-	DefaultRatePerHour      = 4000
 	DefaultReserveThreshold = 500
-	DefaultMaxWait          = time.Minute
+	// DefaultSecondaryPointsPerMinute is 80% of the 900 points a minute GitHub
+	// documents for REST calls: the rest is left for other users of the credential.
+	DefaultSecondaryPointsPerMinute = 720
+	// DefaultMaxMutatingInFlight: GitHub asks for mutating calls to be made serially;
+	// two at once hides one call's latency without crowding its secondary limit.
+	DefaultMaxMutatingInFlight = 2
+	DefaultMaxWait             = time.Minute
 )
 
 // Options configure a Client. Authenticate with Token, or with a GitHub App (AppID,
@@ -51,15 +56,24 @@ type Options struct {
 	// Timeout bounds each HTTP request (default 10s), whether or not ctx has a deadline.
 	Timeout time.Duration
 	// MaxWait bounds how long a call waits for rate-limit budget (GitHub's reset, the
-	// reserve guard, the token bucket) when ctx has no earlier deadline (default 1m). A
-	// wait that would end later fails at once with a *RateLimitError.
+	// reserve guard, the ceiling, the secondary limit) when ctx has no earlier deadline
+	// (default 1m). A wait that would end later fails at once with a *RateLimitError.
 	MaxWait time.Duration
 	// MaxInFlight bounds concurrent requests (default 8).
 	MaxInFlight int
-	// RatePerHour is the client-side token-bucket budget (default 4000).
+	// MaxMutatingInFlight bounds concurrent mutating requests (minting, deleting,
+	// redelivering; default 2): GitHub's secondary limits punish concurrent writes.
+	MaxMutatingInFlight int
+	// RatePerHour is a ceiling for operators who share a credential: at most this many
+	// calls in any hour, spent as they come (not a smoothed rate). 0 (the default): no
+	// ceiling; GitHub's own budget, read from every answer, decides.
 	RatePerHour int
-	// RateBurst is the bucket's size (default RatePerHour/60, at least MaxInFlight).
+	// RateBurst is no longer used (the smoothed token bucket it sized is gone); it is
+	// accepted so that existing settings still validate.
 	RateBurst int
+	// SecondaryPointsPerMinute paces calls under GitHub's secondary limit on points
+	// (a GET costs 1, a mutating call 5; default 720, 80% of GitHub's 900).
+	SecondaryPointsPerMinute int
 	// ReserveThreshold: while GitHub's remaining budget is below it, optional calls
 	// (listings, job checks) wait for the reset and essential ones (minting runner
 	// configs, deleting runners, redelivering) go ahead (default 500).
@@ -134,7 +148,7 @@ func (o Options) Validate() error {
 	for _, n := range []struct {
 		name string
 		v    int
-	}{{"MaxInFlight", o.MaxInFlight}, {"RatePerHour", o.RatePerHour}, {"RateBurst", o.RateBurst}, {"ReserveThreshold", o.ReserveThreshold}} {
+	}{{"MaxInFlight", o.MaxInFlight}, {"MaxMutatingInFlight", o.MaxMutatingInFlight}, {"RatePerHour", o.RatePerHour}, {"RateBurst", o.RateBurst}, {"ReserveThreshold", o.ReserveThreshold}, {"SecondaryPointsPerMinute", o.SecondaryPointsPerMinute}} {
 		if n.v < 0 {
 			bad(n.name, "must not be negative (got %d)", n.v)
 		}
@@ -175,11 +189,11 @@ func (o Options) withDefaults() Options {
 	if o.MaxInFlight == 0 {
 		o.MaxInFlight = DefaultMaxInFlight
 	}
-	if o.RatePerHour == 0 {
-		o.RatePerHour = DefaultRatePerHour
+	if o.MaxMutatingInFlight == 0 {
+		o.MaxMutatingInFlight = min(DefaultMaxMutatingInFlight, o.MaxInFlight)
 	}
-	if o.RateBurst == 0 {
-		o.RateBurst = max(o.RatePerHour/60, o.MaxInFlight)
+	if o.SecondaryPointsPerMinute == 0 {
+		o.SecondaryPointsPerMinute = DefaultSecondaryPointsPerMinute
 	}
 	if o.ReserveThreshold == 0 {
 		o.ReserveThreshold = DefaultReserveThreshold

@@ -183,33 +183,36 @@ func TestReserveGuard(t *testing.T) {
 	}
 }
 
-func TestTokenBucket(t *testing.T) {
+// RatePerHour is a ceiling, not a smoothed rate: the hour's calls go at once, the
+// next waits until the oldest is an hour old, and optional calls leave the last tenth
+// to essential ones.
+func TestCeiling(t *testing.T) {
 	srv := newFake(t, fakegithub.Options{Token: "pat"})
-	c := newClient(t, srv, func(o *Options) { o.RatePerHour, o.RateBurst = 3600, 2 })
-	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+	clk := fakegithub.NewScaledClock(3600) // an hour passes in a second
+	c := newClockedClient(t, srv, clk, func(o *Options) { o.RatePerHour = 20 })
+	start := clk.Now()
+	for i := range 18 {
+		if _, err := c.ListRunners(t.Context(), ""); err != nil {
+			t.Fatalf("call %d within the ceiling: %v", i, err)
+		}
+	}
+	if took := clk.Now().Sub(start); took > 30*time.Minute {
+		t.Errorf("18 calls under a ceiling of 20/h took %s: paced, not spent freely", took)
+	}
+	// The last tenth is for essential calls: an optional one would wait an hour.
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 	defer cancel()
-	var errs []error
-	for range 3 {
-		_, err := c.ListRunners(ctx, "")
-		errs = append(errs, err)
-	}
-	if errs[0] != nil || errs[1] != nil {
-		t.Fatalf("calls within the burst: %v", errs[:2])
-	}
 	var rl *RateLimitError
-	if !errors.As(errs[2], &rl) || rl.RetryAfter < 500*time.Millisecond {
-		t.Errorf("third call at 1/s with burst 2 = %v, want *RateLimitError for about 1s", errs[2])
+	if _, err := c.ListRunners(ctx, ""); !errors.As(err, &rl) || rl.StatusCode != 0 {
+		t.Fatalf("optional call past the ceiling's reserve = %v, want an unsent *RateLimitError", err)
 	}
-	if n := srv.CallCount(""); n != 2 {
-		t.Errorf("%d requests, want 2", n)
+	for range 2 {
+		if err := c.DeleteRunner(t.Context(), 1); err != nil {
+			t.Fatalf("essential call within the ceiling: %v", err)
+		}
 	}
-	// With time to wait, the bucket delays instead of failing.
-	start := time.Now()
-	if _, err := c.ListRunners(t.Context(), ""); err != nil {
-		t.Fatal(err)
-	}
-	if took := time.Since(start); took < 500*time.Millisecond {
-		t.Errorf("bucket let a call through after %s", took)
+	if n := srv.CallCount(""); n != 20 {
+		t.Errorf("%d requests, want 20", n)
 	}
 }
 

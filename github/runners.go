@@ -82,7 +82,7 @@ func (c *Client) GenerateJITConfig(ctx context.Context, req JITConfigRequest) (*
 		return nil, fmt.Errorf("generate jit config %s: runner group %q: groups are for org paths only", req.Name, req.RunnerGroup)
 	}
 	var out *gh.JITRunnerConfig
-	err := c.do(ctx, call{op: "generate_jit_config", prio: essential}, func(ctx context.Context, api *gh.Client) (resp *gh.Response, err error) {
+	err := c.do(ctx, call{op: "generate_jit_config", prio: essential, mutating: true}, func(ctx context.Context, api *gh.Client) (resp *gh.Response, err error) {
 		if c.repo == "" {
 			out, resp, err = api.Actions.GenerateOrgJITConfig(ctx, c.owner, body)
 		} else {
@@ -230,7 +230,7 @@ func (c *Client) GetRunner(ctx context.Context, id int64) (Runner, error) {
 // DeleteRunner removes a runner registration. Gone already (404) is success; a runner
 // running a job cannot be removed (422): ErrRunnerBusy. Essential priority; idempotent.
 func (c *Client) DeleteRunner(ctx context.Context, id int64) error {
-	err := c.do(ctx, call{op: "delete_runner", prio: essential, idempotent: true, on422: ErrRunnerBusy}, func(ctx context.Context, api *gh.Client) (*gh.Response, error) {
+	err := c.do(ctx, call{op: "delete_runner", prio: essential, mutating: true, idempotent: true, on422: ErrRunnerBusy}, func(ctx context.Context, api *gh.Client) (*gh.Response, error) {
 		if c.repo == "" {
 			return api.Actions.RemoveOrganizationRunner(ctx, c.owner, id)
 		}

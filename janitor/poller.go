@@ -3,10 +3,12 @@ package janitor
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
 	"github.com/runner-spawner/runner-spawner/fleet"
+	"github.com/runner-spawner/runner-spawner/github"
 	"github.com/runner-spawner/runner-spawner/internal/logkey"
 	"github.com/runner-spawner/runner-spawner/queue"
 )
@@ -32,6 +34,64 @@ func (j *Janitor) pollInterval() time.Duration {
 	return j.opts.PollInterval
 }
 
+// runLister is what a GitHub client offers to poll run by run, so that runs whose
+// jobs the spawner already knows are not listed (*github.Client satisfies it). A
+// client without it is polled through ListQueuedJobs, every run listed.
+type runLister interface {
+	ListActiveRuns(ctx context.Context, repo string) ([]int64, error)
+	ListRunJobs(ctx context.Context, repo string, runID int64) ([]github.Job, error)
+}
+
+// queuedJobs lists repo's queued jobs, skipping the runs in known (a job record names
+// them): their webhooks came, and a job record exists for what they announced.
+// Listing a run's jobs is a call per run, most of a poll's cost in a burst. A sibling
+// job whose webhook alone was lost is left to the sweeper, which redelivers the
+// deliveries GitHub recorded as failed.
+func (j *Janitor) queuedJobs(ctx context.Context, repo string, known map[int64]bool) ([]github.Job, error) {
+	rl, ok := j.opts.GitHub.(runLister)
+	if !ok {
+		return j.opts.GitHub.ListQueuedJobs(ctx, repo)
+	}
+	runs, err := rl.ListActiveRuns(ctx, repo)
+	if err != nil {
+		return nil, fmt.Errorf("list active runs: %w", err)
+	}
+	var out []github.Job
+	for _, id := range runs {
+		if known[id] {
+			continue
+		}
+		jobs, err := rl.ListRunJobs(ctx, repo, id)
+		if err != nil {
+			return nil, fmt.Errorf("list jobs of run %d: %w", id, err)
+		}
+		for _, gj := range jobs {
+			if gj.Status == "queued" {
+				out = append(out, gj)
+			}
+		}
+	}
+	return out, nil
+}
+
+// knownRuns returns the runs of repo that job records name; nil (poll every run)
+// when the records cannot be read.
+func (j *Janitor) knownRuns(ctx context.Context) map[string]map[int64]bool {
+	recs, err := j.fleet.Jobs(ctx)
+	if err != nil {
+		j.logger.Warn("job records unavailable; polling every run", logkey.Error, err)
+		return nil
+	}
+	known := map[string]map[int64]bool{}
+	for _, r := range recs {
+		if known[r.Repo] == nil {
+			known[r.Repo] = map[int64]bool{}
+		}
+		known[r.Repo][r.RunID] = true
+	}
+	return known
+}
+
 // poll finds the queued jobs of the listed repositories that no webhook announced
 // (no job record), old enough that their webhook had its chance, and enqueues them
 // as poller events. The intake's de-duplication (the event id names the job) and the
@@ -39,8 +99,9 @@ func (j *Janitor) pollInterval() time.Duration {
 func (j *Janitor) poll(ctx context.Context) int {
 	n := 0
 	now := j.opts.Now()
+	known := j.knownRuns(ctx)
 	for _, repo := range j.opts.PollRepos {
-		jobs, err := j.opts.GitHub.ListQueuedJobs(ctx, repo)
+		jobs, err := j.queuedJobs(ctx, repo, known[repo])
 		if err != nil {
 			if ctx.Err() == nil {
 				j.logger.Warn("cannot list queued jobs; polling again later", logkey.Repo, repo, logkey.Error, err)

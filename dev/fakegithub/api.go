@@ -152,6 +152,14 @@ func (s *Server) api(op string, need authKind, h handler) http.Handler {
 		cred = c
 		// GET /rate_limit is free, and answers even when the budget is exhausted.
 		charged := op != "rate-limit/get"
+		if charged {
+			done, ok := s.second.admit(cred.key, r.Method, s.clock.Now())
+			if !ok {
+				s.writeSecondary(w, cred.key)
+				return
+			}
+			defer done()
+		}
 		if charged && !s.takeBudget(cred.key, true) {
 			s.setRateHeaders(w.Header(), cred.key)
 			writeError(w, http.StatusForbidden, fmt.Sprintf("API rate limit exceeded for %s. If you reach out to GitHub Support for help, please include the request ID.", cred.label),
@@ -240,7 +248,7 @@ type rateBudget struct {
 // The rate budgets have their own lock: headers are set while a handler may hold s.mu.
 func (s *Server) budgetRateLocked(key string) *rateBudget {
 	b, ok := s.budgets[key]
-	now := time.Now()
+	now := s.clock.Now()
 	if !ok {
 		b = &rateBudget{start: now}
 		s.budgets[key] = b

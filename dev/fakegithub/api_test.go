@@ -275,3 +275,28 @@ func TestControlAPI(t *testing.T) {
 		t.Errorf("summary = %+v", sum)
 	}
 }
+
+// The secondary limit answers 403 with Retry-After and the primary budget as it is,
+// counts 5 points for a mutating call and 1 for a GET, and forgets points a minute
+// later (on the fake's clock).
+func TestSecondaryLimit(t *testing.T) {
+	clk := fakegithub.NewScaledClock(600) // a minute passes in 100ms
+	srv, _ := newServer(t, fakegithub.Options{Token: "pat", Clock: clk, Secondary: fakegithub.SecondaryLimit{PointsPerMinute: 11}})
+	// 5 + 5 + 1 = 11 points: all accepted.
+	for _, c := range []struct{ method, path string }{
+		{"DELETE", "orgs/octo-org/actions/runners/1"}, {"DELETE", "orgs/octo-org/actions/runners/2"}, {"GET", "orgs/octo-org/actions/runners"},
+	} {
+		if resp := api(t, srv, c.method, c.path, "pat", nil, nil); resp.StatusCode == http.StatusForbidden {
+			t.Fatalf("%s %s within the points: 403", c.method, c.path)
+		}
+	}
+	resp := api(t, srv, "GET", "orgs/octo-org/actions/runners", "pat", nil, nil)
+	if resp.StatusCode != http.StatusForbidden || resp.Header.Get("Retry-After") != "60" || resp.Header.Get("X-RateLimit-Remaining") == "0" {
+		t.Fatalf("over the points: %d Retry-After %q remaining %q, want 403, 60, the real budget",
+			resp.StatusCode, resp.Header.Get("Retry-After"), resp.Header.Get("X-RateLimit-Remaining"))
+	}
+	time.Sleep(clk.Real(61 * time.Second))
+	if resp := api(t, srv, "GET", "orgs/octo-org/actions/runners", "pat", nil, nil); resp.StatusCode != http.StatusOK {
+		t.Errorf("a minute later: %d, want 200", resp.StatusCode)
+	}
+}

@@ -140,7 +140,7 @@ func (s *Server) writeFault(w http.ResponseWriter, f Fault) {
 		w.Header().Set("X-RateLimit-Limit", strconv.Itoa(limit))
 		w.Header().Set("X-RateLimit-Remaining", "0")
 		w.Header().Set("X-RateLimit-Used", strconv.Itoa(limit))
-		w.Header().Set("X-RateLimit-Reset", resetHeader(time.Now().Add(reset)))
+		w.Header().Set("X-RateLimit-Reset", resetHeader(s.clock.Now().Add(reset)))
 		w.Header().Set("X-RateLimit-Resource", "core")
 		doc := "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-primary-rate-limits"
 		if msg == "" {

@@ -46,6 +46,10 @@ type Options struct {
 	// budget answers 403 as GitHub does. 304 answers cost nothing.
 	RateLimit       int
 	RateLimitWindow time.Duration
+	// Secondary simulates GitHub's secondary rate limits (zero: none).
+	Secondary SecondaryLimit
+	// Clock is the time of the rate budgets (default the wall clock); see ScaledClock.
+	Clock Clock
 	// MaxPerPage caps per_page (default 100, as GitHub). Tests lower it to get many pages.
 	MaxPerPage int
 
@@ -126,6 +130,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.RateLimitWindow <= 0 {
 		o.RateLimitWindow = time.Hour
+	}
+	if o.Clock == nil {
+		o.Clock = wallClock{}
 	}
 	if o.MaxPerPage <= 0 {
 		o.MaxPerPage = 100

@@ -57,6 +57,8 @@ type Server struct {
 	rateLimit  int
 	rateWindow time.Duration
 	budgets    map[string]*rateBudget
+	clock      Clock
+	second     secondary
 }
 
 // NewServer starts a fake GitHub listening on opts.Addr. It panics if it cannot listen,
@@ -86,6 +88,10 @@ func NewServer(opts Options) *Server {
 		lastID:        1000,
 		rateLimit:     opts.RateLimit,
 		rateWindow:    opts.RateLimitWindow,
+		clock:         opts.Clock,
+		second: secondary{
+			limit: opts.Secondary, inFlight: map[string]int{}, spent: map[string][]spend{},
+		},
 	}
 	s.publicURL = s.url
 	if opts.PublicURL != "" {

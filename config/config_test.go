@@ -74,6 +74,8 @@ flavors:
 		{"duplicate label sets", minimal + "  - name: same\n    labels: [x64, small]\n    max_runners: 1\n    backend: sim\n", []string{"flavors[1].labels"}},
 		{"no backend", strings.Replace(minimal, "    backend: sim\n", "", 1), []string{"flavors[0].backend"}},
 		{"section of another backend", minimal + "    lxd: {image: tiny}\n", []string{"flavors[0].lxd"}},
+		{"negative secondary pacing", strings.Replace(minimal, "token: ghp_test}", "token: ghp_test, secondary_points_per_minute: -5}", 1), []string{"github.secondary_points_per_minute"}},
+		{"mutating beyond in-flight", strings.Replace(minimal, "token: ghp_test}", "token: ghp_test, max_in_flight: 2, max_mutating_in_flight: 3}", 1), []string{"github.max_mutating_in_flight"}},
 		{"negative boot jitter", minimal + "    sim: {boot_jitter: -1s}\n", []string{"flavors[0].sim.boot_jitter"}},
 	}
 	for _, tt := range tests {

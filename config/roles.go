@@ -25,6 +25,10 @@ type GitHub struct {
 	MaxInFlight      int           `yaml:"max_in_flight"`
 	RatePerHour      int           `yaml:"rate_per_hour"`
 	ReserveThreshold int           `yaml:"reserve_threshold"`
+	// SecondaryPointsPerMinute paces calls under GitHub's secondary limit (0: off);
+	// MaxMutatingInFlight bounds concurrent minting/deleting/redelivering calls.
+	SecondaryPointsPerMinute int `yaml:"secondary_points_per_minute"`
+	MaxMutatingInFlight      int `yaml:"max_mutating_in_flight"`
 	// Hook names the webhook whose failed deliveries the janitor redelivers.
 	Hook GitHubHook `yaml:"hook"`
 }
@@ -160,6 +164,9 @@ func roleDefaults(f *File) {
 		MaxInFlight:      8,
 		RatePerHour:      0, // no ceiling: GitHub's own budget paces the client
 		ReserveThreshold: 500,
+		// 80% of the 900 points a minute GitHub allows a credential's REST calls.
+		SecondaryPointsPerMinute: 720,
+		MaxMutatingInFlight:      2,
 	}
 	f.Consumer = Consumer{
 		Workers:         4,

@@ -158,6 +158,12 @@ func (f *File) validateGitHub(p *problems) {
 	if g.ReserveThreshold < 0 {
 		p.add("github.reserve_threshold", "must not be negative (got %d)", g.ReserveThreshold)
 	}
+	if g.SecondaryPointsPerMinute < 0 {
+		p.add("github.secondary_points_per_minute", "must not be negative (got %d; 0 turns the pacing off)", g.SecondaryPointsPerMinute)
+	}
+	if g.MaxMutatingInFlight < 1 || g.MaxMutatingInFlight > g.MaxInFlight {
+		p.add("github.max_mutating_in_flight", "must be between 1 and github.max_in_flight (%d) (got %d)", g.MaxInFlight, g.MaxMutatingInFlight)
+	}
 	switch g.Hook.Kind {
 	case "":
 	case "repo":

@@ -78,7 +78,7 @@ func pacedBurst(t testing.TB, jobs int, factor float64, legacy bool, pointsPerMi
 	}
 	var bucket *rate.Limiter
 	if legacy {
-		opts.SecondaryPointsPerMinute = 100_000_000
+		opts.SecondaryPointsPerMinute = SecondaryPacingOff
 		opts.MaxMutatingInFlight = DefaultMaxInFlight
 		bucket = rate.NewLimiter(rate.Limit(4000.0/3600), 4000/60)
 	}

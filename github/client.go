@@ -77,7 +77,6 @@ func newWithClock(opts Options, clk clock) (*Client, error) {
 		clock:     clk,
 		sem:       newPrioritySem(opts.MaxInFlight),
 		mutating:  make(chan struct{}, opts.MaxMutatingInFlight),
-		points:    newPointsPacer(opts.SecondaryPointsPerMinute),
 		apiBudget: &budget{name: "api"},
 		appBudget: &budget{name: "app"},
 		retryBase: 250 * time.Millisecond,
@@ -86,6 +85,9 @@ func newWithClock(opts Options, clk clock) (*Client, error) {
 	}
 	if opts.RatePerHour > 0 {
 		c.ceiling = &ceiling{per: opts.RatePerHour}
+	}
+	if opts.SecondaryPointsPerMinute > 0 {
+		c.points = newPointsPacer(opts.SecondaryPointsPerMinute)
 	}
 	c.owner, c.repo, _ = strings.Cut(opts.Path, "/")
 	if c.metrics, err = newMetrics(opts.Registerer); err != nil {

@@ -68,7 +68,7 @@ func newClockedClient(t *testing.T, srv *fakegithub.Server, clk clock, mod func(
 		HTTPClient: &http.Client{Transport: tr},
 		Registerer: reg,
 		// The secondary limit's pacing is tested on its own.
-		SecondaryPointsPerMinute: 100_000_000,
+		SecondaryPointsPerMinute: SecondaryPacingOff,
 	}
 	if mod != nil {
 		mod(&opts)

@@ -30,6 +30,9 @@ const (
 	// two at once hides one call's latency without crowding its secondary limit.
 	DefaultMaxMutatingInFlight = 2
 	DefaultMaxWait             = time.Minute
+	// SecondaryPacingOff as SecondaryPointsPerMinute sends calls without pacing them
+	// to a points budget.
+	SecondaryPacingOff = -1
 )
 
 // Options configure a Client. Authenticate with Token, or with a GitHub App (AppID,
@@ -73,6 +76,8 @@ type Options struct {
 	RateBurst int
 	// SecondaryPointsPerMinute paces calls under GitHub's secondary limit on points
 	// (a GET costs 1, a mutating call 5; default 720, 80% of GitHub's 900).
+	// SecondaryPacingOff (-1) turns the pacing off, for a GitHub Enterprise Server
+	// whose secondary limits are disabled: 403/429 answers are still honoured.
 	SecondaryPointsPerMinute int
 	// ReserveThreshold: while GitHub's remaining budget is below it, optional calls
 	// (listings, job checks) wait for the reset and essential ones (minting runner
@@ -148,10 +153,13 @@ func (o Options) Validate() error {
 	for _, n := range []struct {
 		name string
 		v    int
-	}{{"MaxInFlight", o.MaxInFlight}, {"MaxMutatingInFlight", o.MaxMutatingInFlight}, {"RatePerHour", o.RatePerHour}, {"RateBurst", o.RateBurst}, {"ReserveThreshold", o.ReserveThreshold}, {"SecondaryPointsPerMinute", o.SecondaryPointsPerMinute}} {
+	}{{"MaxInFlight", o.MaxInFlight}, {"MaxMutatingInFlight", o.MaxMutatingInFlight}, {"RatePerHour", o.RatePerHour}, {"RateBurst", o.RateBurst}, {"ReserveThreshold", o.ReserveThreshold}} {
 		if n.v < 0 {
 			bad(n.name, "must not be negative (got %d)", n.v)
 		}
+	}
+	if o.SecondaryPointsPerMinute < SecondaryPacingOff {
+		bad("SecondaryPointsPerMinute", "must be positive, 0 (the default) or -1 (off) (got %d)", o.SecondaryPointsPerMinute)
 	}
 	return errors.Join(errs...)
 }

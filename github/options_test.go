@@ -32,6 +32,8 @@ func TestOptionsValidate(t *testing.T) {
 		{"key without app id", Options{Path: "o", AppPrivateKey: key.PrivateKeyPEM}, []string{"AppID"}},
 		{"bad url", Options{BaseURL: "api.github.com", Path: "o", Token: tok}, []string{"BaseURL"}},
 		{"negatives", Options{Path: "o", Token: tok, Timeout: -1, MaxInFlight: -1, RatePerHour: -1, ReserveThreshold: -1}, []string{"Timeout", "MaxInFlight", "RatePerHour", "ReserveThreshold"}},
+		{"secondary pacing off", Options{Path: "o", Token: tok, SecondaryPointsPerMinute: SecondaryPacingOff}, nil},
+		{"secondary pacing below off", Options{Path: "o", Token: tok, SecondaryPointsPerMinute: -2}, []string{"SecondaryPointsPerMinute"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -131,7 +131,7 @@ func TestBenchClusterSustained(t *testing.T) {
 			dir := t.TempDir()
 			cfg := writeFile(t, dir, "spawner.yaml", fmt.Sprintf(`state_dir: %s
 log: {level: warn, format: text}
-github: {url: %q, path: octo-org, token: ghp_e2e, rate_per_hour: 1000000}
+github: {url: %q, path: octo-org, token: ghp_e2e, rate_per_hour: 1000000, secondary_points_per_minute: 0}
 nats: {url: %q}
 webhook: {secrets: [%q]}
 bootstrap: {url: %q}

@@ -23,7 +23,7 @@ func TestBootstrapOverHTTPS(t *testing.T) {
 	web, nats, boot := freeAddr(t), freeAddr(t), freeAddr(t)
 	cfg := writeFile(t, dir, "spawner.yaml", fmt.Sprintf(`state_dir: %s
 log: {level: info, format: text}
-github: {url: %q, path: octo-org, token: ghp_e2e, rate_per_hour: 1000000}
+github: {url: %q, path: octo-org, token: ghp_e2e, rate_per_hour: 1000000, secondary_points_per_minute: 0}
 nats: {listen: %s}
 webhook: {listen: %s, secrets: [%q]}
 bootstrap: {listen: %s, url: "https://%s", tls: {cert_file: %s, key_file: %s}}

@@ -94,7 +94,7 @@ func TestClusterSurvivesFailures(t *testing.T) {
 	}
 	cfg := writeFile(t, dir, "spawner.yaml", fmt.Sprintf(`state_dir: %s
 log: {level: info, format: text}
-github: {url: %q, path: octo-org, token: ghp_e2e, rate_per_hour: 1000000, hook: {kind: org, id: 1}}
+github: {url: %q, path: octo-org, token: ghp_e2e, rate_per_hour: 1000000, secondary_points_per_minute: 0, hook: {kind: org, id: 1}}
 nats: {url: %q}
 webhook: {secrets: [%q]}
 bootstrap: {url: %q}

@@ -67,7 +67,7 @@ func (w *e2eWorld) config(t *testing.T, dir string, flavors []e2eFlavor, extra s
 	}
 	cfg := fmt.Sprintf(`state_dir: %s
 log: {level: info, format: text}
-github: {url: %q, path: octo-org, token: ghp_e2e, rate_per_hour: 1000000}
+github: {url: %q, path: octo-org, token: ghp_e2e, rate_per_hour: 1000000, secondary_points_per_minute: 0}
 nats: {listen: %s, user: spawner, password: %q}
 webhook: {listen: %s, secrets: [%q]}
 bootstrap: {listen: %s, url: "http://%s"}

@@ -95,7 +95,7 @@ func TestLXDRepoPolicy(t *testing.T) {
 	cfg := writeFile(t, dir, "spawner.yaml", fmt.Sprintf(`state_dir: %s
 deployment_id: %s
 log: {level: info, format: text}
-github: {url: %q, path: octo-org, token: ghp_e2e, rate_per_hour: 1000000}
+github: {url: %q, path: octo-org, token: ghp_e2e, rate_per_hour: 1000000, secondary_points_per_minute: 0}
 nats: {listen: %s}
 webhook: {listen: %s, secrets: [%q]}
 bootstrap: {listen: %s}

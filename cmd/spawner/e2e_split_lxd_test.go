@@ -61,7 +61,7 @@ func TestLXDSplitProcesses(t *testing.T) {
 deployment_id: %s
 shutdown_timeout: %s
 log: {level: info, format: text}
-github: {url: %q, path: octo-org, token: ghp_e2e, rate_per_hour: 1000000}
+github: {url: %q, path: octo-org, token: ghp_e2e, rate_per_hour: 1000000, secondary_points_per_minute: 0}
 nats: {listen: %s, user: spawner, password: %q}
 webhook: {listen: %s, secrets: [%q]}
 bootstrap: {listen: %s}

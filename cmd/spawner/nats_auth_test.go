@@ -37,7 +37,7 @@ func TestServeEmbeddedNATSRefusesAnonymousClients(t *testing.T) {
 	web, natsAddr, boot := freeAddr(t), freeAddr(t), freeAddr(t)
 	cfg := writeFile(t, dir, "spawner.yaml", fmt.Sprintf(`state_dir: %s
 log: {level: info, format: text}
-github: {url: %q, path: octo-org, token: ghp_e2e, rate_per_hour: 1000000}
+github: {url: %q, path: octo-org, token: ghp_e2e, rate_per_hour: 1000000, secondary_points_per_minute: 0}
 nats: {listen: %s, user: spawner, password: %s}
 webhook: {listen: %s, secrets: [%q]}
 bootstrap: {listen: %s, url: "http://%s"}

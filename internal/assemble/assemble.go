@@ -109,7 +109,12 @@ func (a *Assembly) GitHub() (*github.Client, error) {
 		BaseURL: g.URL, Path: g.Path, RunnerGroup: g.RunnerGroup, Token: g.Token,
 		AppID: g.App.ID, InstallationID: g.App.InstallationID, Timeout: g.Timeout,
 		MaxInFlight: g.MaxInFlight, RatePerHour: g.RatePerHour, ReserveThreshold: g.ReserveThreshold,
+		SecondaryPointsPerMinute: g.SecondaryPointsPerMinute, MaxMutatingInFlight: g.MaxMutatingInFlight,
 		Logger: a.logger.With(logkey.Component, "github"), Registerer: a.opts.Registry,
+	}
+	if g.SecondaryPointsPerMinute == 0 {
+		// The file's 0 is "off"; the client's zero value is its default.
+		opts.SecondaryPointsPerMinute = github.SecondaryPacingOff
 	}
 	if g.App.PrivateKeyFile != "" {
 		key, err := os.ReadFile(g.App.PrivateKeyFile)

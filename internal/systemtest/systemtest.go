@@ -186,7 +186,7 @@ func (s *System) config(t testing.TB, opts Options) string {
 	fmt.Fprintf(&b, `deployment_id: %s
 state_dir: %s
 nats: {url: %q}
-github: {url: %q, path: octo-org, token: ghp_systemtest, rate_per_hour: 1000000}
+github: {url: %q, path: octo-org, token: ghp_systemtest, rate_per_hour: 1000000, secondary_points_per_minute: 0}
 webhook: {secrets: [%q]}
 routing: {default_flavor: %q, ignored_labels: [self-hosted, linux], match: subset}
 consumer: {workers: %d, capacity_retry: 500ms, capacity_wait: 2s, backoff_initial: 100ms, backoff_max: 1s, ack_wait: 10s}

@@ -119,6 +119,9 @@ type Flavor struct {
 	Name       string   `yaml:"name"`
 	Labels     []string `yaml:"labels"`
 	MaxRunners int      `yaml:"max_runners"`
+	// MinIdle is the warm pool: runners kept started, registered and idle before any
+	// job asks for them, within max_runners (0: none).
+	MinIdle int `yaml:"min_idle"`
 	// Backend selects where the flavor's instances run: lxd, openstack or sim. It is
 	// required (no default). Its settings sit under the key of the same name.
 	Backend string `yaml:"backend"`

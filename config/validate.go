@@ -248,6 +248,9 @@ func (f *File) validateFlavors(p *problems) {
 		if fl.MaxRunners < 1 {
 			p.add(key+".max_runners", "must be at least 1 (got %d)", fl.MaxRunners)
 		}
+		if fl.MinIdle < 0 || (fl.MaxRunners >= 1 && fl.MinIdle > fl.MaxRunners) {
+			p.add(key+".min_idle", "must be between 0 and max_runners (%d) (got %d)", fl.MaxRunners, fl.MinIdle)
+		}
 		f.validateFlavorBackend(key, fl, p)
 	}
 }

@@ -46,6 +46,9 @@ type Flavor struct {
 	// BootTimeout bounds how long a runner may take to fetch its config; the
 	// bootstrap token expires with it.
 	BootTimeout time.Duration
+	// MinIdle is the warm pool's size: runners kept started, registered and idle
+	// before any job asks for them, within MaxRunners (0: no pool).
+	MinIdle int
 }
 
 // Options configures a Consumer.
@@ -184,6 +187,9 @@ func New(opts Options) (*Consumer, error) {
 		if f.Backend == nil || f.MaxRunners < 1 || f.Name == "" {
 			return nil, fmt.Errorf("consumer: flavor %q needs a backend and max_runners ≥ 1", f.Name)
 		}
+		if f.MinIdle < 0 || f.MinIdle > f.MaxRunners {
+			return nil, fmt.Errorf("consumer: flavor %q: min_idle %d must be between 0 and max_runners %d", f.Name, f.MinIdle, f.MaxRunners)
+		}
 		if f.BootTimeout <= 0 {
 			f.BootTimeout = 10 * time.Minute
 		}
@@ -232,6 +238,11 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 	for name, n := range c.freed {
 		wg.Go(func() { c.watchCapacity(ctx, name, n) })
+	}
+	for _, f := range c.flavors {
+		if f.MinIdle > 0 {
+			wg.Go(func() { c.keepPool(ctx, work, f) })
+		}
 	}
 	// Cleanup workers finish what is queued before they stop, within StopGrace.
 	for range 4 {

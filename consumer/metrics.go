@@ -12,6 +12,9 @@ type metrics struct {
 	adopted       *prometheus.CounterVec
 	githubChecks  *prometheus.CounterVec
 	deleted       *prometheus.CounterVec
+	poolRunners   *prometheus.GaugeVec
+	poolTarget    *prometheus.GaugeVec
+	poolCreates   *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -54,9 +57,21 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "spawner_consumer_instances_deleted_total",
 			Help: "Instances deleted as soon as their job finished.",
 		}, []string{"flavor"}),
+		poolRunners: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "spawner_pool_runners",
+			Help: "Warm pool runners that have not taken a job yet (creating, booting or idle), as this process last read them.",
+		}, []string{"flavor"}),
+		poolTarget: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "spawner_pool_target_runners",
+			Help: "The warm pool's size the flavor is kept at (min_idle).",
+		}, []string{"flavor"}),
+		poolCreates: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "spawner_pool_creates_total",
+			Help: "Warm pool runners created by this process, by flavor and result (ok, error).",
+		}, []string{"flavor", "result"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.events, m.spawnLatency, m.createSeconds, m.capacityFull, m.deadLetters, m.replacements, m.adopted, m.githubChecks, m.deleted)
+		reg.MustRegister(m.events, m.spawnLatency, m.createSeconds, m.capacityFull, m.deadLetters, m.replacements, m.adopted, m.githubChecks, m.deleted, m.poolRunners, m.poolTarget, m.poolCreates)
 	}
 	return m
 }

@@ -35,6 +35,10 @@ type FlavorReport struct {
 	// SlotsInUse is the capacity held now (live runners and instances being deleted).
 	SlotsInUse int  `json:"slots_in_use"`
 	Paused     bool `json:"paused,omitempty"`
+	// Pool is the warm pool: runners started for it that have not taken a job yet,
+	// and its size (min_idle; 0: no pool).
+	Pool    int `json:"pool"`
+	MinIdle int `json:"min_idle"`
 }
 
 // NATSReport says where the report was read from.
@@ -47,6 +51,7 @@ type NATSReport struct {
 type FlavorLimit struct {
 	Name       string
 	MaxRunners int
+	MinIdle    int
 }
 
 // BuildReport reads the report of the given flavors; natsURL (redacted) is printed
@@ -96,6 +101,7 @@ func BuildReport(ctx context.Context, conn *queue.Conn, st *queue.State, fl *fle
 			return nil, err
 		}
 		fr.SlotsInUse = len(capRec.Slots)
+		fr.Pool, fr.MinIdle = capRec.PoolSize(), f.MinIdle
 		fr.Paused = time.Now().Before(capRec.PausedUntil)
 		rep.Flavors = append(rep.Flavors, fr)
 	}

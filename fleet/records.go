@@ -126,6 +126,10 @@ type RunnerRecord struct {
 	// Spare is set when ForJob no longer needs this runner (cancelled, or served by
 	// another runner); a spare is adopted by the next job of its flavor.
 	Spare bool `json:"spare,omitempty"`
+	// Pool is set on a runner of its flavor's warm pool (min_idle, pool.go): one
+	// started before any job asked for it, or a spare taken into the pool. It stays
+	// set once the runner takes a job (then its slot is no longer the pool's).
+	Pool bool `json:"pool,omitempty"`
 	// GitHubRunnerID is the id of the runner's GitHub registration, once minted.
 	GitHubRunnerID int64 `json:"github_runner_id,omitempty"`
 
@@ -197,6 +201,8 @@ func (r *RunnerRecord) Untaken() bool {
 type Slot struct {
 	Job   int64     `json:"job"`
 	Since time.Time `json:"since"`
+	// Pool: held by a pool runner that has not taken a job yet (Job is 0).
+	Pool bool `json:"pool,omitempty"`
 }
 
 // SparesRecord indexes a flavor's spare runners (runner name → the job it was meant

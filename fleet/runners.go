@@ -297,6 +297,9 @@ func (f *Fleet) Busy(ctx context.Context, name string, jobID int64, finished boo
 	if err != nil {
 		return nil, err
 	}
+	if rec.Pool && rec.TookJob == jobID {
+		f.leftPool(ctx, rec.Flavor, name, jobID)
+	}
 	if wasSpare {
 		// The index is a hint: an entry whose runner is no longer spare is dropped by
 		// the next Adopt that finds it.

@@ -49,6 +49,9 @@ type Flavor struct {
 	// IdleTTL: a spare runner (or one whose job no longer waits) idle this long is
 	// deleted (default 5 min).
 	IdleTTL time.Duration
+	// MinIdle is the flavor's warm pool size: that many idle pool runners are kept
+	// past IdleTTL; only those beyond it are reaped (a pool made smaller).
+	MinIdle int
 }
 
 // Options configures a Janitor. Zero values take the defaults noted.
@@ -152,6 +155,9 @@ func (o *Options) Validate() error {
 		}
 		nonNegative(add, key+".boot_timeout", f.BootTimeout)
 		nonNegative(add, key+".idle_ttl", f.IdleTTL)
+		if f.MinIdle < 0 {
+			add(key+".min_idle", "must not be negative (got %d)", f.MinIdle)
+		}
 	}
 	nonNegative(add, "interval", o.Interval)
 	nonNegative(add, "flush_wait", o.FlushWait)

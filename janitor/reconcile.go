@@ -62,6 +62,9 @@ type pass struct {
 	calls   int // GitHub calls left in this pass
 	next    map[string]mark
 	jobs    map[int64]*fleet.JobRecord
+	// poolExcess is, per flavor, how many idle pool runners may still be reaped in
+	// this pass: the pool's size beyond min_idle (read once per pass).
+	poolExcess map[string]int
 }
 
 // reconcile compares the backends' instances, GitHub's registrations and the runner
@@ -75,7 +78,7 @@ func (j *Janitor) reconcile(ctx context.Context) *control.PassSummary {
 		j: j, ctx: ctx, now: start,
 		sum:     &control.PassSummary{Janitor: j.opts.ID, StartedAt: start.UTC(), Deleted: map[string]int{}, Kept: map[string]int{}},
 		deletes: j.opts.MaxDeletesPerPass, calls: j.opts.MaxGitHubCallsPerPass,
-		next: map[string]mark{}, jobs: map[int64]*fleet.JobRecord{},
+		next: map[string]mark{}, jobs: map[int64]*fleet.JobRecord{}, poolExcess: map[string]int{},
 	}
 	result := "ok"
 	if err := p.run(); err != nil {
@@ -304,6 +307,10 @@ func (p *pass) idle(in *instance, rec *fleet.RunnerRecord, ghByID map[int64]gith
 	if !rec.Spare && !offline && p.jobQueued(rec.ForJob) {
 		return // its job still waits for it
 	}
+	if rec.Pool && rec.Spare && !offline && !p.poolBeyondMin(f) {
+		p.keep("pool")
+		return // the warm pool keeps min_idle of them however long they idle
+	}
 	reason, text := reasonIdleTTL, "idle past idle_ttl"
 	if offline {
 		reason, text = reasonOffline, "runner offline while idle"
@@ -335,6 +342,28 @@ func (p *pass) idle(in *instance, rec *fleet.RunnerRecord, ghByID map[int64]gith
 		return
 	}
 	p.reap(f, name, true, removal{reason: reason, text: text, still: stillIdle})
+}
+
+// poolBeyondMin reports whether the flavor's warm pool is larger than its min_idle
+// (a pool made smaller, or filled while a job's runner went spare into it), and
+// counts one reaped pool runner against the excess when it is.
+func (p *pass) poolBeyondMin(f *Flavor) bool {
+	excess, read := p.poolExcess[f.Name]
+	if !read {
+		capRec, err := p.j.fleet.Capacity(p.ctx, f.Name)
+		if err != nil {
+			p.fail(fmt.Errorf("read the pool of %s: %w", f.Name, err))
+			excess = 0 // keep them: the next pass reads again
+		} else {
+			excess = capRec.PoolSize() - f.MinIdle
+		}
+	}
+	if excess <= 0 {
+		p.poolExcess[f.Name] = excess
+		return false
+	}
+	p.poolExcess[f.Name] = excess - 1
+	return true
 }
 
 // record judges a runner record by itself: creates abandoned by a crashed process,

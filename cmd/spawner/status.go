@@ -54,15 +54,19 @@ func (a *app) status(ctx context.Context, conn *queue.Conn) (*control.Report, er
 	}
 	limits := make([]control.FlavorLimit, len(a.cfg.Flavors))
 	for i, f := range a.cfg.Flavors {
-		limits[i] = control.FlavorLimit{Name: f.Name, MaxRunners: f.MaxRunners}
+		limits[i] = control.FlavorLimit{Name: f.Name, MaxRunners: f.MaxRunners, MinIdle: f.MinIdle}
 	}
 	return control.BuildReport(ctx, conn, st, fl, limits, secret.RedactURL(a.asm.NATSURL()))
 }
 
 func printStatus(w io.Writer, rep *control.Report) error {
-	tw := newTable(w, "FLAVOR", "QUEUED JOBS", "SLOTS", "CREATING", "BOOTING", "IDLE", "BUSY", "EVENTS PENDING", "PAUSED")
+	tw := newTable(w, "FLAVOR", "QUEUED JOBS", "SLOTS", "POOL", "CREATING", "BOOTING", "IDLE", "BUSY", "EVENTS PENDING", "PAUSED")
 	for _, f := range rep.Flavors {
-		tw.row(f.Name, f.Queued, fmt.Sprintf("%d/%d", f.SlotsInUse, f.MaxRunners),
+		pool := "-"
+		if f.MinIdle > 0 {
+			pool = fmt.Sprintf("%d/%d", f.Pool, f.MinIdle)
+		}
+		tw.row(f.Name, f.Queued, fmt.Sprintf("%d/%d", f.SlotsInUse, f.MaxRunners), pool,
 			f.Runners["creating"], f.Runners["booting"], f.Runners["idle"], f.Runners["busy"], f.Pending, f.Paused)
 	}
 	if err := tw.flush(); err != nil {

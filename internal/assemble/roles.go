@@ -107,7 +107,7 @@ func (a *Assembly) Consumer(ctx context.Context, conn *queue.Conn, fl *fleet.Fle
 			return nil, fmt.Errorf("flavor %s: no backend", f.Name)
 		}
 		opts.Flavors = append(opts.Flavors, consumer.Flavor{
-			Name: f.Name, MaxRunners: f.MaxRunners, Backend: b, BackendName: f.Backend,
+			Name: f.Name, MaxRunners: f.MaxRunners, MinIdle: f.MinIdle, Backend: b, BackendName: f.Backend,
 			Runner: a.withChecks(f, runnerSettings(f.Runner)), BootTimeout: f.Runner.BootTimeout,
 		})
 	}
@@ -205,7 +205,7 @@ func (a *Assembly) JanitorOptions(ctx context.Context, conn *queue.Conn, id stri
 	for _, f := range a.cfg.Flavors {
 		opts.Flavors = append(opts.Flavors, janitor.Flavor{
 			Name: f.Name, Backend: set[f.Name], BackendName: f.Backend,
-			BootTimeout: f.Runner.BootTimeout, IdleTTL: f.Runner.IdleTTL,
+			BootTimeout: f.Runner.BootTimeout, IdleTTL: f.Runner.IdleTTL, MinIdle: f.MinIdle,
 		})
 	}
 	if h := a.cfg.GitHub.Hook; h.Kind != "" {

@@ -48,6 +48,8 @@ type FlavorSpec struct {
 	MaxRunners int
 	BootTime   time.Duration
 	BootJitter time.Duration
+	// MinIdle is the flavor's warm pool (0: none).
+	MinIdle int
 }
 
 // Options shape the system.
@@ -194,8 +196,8 @@ bootstrap: {url: %q}
 flavors:
 `, Deployment, t.TempDir(), s.NATS.URL(), s.GH.URL(), Secret, opts.DefaultFlavor, workers, s.Bootstrap)
 	for _, f := range opts.Flavors {
-		fmt.Fprintf(&b, "  - {name: %s, labels: [%s], max_runners: %d, backend: sim, sim: {boot_time: %s, boot_jitter: %s}, runner: {command: run.sh, boot_timeout: 1m}}\n",
-			f.Name, strings.Join(f.Labels, ", "), f.MaxRunners, f.BootTime, f.BootJitter)
+		fmt.Fprintf(&b, "  - {name: %s, labels: [%s], max_runners: %d, min_idle: %d, backend: sim, sim: {boot_time: %s, boot_jitter: %s}, runner: {command: run.sh, boot_timeout: 1m}}\n",
+			f.Name, strings.Join(f.Labels, ", "), f.MaxRunners, f.MinIdle, f.BootTime, f.BootJitter)
 	}
 	return b.String()
 }

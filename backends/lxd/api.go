@@ -130,7 +130,7 @@ type InstanceStatePut struct {
 
 // SetInstanceState starts or stops an instance and waits until it has.
 func (c *Client) SetInstanceState(ctx context.Context, name string, req InstanceStatePut) error {
-	_, err := c.mutate(ctx, request{method: http.MethodPut, path: instancePath(name) + "/state", body: req})
+	_, err := c.mutate(ctx, request{method: http.MethodPut, path: instancePath(name) + "/state", body: req, state: req.Action})
 	return err
 }
 

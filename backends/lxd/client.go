@@ -96,7 +96,7 @@ type Client struct {
 	endpoint  string // for messages
 	hc        *http.Client
 	project   string
-	slots     chan struct{}
+	slots     *opGate
 	timeout   time.Duration
 	opTimeout time.Duration
 	logger    *slog.Logger
@@ -109,7 +109,7 @@ func NewClient(opts ClientOptions) (*Client, error) {
 	}
 	c := &Client{
 		project:   opts.Project,
-		slots:     make(chan struct{}, cmp0(opts.MaxConcurrentOperations, DefaultMaxConcurrentOperations)),
+		slots:     newOpGate(cmp0(opts.MaxConcurrentOperations, DefaultMaxConcurrentOperations)),
 		timeout:   cmp0(opts.Timeout, DefaultTimeout),
 		opTimeout: cmp0(opts.OperationTimeout, DefaultOperationTimeout),
 		logger:    opts.Logger,
@@ -233,6 +233,9 @@ type request struct {
 	timeout time.Duration
 	// file: a successful answer is a file, not an envelope (errors still are).
 	file bool
+	// state is the action of an instance state change (start, stop): it decides the
+	// operation's priority for a slot (gate.go).
+	state string
 }
 
 func (r request) call() string { return r.method + " " + r.path }
@@ -341,20 +344,10 @@ func (c *Client) get(ctx context.Context, path string, query url.Values, into an
 	return nil
 }
 
-// acquire takes one of the server's operation slots, or gives up with ctx.
-func (c *Client) acquire(ctx context.Context) (release func(), err error) {
-	select {
-	case c.slots <- struct{}{}:
-		return func() { <-c.slots }, nil
-	case <-ctx.Done():
-		return nil, fmt.Errorf("wait for an lxd operation slot: %w", ctx.Err())
-	}
-}
-
 // mutate sends a request that changes something and, when LXD answers with a
 // background operation, waits for it. It holds an operation slot throughout.
 func (c *Client) mutate(ctx context.Context, rq request) (Operation, error) {
-	release, err := c.acquire(ctx)
+	release, err := c.slots.acquire(ctx, priorityOf(rq))
 	if err != nil {
 		return Operation{}, err
 	}

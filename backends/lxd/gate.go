@@ -1,0 +1,105 @@
+package lxd
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+)
+
+// opPriority orders the waiters for the server's operation slots. In a burst the
+// slots are the bottleneck, and not every operation is worth the same: a capacity
+// slot of the spawner is freed only once its instance is deleted, so a stop or a
+// delete is what lets the next job in, and a start finishes a runner whose create has
+// been paid for already. New creates wait behind both.
+type opPriority int
+
+const (
+	prioFree   opPriority = iota // stop, delete: frees capacity
+	prioFinish                   // start: finishes a created instance
+	prioNew                      // create, and everything else
+	numPrios
+)
+
+// priorityOf classifies a mutating request.
+func priorityOf(rq request) opPriority {
+	switch {
+	case rq.method == "DELETE":
+		return prioFree
+	case rq.state == "stop":
+		return prioFree
+	case rq.state == "start":
+		return prioFinish
+	}
+	return prioNew
+}
+
+// opGate bounds the operations in flight at once, and hands a freed slot to the
+// most urgent waiter (FIFO within a priority).
+type opGate struct {
+	mu      sync.Mutex
+	limit   int
+	inUse   int
+	waiting [numPrios][]chan struct{}
+}
+
+func newOpGate(limit int) *opGate { return &opGate{limit: limit} }
+
+// acquire takes a slot for an operation of priority p, or gives up with ctx.
+func (g *opGate) acquire(ctx context.Context, p opPriority) (release func(), err error) {
+	g.mu.Lock()
+	if g.inUse < g.limit && !g.anyWaiting(p) {
+		g.inUse++
+		g.mu.Unlock()
+		return g.release, nil
+	}
+	ch := make(chan struct{})
+	g.waiting[p] = append(g.waiting[p], ch)
+	g.mu.Unlock()
+	select {
+	case <-ch:
+		return g.release, nil
+	case <-ctx.Done():
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if i := slices.Index(g.waiting[p], ch); i >= 0 {
+			g.waiting[p] = slices.Delete(g.waiting[p], i, i+1)
+		} else {
+			// The slot was handed over as ctx ended: pass it on.
+			g.releaseLocked()
+		}
+		return nil, fmt.Errorf("wait for an lxd operation slot: %w", ctx.Err())
+	}
+}
+
+// anyWaiting reports whether someone of priority p or more urgent waits: they go
+// first. Called with mu held.
+func (g *opGate) anyWaiting(p opPriority) bool {
+	for q := prioFree; q <= p; q++ {
+		if len(g.waiting[q]) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func (g *opGate) release() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.releaseLocked()
+}
+
+// releaseLocked hands the slot to the most urgent waiter, or frees it.
+func (g *opGate) releaseLocked() {
+	if g.inUse <= g.limit {
+		for p := range g.waiting {
+			if len(g.waiting[p]) > 0 {
+				ch := g.waiting[p][0]
+				g.waiting[p] = g.waiting[p][1:]
+				close(ch)
+				return
+			}
+		}
+	}
+	g.inUse--
+}

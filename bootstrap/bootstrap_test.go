@@ -271,7 +271,7 @@ func TestScriptRunsTheProtocol(t *testing.T) {
 	if _, err := exec.LookPath("busybox"); err != nil {
 		t.Skip("busybox not installed")
 	}
-	for _, shell := range []string{"busybox", "system"} {
+	for _, shell := range []string{"busybox", "system", "gnuwget"} {
 		t.Run(shell, func(t *testing.T) {
 			e := newEnv(t)
 			dir := t.TempDir()
@@ -295,7 +295,7 @@ func TestScriptRunsTheProtocol(t *testing.T) {
 			}
 			// busybox sh must have used busybox wget, the system sh curl: each of the
 			// script's two HTTP paths ran.
-			wantAgent := map[string]string{"busybox": "Wget", "system": "curl/"}[shell]
+			wantAgent := map[string]string{"busybox": "Wget", "system": "curl/", "gnuwget": "Wget/"}[shell]
 			e.agents.Range(func(k, _ any) bool {
 				if !strings.HasPrefix(k.(string), wantAgent) {
 					t.Errorf("a request from %q, want only %s", k, wantAgent)
@@ -345,8 +345,13 @@ func scriptCmd(ctx context.Context, t *testing.T, shell, dir, script string) *ex
 	if err := os.WriteFile(path, []byte(script), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if shell == "system" {
+	switch shell {
+	case "system":
 		return exec.CommandContext(ctx, "sh", path)
+	case "gnuwget":
+		cmd := exec.CommandContext(ctx, "sh", path)
+		cmd.Env = []string{"PATH=" + noCurlPath(t, dir)}
+		return cmd
 	}
 	bb, err := exec.LookPath("busybox")
 	if err != nil {
@@ -375,10 +380,50 @@ func scriptCmd(ctx context.Context, t *testing.T, shell, dir, script string) *ex
 // shellPath is the Spec.Path for shell: busybox applets alone (no curl), or the
 // script's default.
 func shellPath(shell, dir string) string {
-	if shell == "busybox" {
+	switch shell {
+	case "busybox":
 		return filepath.Join(dir, "bin")
+	case "gnuwget":
+		return filepath.Join(dir, "nocurl")
 	}
 	return ""
+}
+
+// noCurlPath is dir/nocurl: every tool of the system's PATH but curl, so GNU wget (as
+// in Debian's minimal images, which have no curl). It skips when the system's wget
+// is not GNU's.
+func noCurlPath(t *testing.T, dir string) string {
+	t.Helper()
+	out, err := exec.Command("wget", "--version").Output()
+	if err != nil || !strings.Contains(string(out), "GNU Wget") {
+		t.Skip("no GNU wget")
+	}
+	bin := filepath.Join(dir, "nocurl")
+	if _, err := os.Stat(bin); err == nil {
+		return bin
+	}
+	if err := os.Mkdir(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range filepath.SplitList(os.Getenv("PATH")) {
+		entries, err := os.ReadDir(d)
+		if err != nil {
+			continue // a PATH entry that does not exist
+		}
+		for _, e := range entries {
+			link := filepath.Join(bin, e.Name())
+			if e.Name() == "curl" {
+				continue
+			}
+			if _, err := os.Lstat(link); err == nil {
+				continue // an earlier PATH entry has it
+			}
+			if err := os.Symlink(filepath.Join(d, e.Name()), link); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return bin
 }
 
 // fakeRunner writes a runner command that records its arguments and environment in

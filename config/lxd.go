@@ -40,6 +40,9 @@ type LXDServer struct {
 	// exec) in flight at once over all lxd flavors, so a burst of jobs does not
 	// overload the daemon.
 	MaxConcurrentOperations int `yaml:"max_concurrent_operations"`
+	// AdaptiveOperations chooses the limit from the observed latency of creates and
+	// starts, up to MaxConcurrentOperations.
+	AdaptiveOperations bool `yaml:"adaptive_operations"`
 	// Timeout bounds each request to LXD.
 	Timeout time.Duration `yaml:"timeout"`
 	// OperationTimeout bounds the wait for one LXD operation (an image download from a

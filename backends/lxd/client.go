@@ -53,8 +53,13 @@ type ClientOptions struct {
 	Project string
 	// MaxConcurrentOperations bounds the background operations (create, start, stop,
 	// delete, exec) in flight on this server, so that a burst of jobs does not
-	// overload the daemon. Zero: DefaultMaxConcurrentOperations.
+	// overload the daemon. Zero: DefaultMaxConcurrentOperations. With
+	// AdaptiveOperations it is the ceiling of the adaptive limit.
 	MaxConcurrentOperations int
+	// AdaptiveOperations chooses the limit from the observed latency of creates and
+	// starts (adapt.go), between 2 and MaxConcurrentOperations, starting from
+	// DefaultMaxConcurrentOperations (or the ceiling when lower).
+	AdaptiveOperations bool
 	// Timeout bounds each request whose ctx has no earlier deadline. Zero: DefaultTimeout.
 	Timeout time.Duration
 	// OperationTimeout bounds the wait for a background operation (an image download
@@ -116,6 +121,12 @@ func NewClient(opts ClientOptions) (*Client, error) {
 	}
 	if c.logger == nil {
 		c.logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.AdaptiveOperations {
+		ceiling := cmp0(opts.MaxConcurrentOperations, DefaultMaxConcurrentOperations)
+		c.slots = newAdaptiveOpGate(newClimber(DefaultMaxConcurrentOperations, ceiling), func(limit int) {
+			c.logger.Debug("lxd operation limit changed", "limit", limit)
+		})
 	}
 	tr := &http.Transport{
 		MaxIdleConnsPerHost: 16,
@@ -347,11 +358,13 @@ func (c *Client) get(ctx context.Context, path string, query url.Values, into an
 // mutate sends a request that changes something and, when LXD answers with a
 // background operation, waits for it. It holds an operation slot throughout.
 func (c *Client) mutate(ctx context.Context, rq request) (Operation, error) {
-	release, err := c.slots.acquire(ctx, priorityOf(rq))
+	prio := priorityOf(rq)
+	release, err := c.slots.acquire(ctx, prio)
 	if err != nil {
 		return Operation{}, err
 	}
-	defer release()
+	started := time.Now()
+	defer func() { c.slots.done(release, prio, time.Since(started)) }()
 	r, err := c.do(ctx, rq)
 	if err != nil {
 		return Operation{}, err

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 )
 
 // opPriority orders the waiters for the server's operation slots. In a burst the
@@ -41,9 +42,58 @@ type opGate struct {
 	limit   int
 	inUse   int
 	waiting [numPrios][]chan struct{}
+	// climb, when set, moves limit by the latency of creates and starts; changed is
+	// told each new limit.
+	climb   *climber
+	changed func(limit int)
 }
 
 func newOpGate(limit int) *opGate { return &opGate{limit: limit} }
+
+// newAdaptiveOpGate is a gate whose limit c chooses.
+func newAdaptiveOpGate(c *climber, changed func(int)) *opGate {
+	return &opGate{limit: c.limit, climb: c, changed: changed}
+}
+
+// done releases an operation's slot and, for an adaptive gate, tells the climber
+// how long a create or start took and whether others waited meanwhile. Stops and
+// deletes are not measured: the limit is for what a burst does most.
+func (g *opGate) done(release func(), p opPriority, took time.Duration) {
+	if g.climb == nil || p == prioFree {
+		release()
+		return
+	}
+	g.mu.Lock()
+	limit, changed := g.climb.observe(took, g.anyWaiting(prioNew))
+	if changed {
+		g.limit = limit
+	}
+	g.mu.Unlock()
+	release()
+	if changed {
+		g.grow()
+		if g.changed != nil {
+			g.changed(limit)
+		}
+	}
+}
+
+// grow hands out the slots a raised limit made free to whoever waits.
+func (g *opGate) grow() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for g.inUse < g.limit && g.anyWaiting(prioNew) {
+		g.inUse++
+		for p := range g.waiting {
+			if len(g.waiting[p]) > 0 {
+				ch := g.waiting[p][0]
+				g.waiting[p] = g.waiting[p][1:]
+				close(ch)
+				break
+			}
+		}
+	}
+}
 
 // acquire takes a slot for an operation of priority p, or gives up with ctx.
 func (g *opGate) acquire(ctx context.Context, p opPriority) (release func(), err error) {
@@ -91,6 +141,8 @@ func (g *opGate) release() {
 
 // releaseLocked hands the slot to the most urgent waiter, or frees it.
 func (g *opGate) releaseLocked() {
+	// A lowered limit takes effect as slots come back: they are not handed on
+	// while more are in use than it allows.
 	if g.inUse <= g.limit {
 		for p := range g.waiting {
 			if len(g.waiting[p]) > 0 {

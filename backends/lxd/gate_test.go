@@ -103,3 +103,52 @@ func TestGateBoundsAndCancels(t *testing.T) {
 		t.Fatalf("after the give-up and the release: %d in use, %d waiting", g.inUse, len(g.waiting[prioFree]))
 	}
 }
+
+// An adaptive gate whose climber raises the limit hands the new slots to the
+// waiters at once, without waiting for a release.
+func TestAdaptiveGateGrowsForWaiters(t *testing.T) {
+	c := newClimber(2, 8)
+	g := newAdaptiveOpGate(c, nil)
+	for range 2 {
+		if _, err := g.acquire(t.Context(), prioNew); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := make(chan func(), 6)
+	// The waiters left when the test ends give up with ctx; that is not a failure.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for range 6 {
+		go func() {
+			if r, err := g.acquire(ctx, prioNew); err == nil {
+				got <- r
+			}
+		}()
+	}
+	for {
+		g.mu.Lock()
+		n := len(g.waiting[prioNew])
+		g.mu.Unlock()
+		if n == 6 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// Flat latency under saturation: each window's throughput grows with the limit,
+	// so the climber raises it; the first window (8 completions) only sets the
+	// baseline, the second raises it to 3.
+	// Completions measured without a slot of their own (release is a no-op): only
+	// the climber's view moves.
+	for range 16 {
+		g.done(func() {}, prioNew, 100*time.Millisecond)
+	}
+	select {
+	case r := <-got:
+		r()
+	case <-time.After(5 * time.Second):
+		t.Fatalf("no waiter got a slot after the limit rose to %d", g.limit)
+	}
+	if g.limit <= 2 {
+		t.Fatalf("limit %d after saturated windows of flat latency, want raised", g.limit)
+	}
+}

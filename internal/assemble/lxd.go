@@ -66,6 +66,7 @@ func newLXDClient(cfg *config.File, logger *slog.Logger) (*lxd.Client, error) {
 		URL:                     lc.URL,
 		Project:                 lc.Project,
 		MaxConcurrentOperations: lc.MaxConcurrentOperations,
+		AdaptiveOperations:      lc.AdaptiveOperations,
 		Timeout:                 lc.Timeout,
 		OperationTimeout:        lc.OperationTimeout,
 		Logger:                  logger,

@@ -128,47 +128,22 @@ func lxdOverHTTPS(t *testing.T, dir string) string {
 // daemon as a remote server (the test's own checks still use the socket).
 func startLXDE2EWith(t *testing.T, flavors []e2eFlavor, jobDuration time.Duration, overHTTPS bool) *lxdE2E {
 	t.Helper()
-	client, bridge := requireLXD(t)
-	profile := lxdRunnerProfile(t)
-	gh := fakegithub.NewServer(fakegithub.Options{
-		Addr: net.JoinHostPort(bridge, "0"), Token: "ghp_e2e", WebhookSecret: e2eSecret,
-		JobDuration: jobDuration, RateLimit: 1_000_000, RunnerLostAfter: 10 * time.Second,
-	})
-	t.Cleanup(gh.Close)
-	dir := t.TempDir()
-	deployment := "e2e" + randomHex(3)
-	web, nats := freeAddr(t), freeAddr(t)
-	bootLn, err := net.Listen("tcp", net.JoinHostPort(bridge, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	boot := bootLn.Addr().String()
-	bootLn.Close()
+	tb := newLXDTestbed(t, "e2e", fakegithub.Options{JobDuration: jobDuration})
 	lxdSection := ""
 	if overHTTPS {
-		lxdSection = lxdOverHTTPS(t, dir)
+		lxdSection = lxdOverHTTPS(t, tb.dir)
 	}
-	var fl strings.Builder
-	for _, f := range flavors {
-		fmt.Fprintf(&fl, `  - name: %s
-    labels: [%s]
-    max_runners: %d
-    backend: lxd
-    lxd: {image: tiny, profiles: [default, %s], bootstrap: cloud-init}
-    runner: {command: /opt/spawner/spawner dev runner, user_data: script, idle_ttl: 5s, boot_timeout: 60s}
-`, f.name, f.label, f.max, profile)
-	}
-	cfg := writeFile(t, dir, "spawner.yaml", fmt.Sprintf(`state_dir: %s
+	cfg := writeFile(t, tb.dir, "spawner.yaml", fmt.Sprintf(`state_dir: %s
 deployment_id: %s
 log: {level: info, format: text}
-github: {url: %q, path: octo-org, token: ghp_e2e, rate_per_hour: 1000000, secondary_points_per_minute: 0}
-nats: {listen: %s}
+%snats: {listen: %s}
 webhook: {listen: %s, secrets: [%q]}
 bootstrap: {listen: %s}
 janitor: {interval: 2s}
 routing: {default_flavor: %s}
 %sflavors:
-%s`, filepath.Join(dir, "state"), deployment, gh.URL(), nats, web, e2eSecret, boot, flavors[0].name, lxdSection, fl.String()))
+%s`, filepath.Join(tb.dir, "state"), tb.deployment, tb.githubYAML(), tb.nats, tb.web, e2eSecret, tb.boot, flavors[0].name, lxdSection, tb.flavorsYAML(flavors, "")))
+	gh, web, client, deployment := tb.gh, tb.web, tb.client, tb.deployment
 	e := &lxdE2E{gh: gh, cfg: cfg, webhook: "http://" + web + "/webhook", flavors: flavors, backends: map[string]backends.Backend{}, maxLive: map[string]int{}}
 	tinyBackends(t, client, deployment, flavors, e.backends)
 	startProc(t, nil, "serve", "--config", cfg)

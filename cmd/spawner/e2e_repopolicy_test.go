@@ -63,12 +63,12 @@ func prFrom(head, association string) func(map[string]any) {
 // holds a check open 10 s: the flush waits for it, then removes the idle runner.
 func TestLXDRepoPolicy(t *testing.T) {
 	const serviceToken = "repo-policy-service-token-e2e"
-	client, bridge := requireLXD(t)
+	tb := newLXDTestbed(t, "rp", fakegithub.Options{JobDuration: 3 * time.Second, RunnerLostAfter: 30 * time.Second})
+	client, bridge, profile, gh, dir, deployment, web, nats, boot := tb.client, tb.bridge, tb.profile, tb.gh, tb.dir, tb.deployment, tb.web, tb.nats, tb.boot
 	if ok, err := client.HasImage(t.Context(), "deb12"); !ok || err != nil {
 		realservice.LXD.Unavailable(t, "LXD has no image deb12 (%v): scripts/lxd-setup.sh image deb12", err)
 	}
 	start := time.Now()
-	profile := lxdRunnerProfile(t)
 	policy := fakerepopolicy.New(fakerepopolicy.Options{ServiceToken: serviceToken, RefuseRepos: []string{"octo-org/refused"}})
 	ln, err := net.Listen("tcp", net.JoinHostPort(bridge, "0"))
 	if err != nil {
@@ -77,26 +77,10 @@ func TestLXDRepoPolicy(t *testing.T) {
 	policySrv := &http.Server{Handler: policy.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	go policySrv.Serve(ln)
 	t.Cleanup(func() { policySrv.Close() })
-	gh := fakegithub.NewServer(fakegithub.Options{
-		Addr: net.JoinHostPort(bridge, "0"), Token: "ghp_e2e", WebhookSecret: e2eSecret,
-		JobDuration: 3 * time.Second, RateLimit: 1_000_000, RunnerLostAfter: 30 * time.Second,
-	})
-	t.Cleanup(gh.Close)
-
-	dir := t.TempDir()
-	deployment := "rp" + randomHex(3)
-	web, nats := freeAddr(t), freeAddr(t)
-	bootLn, err := net.Listen("tcp", net.JoinHostPort(bridge, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	boot := bootLn.Addr().String()
-	bootLn.Close()
 	cfg := writeFile(t, dir, "spawner.yaml", fmt.Sprintf(`state_dir: %s
 deployment_id: %s
 log: {level: info, format: text}
-github: {url: %q, path: octo-org, token: ghp_e2e, rate_per_hour: 1000000, secondary_points_per_minute: 0}
-nats: {listen: %s}
+%snats: {listen: %s}
 webhook: {listen: %s, secrets: [%q]}
 bootstrap: {listen: %s}
 janitor: {interval: 2s, flush_wait: 5s, flush_wait_attempts: 6}
@@ -115,7 +99,7 @@ flavors:
     backend: lxd
     lxd: {image: deb12, profiles: [default, %s], bootstrap: cloud-init}
     runner: {command: /opt/spawner/spawner dev runner, idle_ttl: 3m, boot_timeout: 120s, allow_external_contributors: false}
-`, filepath.Join(dir, "state"), deployment, gh.URL(), nats, web, e2eSecret, boot, ln.Addr(),
+`, filepath.Join(dir, "state"), deployment, tb.githubYAML(), nats, web, e2eSecret, boot, ln.Addr(),
 		writeFile(t, dir, "policy-token", serviceToken), profile, profile))
 	bks := map[string]backends.Backend{}
 	for _, f := range []struct{ name, image string }{{"tiny", "tiny"}, {"deb", "deb12"}} {

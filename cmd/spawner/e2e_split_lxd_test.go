@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -26,50 +25,25 @@ import (
 // registered runner). Then NATS goes (SIGTERM to serve) and every remaining process
 // gets SIGTERM: each must exit within shutdown_timeout.
 func TestLXDSplitProcesses(t *testing.T) {
-	client, bridge := requireLXD(t)
-	profile := lxdRunnerProfile(t)
 	const jobs = 100
 	const shutdownTimeout = 5 * time.Second
 	flavors := []e2eFlavor{{"small", "small", 5}, {"large", "large", 3}}
-	gh := fakegithub.NewServer(fakegithub.Options{
-		Addr: net.JoinHostPort(bridge, "0"), Token: "ghp_e2e", WebhookSecret: e2eSecret,
-		JobDuration: 300 * time.Millisecond, RateLimit: 1_000_000, RunnerLostAfter: 10 * time.Second,
-	})
-	t.Cleanup(gh.Close)
-	dir := t.TempDir()
-	deployment := "e2e" + randomHex(3)
-	web, nats := freeAddr(t), freeAddr(t)
-	bootLn, err := net.Listen("tcp", net.JoinHostPort(bridge, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	boot := bootLn.Addr().String()
-	bootLn.Close()
-	var fl strings.Builder
-	for _, f := range flavors {
-		fmt.Fprintf(&fl, `  - name: %s
-    labels: [%s]
-    max_runners: %d
-    backend: lxd
-    lxd: {image: tiny, profiles: [default, %s], bootstrap: cloud-init, ephemeral: true}
-    runner: {command: /opt/spawner/spawner dev runner, user_data: script, idle_ttl: 5s, boot_timeout: 60s}
-`, f.name, f.label, f.max, profile)
-	}
+	tb := newLXDTestbed(t, "e2e", fakegithub.Options{JobDuration: 300 * time.Millisecond})
+	client, gh, dir, deployment, web, nats, boot := tb.client, tb.gh, tb.dir, tb.deployment, tb.web, tb.nats, tb.boot
 	// Short timings: a janitor pass every second, short backoffs, quick redelivery
 	// (ack_wait) of what a killed consumer held.
 	cfg := writeFile(t, dir, "spawner.yaml", fmt.Sprintf(`state_dir: %s
 deployment_id: %s
 shutdown_timeout: %s
 log: {level: info, format: text}
-github: {url: %q, path: octo-org, token: ghp_e2e, rate_per_hour: 1000000, secondary_points_per_minute: 0}
-nats: {listen: %s, user: spawner, password: %q}
+%snats: {listen: %s, user: spawner, password: %q}
 webhook: {listen: %s, secrets: [%q]}
 bootstrap: {listen: %s}
 consumer: {workers: 4, ack_wait: 10s, capacity_retry: 1s, capacity_wait: 2s, backoff_initial: 200ms, backoff_max: 2s}
 janitor: {interval: 1s}
 routing: {default_flavor: %s}
 flavors:
-%s`, filepath.Join(dir, "state"), deployment, shutdownTimeout, gh.URL(), nats, natsTestPassword, web, e2eSecret, boot, flavors[0].name, fl.String()))
+%s`, filepath.Join(dir, "state"), deployment, shutdownTimeout, tb.githubYAML(), nats, natsTestPassword, web, e2eSecret, boot, flavors[0].name, tb.flavorsYAML(flavors, ", ephemeral: true")))
 
 	e := &lxdE2E{gh: gh, cfg: cfg, flavors: flavors, backends: map[string]backends.Backend{}, maxLive: map[string]int{}}
 	tinyBackends(t, client, deployment, flavors, e.backends)

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/runner-spawner/runner-spawner/backends/lxd"
+	"github.com/runner-spawner/runner-spawner/dev/fakegithub"
+)
+
+// lxdTestbed is what the real-LXD end-to-end tests share: the LXD client, the fake
+// GitHub listening on the LXD bridge (the containers' runners reach it there), a
+// free address on the bridge for the bootstrap endpoint, loopback addresses for the
+// webhook receiver and NATS, a deployment id of the test's own (so that runs sharing
+// the daemon never see each other's containers) and the runner profile.
+type lxdTestbed struct {
+	client     *lxd.Client
+	bridge     string
+	profile    string
+	gh         *fakegithub.Server
+	dir        string
+	deployment string
+	web, nats  string
+	boot       string // host:port on the bridge
+}
+
+// newLXDTestbed requires LXD and starts the fake GitHub with opts (its address,
+// token, webhook secret and rate limit are the testbed's). prefix starts the
+// deployment id.
+func newLXDTestbed(t *testing.T, prefix string, opts fakegithub.Options) *lxdTestbed {
+	t.Helper()
+	client, bridge := requireLXD(t)
+	b := &lxdTestbed{client: client, bridge: bridge, profile: lxdRunnerProfile(t), dir: t.TempDir(), deployment: prefix + randomHex(3)}
+	opts.Addr, opts.Token, opts.WebhookSecret = net.JoinHostPort(bridge, "0"), "ghp_e2e", e2eSecret
+	if opts.RateLimit == 0 {
+		opts.RateLimit = 1_000_000
+	}
+	if opts.RunnerLostAfter == 0 {
+		opts.RunnerLostAfter = 10 * time.Second
+	}
+	b.gh = fakegithub.NewServer(opts)
+	t.Cleanup(b.gh.Close)
+	b.web, b.nats = freeAddr(t), freeAddr(t)
+	ln, err := net.Listen("tcp", net.JoinHostPort(bridge, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.boot = ln.Addr().String()
+	if err := ln.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// githubYAML is the config's github section for the testbed's fake (which has no
+// secondary limit, and a budget no test spends).
+func (b *lxdTestbed) githubYAML() string {
+	return fmt.Sprintf("github: {url: %q, path: octo-org, token: ghp_e2e, rate_per_hour: 1000000, secondary_points_per_minute: 0}\n", b.gh.URL())
+}
+
+// flavorsYAML is the config's flavors list: each flavor on the tiny image with the
+// runner profile, booted by cloud-init, running the fake runner; lxdExtra is added
+// to each flavor's lxd section (", ephemeral: true").
+func (b *lxdTestbed) flavorsYAML(flavors []e2eFlavor, lxdExtra string) string {
+	var fl strings.Builder
+	for _, f := range flavors {
+		fmt.Fprintf(&fl, `  - name: %s
+    labels: [%s]
+    max_runners: %d
+    backend: lxd
+    lxd: {image: tiny, profiles: [default, %s], bootstrap: cloud-init%s}
+    runner: {command: /opt/spawner/spawner dev runner, user_data: script, idle_ttl: 5s, boot_timeout: 60s}
+`, f.name, f.label, f.max, b.profile, lxdExtra)
+	}
+	return fl.String()
+}

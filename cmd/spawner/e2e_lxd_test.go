@@ -82,6 +82,7 @@ type lxdE2E struct {
 	gh       *fakegithub.Server
 	cfg      string
 	webhook  string
+	serve    *proc
 	flavors  []e2eFlavor
 	backends map[string]backends.Backend
 	maxLive  map[string]int
@@ -128,13 +129,47 @@ func lxdOverHTTPS(t *testing.T, dir string) string {
 // daemon as a remote server (the test's own checks still use the socket).
 func startLXDE2EWith(t *testing.T, flavors []e2eFlavor, jobDuration time.Duration, overHTTPS bool) *lxdE2E {
 	t.Helper()
-	client, bridge := requireLXD(t)
-	profile := lxdRunnerProfile(t)
+	return startLXDE2EOpts(t, lxdE2EOptions{flavors: flavors, jobDuration: jobDuration, overHTTPS: overHTTPS})
+}
+
+// lxdE2EOptions shape a spawner on real LXD (startLXDE2EOpts).
+type lxdE2EOptions struct {
+	flavors     []e2eFlavor
+	jobDuration time.Duration
+	overHTTPS   bool
+	// flavorExtra is YAML added to every flavor, one key per line, unindented.
+	flavorExtra string
+	// webhookWorkers is the fake GitHub's delivery concurrency (0: its default).
+	webhookWorkers int
+	// profile is the runner profile (lxdRunnerProfile) to use; empty: a new one.
+	profile string
+	// vetConfig, when set, sees the written config before serve starts (it may skip
+	// or fail the test).
+	vetConfig func(t *testing.T, cfg string)
+}
+
+// lxdFakeGitHub is the fake GitHub of the real-LXD tests: on the LXD bridge, so that
+// runners in containers reach it.
+func lxdFakeGitHub(t *testing.T, bridge string, jobDuration time.Duration, webhookWorkers int) *fakegithub.Server {
+	t.Helper()
 	gh := fakegithub.NewServer(fakegithub.Options{
 		Addr: net.JoinHostPort(bridge, "0"), Token: "ghp_e2e", WebhookSecret: e2eSecret,
 		JobDuration: jobDuration, RateLimit: 1_000_000, RunnerLostAfter: 10 * time.Second,
+		Webhooks: fakegithub.WebhookOptions{Workers: webhookWorkers},
 	})
 	t.Cleanup(gh.Close)
+	return gh
+}
+
+// startLXDE2EOpts starts the spawner binary on real LXD as o says.
+func startLXDE2EOpts(t *testing.T, o lxdE2EOptions) *lxdE2E {
+	t.Helper()
+	client, bridge := requireLXD(t)
+	profile := o.profile
+	if profile == "" {
+		profile = lxdRunnerProfile(t)
+	}
+	gh := lxdFakeGitHub(t, bridge, o.jobDuration, o.webhookWorkers)
 	dir := t.TempDir()
 	deployment := "e2e" + randomHex(3)
 	web, nats := freeAddr(t), freeAddr(t)
@@ -145,18 +180,22 @@ func startLXDE2EWith(t *testing.T, flavors []e2eFlavor, jobDuration time.Duratio
 	boot := bootLn.Addr().String()
 	bootLn.Close()
 	lxdSection := ""
-	if overHTTPS {
+	if o.overHTTPS {
 		lxdSection = lxdOverHTTPS(t, dir)
 	}
+	extra := ""
+	for line := range strings.Lines(o.flavorExtra) {
+		extra += "    " + strings.TrimRight(line, "\n") + "\n"
+	}
 	var fl strings.Builder
-	for _, f := range flavors {
+	for _, f := range o.flavors {
 		fmt.Fprintf(&fl, `  - name: %s
     labels: [%s]
     max_runners: %d
     backend: lxd
     lxd: {image: tiny, profiles: [default, %s], bootstrap: cloud-init}
     runner: {command: /opt/spawner/spawner dev runner, user_data: script, idle_ttl: 5s, boot_timeout: 60s}
-`, f.name, f.label, f.max, profile)
+%s`, f.name, f.label, f.max, profile, extra)
 	}
 	cfg := writeFile(t, dir, "spawner.yaml", fmt.Sprintf(`state_dir: %s
 deployment_id: %s
@@ -168,10 +207,13 @@ bootstrap: {listen: %s}
 janitor: {interval: 2s}
 routing: {default_flavor: %s}
 %sflavors:
-%s`, filepath.Join(dir, "state"), deployment, gh.URL(), nats, web, e2eSecret, boot, flavors[0].name, lxdSection, fl.String()))
-	e := &lxdE2E{gh: gh, cfg: cfg, webhook: "http://" + web + "/webhook", flavors: flavors, backends: map[string]backends.Backend{}, maxLive: map[string]int{}}
-	tinyBackends(t, client, deployment, flavors, e.backends)
-	startProc(t, nil, "serve", "--config", cfg)
+%s`, filepath.Join(dir, "state"), deployment, gh.URL(), nats, web, e2eSecret, boot, o.flavors[0].name, lxdSection, fl.String()))
+	if o.vetConfig != nil {
+		o.vetConfig(t, cfg)
+	}
+	e := &lxdE2E{gh: gh, cfg: cfg, webhook: "http://" + web + "/webhook", flavors: o.flavors, backends: map[string]backends.Backend{}, maxLive: map[string]int{}}
+	tinyBackends(t, client, deployment, o.flavors, e.backends)
+	e.serve = startProc(t, nil, "serve", "--config", cfg)
 	waitReady(t, "http://"+web, 30*time.Second)
 	gh.SetWebhookTarget(e.webhook, e2eSecret)
 	return e

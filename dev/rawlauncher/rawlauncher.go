@@ -7,6 +7,11 @@
 // ephemeral, so LXD deletes it as the runner powers it off. What it measures is the
 // physical limit of the LXD daemon and the machine under a burst.
 //
+// With Options.DeleteByAPI the containers are not ephemeral: on the job's completed
+// webhook the launcher stops (when still running) and deletes its container through
+// the API, as the spawner does, so that the cost of those two operations can be
+// measured against LXD's own delete of an ephemeral container.
+//
 // It is a test tool (the JIT config sits in the instance's configuration, which the
 // spawner's bootstrap never allows); product packages never import it.
 package rawlauncher
@@ -54,6 +59,9 @@ type Options struct {
 	RunnerCommand string
 	// Concurrency bounds the create+start sequences in flight; 0: unbounded.
 	Concurrency int
+	// DeleteByAPI: containers are not ephemeral; each is stopped and deleted
+	// through the API once its job's completed webhook names its runner.
+	DeleteByAPI bool
 	// Run names this launcher's containers (rl-<Run>-<job id>) and tags them; it
 	// must be short (LXD names are at most 63 characters) and of [a-z0-9].
 	Run string
@@ -68,6 +76,8 @@ type Stats struct {
 	// minted; Started the containers created and started; Failed the jobs whose
 	// mint or launch failed.
 	Queued, Minted, Started, Failed int
+	// Deleted is the containers deleted through the API (DeleteByAPI).
+	Deleted int
 	// Launches are the containers started, with when each step ended.
 	Launches []Launch
 	// Errors are the first failures, for the report.
@@ -144,8 +154,9 @@ func New(opts Options) (*Launcher, error) {
 type webhook struct {
 	Action      string `json:"action"`
 	WorkflowJob struct {
-		ID     int64    `json:"id"`
-		Labels []string `json:"labels"`
+		ID         int64    `json:"id"`
+		Labels     []string `json:"labels"`
+		RunnerName string   `json:"runner_name"`
 	} `json:"workflow_job"`
 }
 
@@ -173,9 +184,16 @@ func (l *Launcher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not a workflow_job payload", http.StatusBadRequest)
 		return
 	}
+	if hook.Action == "completed" && l.o.DeleteByAPI && strings.HasPrefix(hook.WorkflowJob.RunnerName, "rl-"+l.o.Run+"-") {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			l.remove(hook.WorkflowJob.RunnerName)
+		}()
+	}
 	if hook.Action != "queued" {
-		// in_progress and completed need nothing: the runner powers its ephemeral
-		// container off when its job is over, and LXD deletes it.
+		// Otherwise in_progress and completed need nothing: the runner powers its
+		// ephemeral container off when its job is over, and LXD deletes it.
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
@@ -251,7 +269,7 @@ func (l *Launcher) launch(job int64, labels []string, received time.Time) {
 	err = l.o.Client.CreateInstance(l.ctx, lxd.InstancesPost{
 		Name:      name,
 		Profiles:  l.o.Profiles,
-		Ephemeral: true,
+		Ephemeral: !l.o.DeleteByAPI,
 		Source:    lxd.InstanceSource{Type: "image", Alias: l.o.Image},
 		Config: map[string]string{
 			"cloud-init.user-data": l.userData(jit),
@@ -278,11 +296,58 @@ func (l *Launcher) launch(job int64, labels []string, received time.Time) {
 	l.mu.Unlock()
 }
 
+// busyFor bounds the retries of a delete refused because LXD's own stop after the
+// power-off inside still holds the instance.
+const busyFor = 30 * time.Second
+
+// remove stops the container when it still runs (its runner may not have powered it
+// off yet) and deletes it, as the spawner's LXD backend does.
+func (l *Launcher) remove(name string) {
+	ctx := context.WithoutCancel(l.ctx)
+	err := func() error {
+		in, err := l.o.Client.Instance(ctx, name)
+		if errors.Is(err, lxd.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("look up %s: %w", name, err)
+		}
+		if in.Status != "Stopped" {
+			// One that stops on its own meanwhile makes the stop fail; the delete
+			// decides.
+			if err := l.o.Client.SetInstanceState(ctx, name, lxd.InstanceStatePut{Action: "stop", Force: true, Timeout: -1}); err != nil {
+				l.log.Info("stop before delete", "instance", name, "error", err)
+			}
+		}
+		deadline := time.Now().Add(busyFor)
+		for {
+			err := l.o.Client.DeleteInstance(ctx, name)
+			if err == nil || errors.Is(err, lxd.ErrNotFound) {
+				return nil
+			}
+			if !errors.Is(err, lxd.ErrBusy) || time.Now().After(deadline) {
+				return fmt.Errorf("delete %s: %w", name, err)
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+	}()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err != nil {
+		l.log.Warn("raw delete failed", "instance", name, "error", err)
+		if len(l.stats.Errors) < 5 {
+			l.stats.Errors = append(l.stats.Errors, err.Error())
+		}
+		return
+	}
+	l.stats.Deleted++
+}
+
 // userData is the container's whole bootstrap: the tiny image's init runs a "#!"
 // user-data once the network is up. The config is base64, so single quotes hold it.
 func (l *Launcher) userData(jit string) string {
 	return fmt.Sprintf(`#!/bin/sh
-# rawlauncher: run one job, then power off; the container is ephemeral, so LXD deletes it.
+# rawlauncher: run one job, then power off (an ephemeral container goes with it).
 RUNNER_ALLOW_RUNASROOT=1 %s --jitconfig '%s'
 poweroff 2>/dev/null || poweroff -f 2>/dev/null || kill -s PWR 1
 `, l.o.RunnerCommand, jit)

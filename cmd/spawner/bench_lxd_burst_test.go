@@ -265,16 +265,17 @@ func TestBenchLXDBurst(t *testing.T) {
 
 	// The raw launcher's concurrency: a fifth of the burst at the same rate.
 	trial := burstPerFlavor / 5
-	best, bestMean := 0, time.Duration(0)
-	for _, c := range []int{2, 4, 8, 16, 0} {
+	means := map[int]time.Duration{}
+	levels := []int{2, 4, 8, 16, 0}
+	for _, c := range levels {
 		name := fmt.Sprintf("raw, concurrency %s, %d jobs", concurrencyName(c), 2*trial)
 		t.Run(fmt.Sprintf("raw-c%s-%d", concurrencyName(c), 2*trial), func(t *testing.T) {
 			row := rawBurstRow(t, bridge, profile, c, trial, false)
 			row.name = name
 			rows = append(rows, row)
 			t.Logf("%s: p50 %s p99 %s mean %s", name, row.lat.p(.5), row.lat.p(.99), row.lat.mean())
-			if m := row.lat.mean(); row.notOK == 0 && (bestMean == 0 || m < bestMean) {
-				best, bestMean = c, m
+			if row.notOK == 0 {
+				means[c] = row.lat.mean()
 			}
 		})
 		if c == 8 {
@@ -290,7 +291,8 @@ func TestBenchLXDBurst(t *testing.T) {
 			})
 		}
 	}
-	t.Logf("raw launcher: best LXD concurrency %s (lowest mean queued → started over %d jobs)", concurrencyName(best), 2*trial)
+	best := bestConcurrency(levels, means)
+	t.Logf("raw launcher: best LXD concurrency %s (the lowest whose mean queued → started over %d jobs is within 10%% of the best mean; means %v)", concurrencyName(best), 2*trial, means)
 
 	t.Run("raw", func(t *testing.T) {
 		row := rawBurstRow(t, bridge, profile, best, burstPerFlavor, false)
@@ -322,6 +324,26 @@ func TestBenchLXDBurst(t *testing.T) {
 			r.first10["small"].p(.5), r.first10["small"].p(.99), r.first10["large"].p(.5), r.first10["large"].p(.99), r.ops, r.note)
 	}
 	t.Log(b.String())
+}
+
+// bestConcurrency picks the raw launcher's level for the full burst: the lowest whose
+// mean latency on the trial burst is within 10% of the best mean. LXD serialises
+// most of a create+start, so the levels differ by noise on a small burst; but at 200
+// jobs an unbounded launcher made LXD fail creates and ephemeral deletes ("Failed to
+// begin transaction: context deadline exceeded"), so among equals the lowest wins.
+func bestConcurrency(levels []int, means map[int]time.Duration) int {
+	var low time.Duration
+	for _, m := range means {
+		if low == 0 || m < low {
+			low = m
+		}
+	}
+	for _, c := range levels { // lowest first, unbounded (0) last
+		if m, ok := means[c]; ok && m <= low+low/10 {
+			return c
+		}
+	}
+	return levels[0]
 }
 
 func concurrencyName(c int) string {
@@ -384,17 +406,19 @@ func rawBurstRow(t *testing.T, bridge, profile string, concurrency, perFlavor in
 	row := measureBurst(gh, flavorOf, order)
 	row.peak = peaks.end()
 
-	// Every runner powers its ephemeral container off: wait until LXD deleted them.
-	eventually(t, 2*time.Minute, func() error {
-		left, err := l.Leftovers(t.Context())
-		if err != nil {
-			return err
+	// Every runner powers its container off and LXD deletes it (ephemeral), or the
+	// launcher does (DeleteByAPI): wait until they are gone. What is still there
+	// after that (LXD failed an ephemeral delete) Close force-deletes, and the row
+	// says so.
+	var left []lxd.InstanceInfo
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(250 * time.Millisecond) {
+		if left, err = l.Leftovers(t.Context()); err != nil {
+			t.Fatal(err)
 		}
-		if len(left) > 0 {
-			return fmt.Errorf("%d containers left (%s %s)", len(left), left[0].Name, left[0].Status)
+		if len(left) == 0 || time.Now().After(deadline) {
+			break
 		}
-		return nil
-	})
+	}
 	row.countCalls(gh, before)
 	row.cpu = cpu.end()
 	st := l.Stats()
@@ -408,8 +432,14 @@ func rawBurstRow(t *testing.T, bridge, profile string, concurrency, perFlavor in
 	if err := l.Close(ctx); err != nil {
 		t.Errorf("raw launcher: %v", err)
 	}
+	if after, err := l.Leftovers(ctx); err != nil || len(after) > 0 {
+		t.Fatalf("raw launcher left %d containers (%v)", len(after), err)
+	}
+	if len(left) > 0 {
+		row.note += fmt.Sprintf("; %d containers not deleted by LXD within 2 min (first %s, %s), force-deleted", len(left), left[0].Name, left[0].Status)
+	}
 	if st.Failed > 0 || len(st.Errors) > 0 {
-		row.note = fmt.Sprintf("; %d launches failed; errors: %v", st.Failed, st.Errors)
+		row.note += fmt.Sprintf("; %d launches failed; errors: %v", st.Failed, st.Errors)
 	}
 	t.Logf("raw launcher, concurrency %s: %d queued, %d minted, %d started, %d failed, %d deleted through the API; LXD create+start p50 %s p99 %s; queued → started p50 %s p99 %s; none left",
 		concurrencyName(concurrency), st.Queued, st.Minted, st.Started, st.Failed, st.Deleted, row.createStart.p(.5), row.createStart.p(.99), row.lat.p(.5), row.lat.p(.99))

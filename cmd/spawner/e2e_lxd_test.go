@@ -82,6 +82,7 @@ type lxdE2E struct {
 	gh       *fakegithub.Server
 	cfg      string
 	webhook  string
+	serve    *proc
 	flavors  []e2eFlavor
 	backends map[string]backends.Backend
 	maxLive  map[string]int
@@ -128,9 +129,44 @@ func lxdOverHTTPS(t *testing.T, dir string) string {
 // daemon as a remote server (the test's own checks still use the socket).
 func startLXDE2EWith(t *testing.T, flavors []e2eFlavor, jobDuration time.Duration, overHTTPS bool) *lxdE2E {
 	t.Helper()
-	tb := newLXDTestbed(t, "e2e", fakegithub.Options{JobDuration: jobDuration})
+	return startLXDE2EOpts(t, lxdE2EOptions{flavors: flavors, jobDuration: jobDuration, overHTTPS: overHTTPS})
+}
+
+// lxdE2EOptions shape a spawner on real LXD (startLXDE2EOpts).
+type lxdE2EOptions struct {
+	flavors     []e2eFlavor
+	jobDuration time.Duration
+	overHTTPS   bool
+	// flavorExtra is YAML added to every flavor, one key per line, unindented.
+	flavorExtra string
+	// webhookWorkers is the fake GitHub's delivery concurrency (0: its default).
+	webhookWorkers int
+	// profile is the runner profile (lxdRunnerProfile) to use; empty: a new one.
+	profile string
+	// vetConfig, when set, sees the written config before serve starts (it may skip
+	// or fail the test).
+	vetConfig func(t *testing.T, cfg string)
+}
+
+// lxdFakeGitHub is the fake GitHub of the real-LXD tests: on the LXD bridge, so that
+// runners in containers reach it.
+func lxdFakeGitHub(t *testing.T, bridge string, jobDuration time.Duration, webhookWorkers int) *fakegithub.Server {
+	t.Helper()
+	gh := fakegithub.NewServer(fakegithub.Options{
+		Addr: net.JoinHostPort(bridge, "0"), Token: "ghp_e2e", WebhookSecret: e2eSecret,
+		JobDuration: jobDuration, RateLimit: 1_000_000, RunnerLostAfter: 10 * time.Second,
+		Webhooks: fakegithub.WebhookOptions{Workers: webhookWorkers},
+	})
+	t.Cleanup(gh.Close)
+	return gh
+}
+
+// startLXDE2EOpts starts the spawner binary on real LXD as o says.
+func startLXDE2EOpts(t *testing.T, o lxdE2EOptions) *lxdE2E {
+	t.Helper()
+	tb := newLXDTestbed(t, "e2e", fakegithub.Options{JobDuration: o.jobDuration, Webhooks: fakegithub.WebhookOptions{Workers: o.webhookWorkers}}, o.profile)
 	lxdSection := ""
-	if overHTTPS {
+	if o.overHTTPS {
 		lxdSection = lxdOverHTTPS(t, tb.dir)
 	}
 	cfg := writeFile(t, tb.dir, "spawner.yaml", fmt.Sprintf(`state_dir: %s
@@ -142,11 +178,14 @@ bootstrap: {listen: %s}
 janitor: {interval: 2s}
 routing: {default_flavor: %s}
 %sflavors:
-%s`, filepath.Join(tb.dir, "state"), tb.deployment, tb.githubYAML(), tb.nats, tb.web, e2eSecret, tb.boot, flavors[0].name, lxdSection, tb.flavorsYAML(flavors, "")))
-	gh, web, client, deployment := tb.gh, tb.web, tb.client, tb.deployment
-	e := &lxdE2E{gh: gh, cfg: cfg, webhook: "http://" + web + "/webhook", flavors: flavors, backends: map[string]backends.Backend{}, maxLive: map[string]int{}}
-	tinyBackends(t, client, deployment, flavors, e.backends)
-	startProc(t, nil, "serve", "--config", cfg)
+%s`, filepath.Join(tb.dir, "state"), tb.deployment, tb.githubYAML(), tb.nats, tb.web, e2eSecret, tb.boot, o.flavors[0].name, lxdSection, tb.flavorsYAML(o.flavors, "", o.flavorExtra)))
+	if o.vetConfig != nil {
+		o.vetConfig(t, cfg)
+	}
+	gh, web := tb.gh, tb.web
+	e := &lxdE2E{gh: gh, cfg: cfg, webhook: "http://" + web + "/webhook", flavors: o.flavors, backends: map[string]backends.Backend{}, maxLive: map[string]int{}}
+	tinyBackends(t, tb.client, tb.deployment, o.flavors, e.backends)
+	e.serve = startProc(t, nil, "serve", "--config", cfg)
 	waitReady(t, "http://"+web, 30*time.Second)
 	gh.SetWebhookTarget(e.webhook, e2eSecret)
 	return e

@@ -28,7 +28,7 @@ func TestLXDSplitProcesses(t *testing.T) {
 	const jobs = 100
 	const shutdownTimeout = 5 * time.Second
 	flavors := []e2eFlavor{{"small", "small", 5}, {"large", "large", 3}}
-	tb := newLXDTestbed(t, "e2e", fakegithub.Options{JobDuration: 300 * time.Millisecond})
+	tb := newLXDTestbed(t, "e2e", fakegithub.Options{JobDuration: 300 * time.Millisecond}, "")
 	client, gh, dir, deployment, web, nats, boot := tb.client, tb.gh, tb.dir, tb.deployment, tb.web, tb.nats, tb.boot
 	// Short timings: a janitor pass every second, short backoffs, quick redelivery
 	// (ack_wait) of what a killed consumer held.
@@ -43,7 +43,7 @@ consumer: {workers: 4, ack_wait: 10s, capacity_retry: 1s, capacity_wait: 2s, bac
 janitor: {interval: 1s}
 routing: {default_flavor: %s}
 flavors:
-%s`, filepath.Join(dir, "state"), deployment, shutdownTimeout, tb.githubYAML(), nats, natsTestPassword, web, e2eSecret, boot, flavors[0].name, tb.flavorsYAML(flavors, ", ephemeral: true")))
+%s`, filepath.Join(dir, "state"), deployment, shutdownTimeout, tb.githubYAML(), nats, natsTestPassword, web, e2eSecret, boot, flavors[0].name, tb.flavorsYAML(flavors, ", ephemeral: true", "")))
 
 	e := &lxdE2E{gh: gh, cfg: cfg, flavors: flavors, backends: map[string]backends.Backend{}, maxLive: map[string]int{}}
 	tinyBackends(t, client, deployment, flavors, e.backends)

@@ -29,11 +29,14 @@ type lxdTestbed struct {
 
 // newLXDTestbed requires LXD and starts the fake GitHub with opts (its address,
 // token, webhook secret and rate limit are the testbed's). prefix starts the
-// deployment id.
-func newLXDTestbed(t *testing.T, prefix string, opts fakegithub.Options) *lxdTestbed {
+// deployment id; profile is the runner profile to use (empty: a new one).
+func newLXDTestbed(t *testing.T, prefix string, opts fakegithub.Options, profile string) *lxdTestbed {
 	t.Helper()
 	client, bridge := requireLXD(t)
-	b := &lxdTestbed{client: client, bridge: bridge, profile: lxdRunnerProfile(t), dir: t.TempDir(), deployment: prefix + randomHex(3)}
+	if profile == "" {
+		profile = lxdRunnerProfile(t)
+	}
+	b := &lxdTestbed{client: client, bridge: bridge, profile: profile, dir: t.TempDir(), deployment: prefix + randomHex(3)}
 	opts.Addr, opts.Token, opts.WebhookSecret = net.JoinHostPort(bridge, "0"), "ghp_e2e", e2eSecret
 	if opts.RateLimit == 0 {
 		opts.RateLimit = 1_000_000
@@ -63,8 +66,13 @@ func (b *lxdTestbed) githubYAML() string {
 
 // flavorsYAML is the config's flavors list: each flavor on the tiny image with the
 // runner profile, booted by cloud-init, running the fake runner; lxdExtra is added
-// to each flavor's lxd section (", ephemeral: true").
-func (b *lxdTestbed) flavorsYAML(flavors []e2eFlavor, lxdExtra string) string {
+// to each flavor's lxd section (", ephemeral: true"), flavorExtra (YAML, one key per
+// line, unindented) to each flavor.
+func (b *lxdTestbed) flavorsYAML(flavors []e2eFlavor, lxdExtra, flavorExtra string) string {
+	extra := ""
+	for line := range strings.Lines(flavorExtra) {
+		extra += "    " + strings.TrimRight(line, "\n") + "\n"
+	}
 	var fl strings.Builder
 	for _, f := range flavors {
 		fmt.Fprintf(&fl, `  - name: %s
@@ -73,7 +81,7 @@ func (b *lxdTestbed) flavorsYAML(flavors []e2eFlavor, lxdExtra string) string {
     backend: lxd
     lxd: {image: tiny, profiles: [default, %s], bootstrap: cloud-init%s}
     runner: {command: /opt/spawner/spawner dev runner, user_data: script, idle_ttl: 5s, boot_timeout: 60s}
-`, f.name, f.label, f.max, b.profile, lxdExtra)
+%s`, f.name, f.label, f.max, b.profile, lxdExtra, extra)
 	}
 	return fl.String()
 }

@@ -82,16 +82,8 @@ func (g *opGate) done(release func(), p opPriority, took time.Duration) {
 func (g *opGate) grow() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	for g.inUse < g.limit && g.anyWaiting(prioNew) {
+	for g.inUse < g.limit && g.wakeFirstLocked() {
 		g.inUse++
-		for p := range g.waiting {
-			if len(g.waiting[p]) > 0 {
-				ch := g.waiting[p][0]
-				g.waiting[p] = g.waiting[p][1:]
-				close(ch)
-				break
-			}
-		}
 	}
 }
 
@@ -143,15 +135,22 @@ func (g *opGate) release() {
 func (g *opGate) releaseLocked() {
 	// A lowered limit takes effect as slots come back: they are not handed on
 	// while more are in use than it allows.
-	if g.inUse <= g.limit {
-		for p := range g.waiting {
-			if len(g.waiting[p]) > 0 {
-				ch := g.waiting[p][0]
-				g.waiting[p] = g.waiting[p][1:]
-				close(ch)
-				return
-			}
-		}
+	if g.inUse <= g.limit && g.wakeFirstLocked() {
+		return
 	}
 	g.inUse--
+}
+
+// wakeFirstLocked hands a slot to the most urgent waiter (FIFO within a priority)
+// and reports whether there was one. Called with mu held.
+func (g *opGate) wakeFirstLocked() bool {
+	for p := range g.waiting {
+		if len(g.waiting[p]) > 0 {
+			ch := g.waiting[p][0]
+			g.waiting[p] = g.waiting[p][1:]
+			close(ch)
+			return true
+		}
+	}
+	return false
 }

@@ -164,24 +164,10 @@ func (c *Consumer) warmRunner(ctx, work context.Context, f *Flavor, logger *slog
 func (c *Consumer) poolCreateFailed(ctx context.Context, f *Flavor, name string, cerr error, logger *slog.Logger) error {
 	octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	unknown := errors.Is(cerr, backends.ErrOutcomeUnknown)
-	derr := c.confirmGone(ctx, f, name)
-	gone := derr == nil && !unknown
-	var holdUntil time.Time
-	if unknown {
-		holdUntil = c.opts.Now().Add(backends.LateInstanceWindow).UTC()
-	}
-	if err := c.fleet.FailCreate(octx, name, fleet.CreateFailure{Attempts: 1, Err: cerr, GiveUp: true, InstanceGone: gone, HoldSlotUntil: holdUntil}); err != nil {
-		logger.Warn("pool runner record not updated after a failed create; the janitor settles it", logkey.Error, err)
-	}
-	if gone {
-		if err := c.fleet.Unclaim(octx, f.Name, name); err != nil {
-			logger.Warn("pool slot not released; the janitor will", logkey.Error, err)
-		}
-	}
+	c.settleFailedCreate(ctx, octx, f, name, fleet.CreateFailure{Attempts: 1, Err: cerr, GiveUp: true}, logger)
 	if rec, err := c.fleet.Runner(octx, name); err == nil && rec.ForJob != 0 && rec.TookJob == 0 {
 		c.needsRunner(octx, rec.ForJob, queue.ReplaceLost, logger)
 	}
-	logger.Warn("pool runner create failed; the pool keeper backs off and tries another", logkey.Error, cerr, "instance_gone", gone)
+	logger.Warn("pool runner create failed; the pool keeper backs off and tries another", logkey.Error, cerr)
 	return fmt.Errorf("create pool runner %s: %w", name, cerr)
 }

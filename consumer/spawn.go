@@ -598,38 +598,13 @@ func (c *Consumer) createFailed(ctx context.Context, f *Flavor, name string, job
 	if quota {
 		delay = max(delay, c.opts.CapacityRetry)
 	}
-	unknown := errors.Is(cerr, backends.ErrOutcomeUnknown)
-	derr := c.confirmGone(ctx, f, name)
-	gone := derr == nil && !unknown
-	var holdUntil time.Time
-	if unknown {
-		holdUntil = c.opts.Now().Add(backends.LateInstanceWindow).UTC()
-	}
-	err := c.fleet.FailCreate(octx, name, fleet.CreateFailure{
-		Attempts: attempts, Err: cerr,
-		GiveUp:       giveUp || unknown, // the record ends here; the instance, if any, is the janitor's
-		InstanceGone: gone, HoldSlotUntil: holdUntil,
-		RetryAt: c.opts.Now().Add(delay),
-	})
-	if err != nil {
-		logger.Warn("runner record not updated after a failed create", logkey.Error, err)
-	}
+	unknown := c.settleFailedCreate(ctx, octx, f, name, fleet.CreateFailure{
+		Attempts: attempts, Err: cerr, GiveUp: giveUp, RetryAt: c.opts.Now().Add(delay),
+	}, logger)
 	if unknown && !giveUp {
 		if err := c.fleet.CarryCreateAttempts(octx, job.ID, attempts); err != nil {
 			logger.Warn("job's create attempts not carried to its next runner", logkey.Error, err)
 		}
-	}
-	switch {
-	case gone:
-		// The slot is free while the job waits: other jobs may use the capacity.
-		if err := c.fleet.Unclaim(octx, f.Name, name); err != nil {
-			logger.Warn("capacity slot not released; the janitor will", logkey.Error, err)
-		}
-	case unknown:
-		logger.Warn("create outcome unknown: an instance may still appear; its capacity slot stays held until the janitor sees none",
-			"hold_until", holdUntil, logkey.Error, derr)
-	default:
-		logger.Warn("the failed create's instance may be left; its capacity slot stays held until it is deleted", logkey.Error, derr)
 	}
 	if giveUp {
 		if permanent {
@@ -639,6 +614,37 @@ func (c *Consumer) createFailed(ctx context.Context, f *Flavor, name string, job
 	}
 	logger.Warn("instance create failed; retrying", logkey.Attempt, attempts, "retry_in", delay.Round(time.Millisecond), logkey.Error, cerr)
 	return retryIn(delay)
+}
+
+// settleFailedCreate records a failed create attempt (fl without its instance
+// fields, which are found here) and frees the runner's capacity slot when nothing
+// of the attempt is left; an attempt whose outcome is unknown ends the runner, and
+// its slot stays held while an instance may still appear. It reports whether the
+// outcome was unknown. octx bounds the record writes, ctx the delete.
+func (c *Consumer) settleFailedCreate(ctx, octx context.Context, f *Flavor, name string, fl fleet.CreateFailure, logger *slog.Logger) (unknown bool) {
+	unknown = errors.Is(fl.Err, backends.ErrOutcomeUnknown)
+	derr := c.confirmGone(ctx, f, name)
+	fl.InstanceGone = derr == nil && !unknown
+	if unknown {
+		fl.HoldSlotUntil = c.opts.Now().Add(backends.LateInstanceWindow).UTC()
+	}
+	fl.GiveUp = fl.GiveUp || unknown // the record ends here; the instance, if any, is the janitor's
+	if err := c.fleet.FailCreate(octx, name, fl); err != nil {
+		logger.Warn("runner record not updated after a failed create", logkey.Error, err)
+	}
+	switch {
+	case fl.InstanceGone:
+		// The slot is free: other jobs may use the capacity.
+		if err := c.fleet.Unclaim(octx, f.Name, name); err != nil {
+			logger.Warn("capacity slot not released; the janitor will", logkey.Error, err)
+		}
+	case unknown:
+		logger.Warn("create outcome unknown: an instance may still appear; its capacity slot stays held until the janitor sees none",
+			"hold_until", fl.HoldSlotUntil, logkey.Error, derr)
+	default:
+		logger.Warn("the failed create's instance may be left; its capacity slot stays held until it is deleted", logkey.Error, derr)
+	}
+	return unknown
 }
 
 // backoff is exponential with jitter: initial·2^(n-1), capped, times 0.5-1.0.

@@ -366,7 +366,7 @@ func rawBurstRow(t *testing.T, bridge, profile string, concurrency, perFlavor in
 		t.Fatal(err)
 	}
 	t.Cleanup(client.Close)
-	gh := lxdFakeGitHub(t, bridge, 0, 16)
+	gh := lxdFakeGitHub(t, bridge, fakegithub.Options{Webhooks: fakegithub.WebhookOptions{Workers: 16}})
 	l, err := rawlauncher.New(rawlauncher.Options{
 		Client: client, GitHubURL: gh.URL(), Org: "octo-org", Token: "ghp_e2e", WebhookSecret: e2eSecret,
 		Image: "tiny", Profiles: []string{"default", profile}, RunnerCommand: "/opt/spawner/spawner dev runner",

@@ -148,19 +148,6 @@ type lxdE2EOptions struct {
 	vetConfig func(t *testing.T, cfg string)
 }
 
-// lxdFakeGitHub is the fake GitHub of the real-LXD tests: on the LXD bridge, so that
-// runners in containers reach it.
-func lxdFakeGitHub(t *testing.T, bridge string, jobDuration time.Duration, webhookWorkers int) *fakegithub.Server {
-	t.Helper()
-	gh := fakegithub.NewServer(fakegithub.Options{
-		Addr: net.JoinHostPort(bridge, "0"), Token: "ghp_e2e", WebhookSecret: e2eSecret,
-		JobDuration: jobDuration, RateLimit: 1_000_000, RunnerLostAfter: 10 * time.Second,
-		Webhooks: fakegithub.WebhookOptions{Workers: webhookWorkers},
-	})
-	t.Cleanup(gh.Close)
-	return gh
-}
-
 // startLXDE2EOpts starts the spawner binary on real LXD as o says.
 func startLXDE2EOpts(t *testing.T, o lxdE2EOptions) *lxdE2E {
 	t.Helper()

@@ -37,15 +37,7 @@ func newLXDTestbed(t *testing.T, prefix string, opts fakegithub.Options, profile
 		profile = lxdRunnerProfile(t)
 	}
 	b := &lxdTestbed{client: client, bridge: bridge, profile: profile, dir: t.TempDir(), deployment: prefix + randomHex(3)}
-	opts.Addr, opts.Token, opts.WebhookSecret = net.JoinHostPort(bridge, "0"), "ghp_e2e", e2eSecret
-	if opts.RateLimit == 0 {
-		opts.RateLimit = 1_000_000
-	}
-	if opts.RunnerLostAfter == 0 {
-		opts.RunnerLostAfter = 10 * time.Second
-	}
-	b.gh = fakegithub.NewServer(opts)
-	t.Cleanup(b.gh.Close)
+	b.gh = lxdFakeGitHub(t, bridge, opts)
 	b.web, b.nats = freeAddr(t), freeAddr(t)
 	ln, err := net.Listen("tcp", net.JoinHostPort(bridge, "0"))
 	if err != nil {
@@ -56,6 +48,24 @@ func newLXDTestbed(t *testing.T, prefix string, opts fakegithub.Options, profile
 		t.Fatal(err)
 	}
 	return b
+}
+
+// lxdFakeGitHub is the fake GitHub of the real-LXD tests, with opts: on the LXD
+// bridge, so that runners in containers reach it, with the tests' token, webhook
+// secret, a budget no test spends and a runner-lost timeout that a container's boot
+// never reaches (unless opts set them).
+func lxdFakeGitHub(t *testing.T, bridge string, opts fakegithub.Options) *fakegithub.Server {
+	t.Helper()
+	opts.Addr, opts.Token, opts.WebhookSecret = net.JoinHostPort(bridge, "0"), "ghp_e2e", e2eSecret
+	if opts.RateLimit == 0 {
+		opts.RateLimit = 1_000_000
+	}
+	if opts.RunnerLostAfter == 0 {
+		opts.RunnerLostAfter = 10 * time.Second
+	}
+	gh := fakegithub.NewServer(opts)
+	t.Cleanup(gh.Close)
+	return gh
 }
 
 // githubYAML is the config's github section for the testbed's fake (which has no

@@ -299,16 +299,25 @@ func TestBenchLXDBurst(t *testing.T) {
 		row.name = fmt.Sprintf("raw launcher (concurrency %s)", concurrencyName(best))
 		rows = append(rows, row)
 	})
-	t.Run("spawner-defaults", func(t *testing.T) {
-		row := spawnerBurstRow(t, profile, 0)
-		row.name = fmt.Sprintf("spawner, defaults, max_runners %d", burstMaxRunner)
-		rows = append(rows, row)
-	})
-	t.Run("spawner-min-idle", func(t *testing.T) {
-		row := spawnerBurstRow(t, profile, burstMinIdle)
-		row.name = fmt.Sprintf("spawner, min_idle %d, max_runners %d", burstMinIdle, burstMaxRunner)
-		rows = append(rows, row)
-	})
+	// The spawner's rows: its defaults (8 LXD operations at once), then the LXD
+	// operation limits that decide that default (2, the raw launcher's usual best on
+	// a 2-core host, and the adaptive limit under the default ceiling), then the warm
+	// pool on the defaults.
+	for _, sr := range []struct {
+		sub, name, lxdKeys string
+		minIdle            int
+	}{
+		{"spawner-defaults", "spawner, defaults", "", 0},
+		{"spawner-ops-2", "spawner, lxd.max_concurrent_operations 2", "max_concurrent_operations: 2", 0},
+		{"spawner-adaptive", "spawner, lxd.adaptive_operations (ceiling 8)", "adaptive_operations: true", 0},
+		{"spawner-min-idle", fmt.Sprintf("spawner, min_idle %d", burstMinIdle), "", burstMinIdle},
+	} {
+		t.Run(sr.sub, func(t *testing.T) {
+			row := spawnerBurstRow(t, profile, sr.minIdle, sr.lxdKeys)
+			row.name = fmt.Sprintf("%s, max_runners %d", sr.name, burstMaxRunner)
+			rows = append(rows, row)
+		})
+	}
 
 	var b strings.Builder
 	b.WriteString("\n| run | jobs | queued → started p50 | p99 | runners/job | GitHub calls/job | peak online small / large | all done after | LXD create+start p50 | not success |\n")
@@ -493,9 +502,10 @@ var instanceCreatedRE = regexp.MustCompile(`msg="instance created".* duration=([
 
 // spawnerBurstRow runs the burst through the spawner binary on real LXD, max_runners
 // burstMaxRunner per flavor and, with minIdle > 0, that many idle runners kept per
-// flavor: the burst is queued once the pool is full.
-func spawnerBurstRow(t *testing.T, profile string, minIdle int) burstRow {
-	o := lxdE2EOptions{flavors: burstFlavors, webhookWorkers: 16, profile: profile}
+// flavor: the burst is queued once the pool is full; lxdKeys go into the config's lxd
+// section.
+func spawnerBurstRow(t *testing.T, profile string, minIdle int, lxdKeys string) burstRow {
+	o := lxdE2EOptions{flavors: burstFlavors, webhookWorkers: 16, profile: profile, lxdKeys: lxdKeys}
 	if minIdle > 0 {
 		o.flavorExtra = fmt.Sprintf("min_idle: %d\n", minIdle)
 		o.vetConfig = minIdleUnknown

@@ -146,6 +146,9 @@ type lxdE2EOptions struct {
 	// vetConfig, when set, sees the written config before serve starts (it may skip
 	// or fail the test).
 	vetConfig func(t *testing.T, cfg string)
+	// lxdKeys is the config's top-level lxd section's keys in flow style
+	// ("max_concurrent_operations: 2"); not with overHTTPS, which writes that section.
+	lxdKeys string
 }
 
 // startLXDE2EOpts starts the spawner binary on real LXD as o says.
@@ -153,8 +156,13 @@ func startLXDE2EOpts(t *testing.T, o lxdE2EOptions) *lxdE2E {
 	t.Helper()
 	tb := newLXDTestbed(t, "e2e", fakegithub.Options{JobDuration: o.jobDuration, Webhooks: fakegithub.WebhookOptions{Workers: o.webhookWorkers}}, o.profile)
 	lxdSection := ""
-	if o.overHTTPS {
+	switch {
+	case o.overHTTPS && o.lxdKeys != "":
+		t.Fatal("lxdE2EOptions: lxdKeys and overHTTPS both write the lxd section")
+	case o.overHTTPS:
 		lxdSection = lxdOverHTTPS(t, tb.dir)
+	case o.lxdKeys != "":
+		lxdSection = "lxd: {" + o.lxdKeys + "}\n"
 	}
 	cfg := writeFile(t, tb.dir, "spawner.yaml", fmt.Sprintf(`state_dir: %s
 deployment_id: %s

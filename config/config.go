@@ -9,6 +9,7 @@ package config
 import (
 	"time"
 
+	"github.com/runner-spawner/runner-spawner/internal/poolschedule"
 	"github.com/runner-spawner/runner-spawner/internal/secret"
 )
 
@@ -114,6 +115,29 @@ type Routing struct {
 	Match string `yaml:"match"`
 }
 
+// PoolWindow is one window of a flavor's min_idle_schedule.
+type PoolWindow struct {
+	// Start is a 5-field cron expression (minute hour day-of-month month
+	// day-of-week) or a descriptor (@daily), in UTC unless prefixed with
+	// "CRON_TZ=<zone> ".
+	Start string `yaml:"start"`
+	// Duration is how long the window stays open after each start.
+	Duration time.Duration `yaml:"duration"`
+	// MinIdle is the warm pool's size while the window is open.
+	MinIdle int `yaml:"min_idle"`
+}
+
+// PoolSchedule is the flavor's warm pool size over time (min_idle and its
+// min_idle_schedule), for the consumers that fill the pool and the janitor that
+// reaps beyond it. The config's validation has checked it.
+func (f *Flavor) PoolSchedule() (poolschedule.Schedule, error) {
+	windows := make([]poolschedule.Window, len(f.MinIdleSchedule))
+	for i, w := range f.MinIdleSchedule {
+		windows[i] = poolschedule.Window{Start: w.Start, Duration: w.Duration, MinIdle: w.MinIdle}
+	}
+	return poolschedule.New(f.MinIdle, windows)
+}
+
 // Flavor is one kind of runner.
 type Flavor struct {
 	Name       string   `yaml:"name"`
@@ -122,6 +146,10 @@ type Flavor struct {
 	// MinIdle is the warm pool: runners kept started, registered and idle before any
 	// job asks for them, within max_runners (0: none).
 	MinIdle int `yaml:"min_idle"`
+	// MinIdleSchedule are windows (a cron start and a duration) in which the warm
+	// pool holds the window's min_idle instead: the largest of those open, else
+	// MinIdle.
+	MinIdleSchedule []PoolWindow `yaml:"min_idle_schedule"`
 	// Backend selects where the flavor's instances run: lxd, openstack or sim. It is
 	// required (no default). Its settings sit under the key of the same name.
 	Backend string `yaml:"backend"`

@@ -77,6 +77,12 @@ flavors:
 		{"negative secondary pacing", strings.Replace(minimal, "token: ghp_test}", "token: ghp_test, secondary_points_per_minute: -5}", 1), []string{"github.secondary_points_per_minute"}},
 		{"mutating beyond in-flight", strings.Replace(minimal, "token: ghp_test}", "token: ghp_test, max_in_flight: 2, max_mutating_in_flight: 3}", 1), []string{"github.max_mutating_in_flight"}},
 		{"negative boot jitter", minimal + "    sim: {boot_jitter: -1s}\n", []string{"flavors[0].sim.boot_jitter"}},
+		{"min_idle beyond max_runners", minimal + "    min_idle: 5\n", []string{"flavors[0].min_idle"}},
+		{"bad min_idle_schedule", minimal + `    min_idle_schedule:
+      - {start: "0 8 * *", duration: 10h, min_idle: 2}
+      - {start: "0 8 * * 1-5", duration: 0s, min_idle: 5}
+      - {start: "CRON_TZ=Europe/Berlin 0 7 * * 1", duration: 2h, min_idle: 4}
+`, []string{"flavors[0].min_idle_schedule[0].start", "flavors[0].min_idle_schedule[1].duration", "flavors[0].min_idle_schedule[1].min_idle"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

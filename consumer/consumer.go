@@ -28,6 +28,7 @@ import (
 	"github.com/runner-spawner/runner-spawner/fleet"
 	"github.com/runner-spawner/runner-spawner/github"
 	"github.com/runner-spawner/runner-spawner/internal/logkey"
+	"github.com/runner-spawner/runner-spawner/internal/poolschedule"
 	"github.com/runner-spawner/runner-spawner/queue"
 )
 
@@ -46,9 +47,9 @@ type Flavor struct {
 	// BootTimeout bounds how long a runner may take to fetch its config; the
 	// bootstrap token expires with it.
 	BootTimeout time.Duration
-	// MinIdle is the warm pool's size: runners kept started, registered and idle
-	// before any job asks for them, within MaxRunners (0: no pool).
-	MinIdle int
+	// MinIdle is the warm pool's size over time: runners kept started, registered
+	// and idle before any job asks for them, within MaxRunners (zero value: no pool).
+	MinIdle poolschedule.Schedule
 }
 
 // Options configures a Consumer.
@@ -187,8 +188,8 @@ func New(opts Options) (*Consumer, error) {
 		if f.Backend == nil || f.MaxRunners < 1 || f.Name == "" {
 			return nil, fmt.Errorf("consumer: flavor %q needs a backend and max_runners ≥ 1", f.Name)
 		}
-		if f.MinIdle < 0 || f.MinIdle > f.MaxRunners {
-			return nil, fmt.Errorf("consumer: flavor %q: min_idle %d must be between 0 and max_runners %d", f.Name, f.MinIdle, f.MaxRunners)
+		if f.MinIdle.Max() > f.MaxRunners {
+			return nil, fmt.Errorf("consumer: flavor %q: min_idle %d (at most, over its schedule) must not exceed max_runners %d", f.Name, f.MinIdle.Max(), f.MaxRunners)
 		}
 		if f.BootTimeout <= 0 {
 			f.BootTimeout = 10 * time.Minute
@@ -240,7 +241,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		wg.Go(func() { c.watchCapacity(ctx, name, n) })
 	}
 	for _, f := range c.flavors {
-		if f.MinIdle > 0 {
+		if f.MinIdle.Max() > 0 {
 			wg.Go(func() { c.keepPool(ctx, work, f) })
 		}
 	}

@@ -21,14 +21,14 @@ import (
 // capacity watch wakes it on every claim and release, this catches a missed one.
 const poolRecheck = 5 * time.Second
 
-// keepPool keeps flavor f's warm pool at f.MinIdle runners (fleet/pool.go), within
-// max_runners, until ctx ends. Every consumer process runs a keeper for each of its
+// keepPool keeps flavor f's warm pool at f.MinIdle's size (fleet/pool.go), within
+// max_runners, until ctx ends: a min_idle_schedule window that opens is seen within
+// poolRecheck. Every consumer process runs a keeper for each of its
 // flavors: the pool's size is claimed in the capacity record's compare-and-set, so
 // several keepers never make the pool larger than min_idle. Creates use work, so a
 // create under way at shutdown finishes within StopGrace.
 func (c *Consumer) keepPool(ctx, work context.Context, f *Flavor) {
 	logger := c.logger.With(logkey.Flavor, f.Name)
-	c.metrics.poolTarget.WithLabelValues(f.Name).Set(float64(f.MinIdle))
 	failures := 0
 	for ctx.Err() == nil {
 		changed := c.freed[f.Name].wait()
@@ -63,16 +63,19 @@ func (c *Consumer) fillPool(ctx, work context.Context, f *Flavor, logger *slog.L
 		logger.Debug("capacity unreadable; the pool is looked at again soon", logkey.Error, err)
 		return 0, 0
 	}
-	size := capRec.PoolSize()
+	size, target := capRec.PoolSize(), f.MinIdle.At(c.opts.Now())
 	c.metrics.poolRunners.WithLabelValues(f.Name).Set(float64(size))
-	if size >= f.MinIdle || c.opts.Now().Before(capRec.PausedUntil) {
+	c.metrics.poolTarget.WithLabelValues(f.Name).Set(float64(target))
+	if size >= target || c.opts.Now().Before(capRec.PausedUntil) {
+		// A pool larger than its target (a window closed) is the janitor's to
+		// reap, after idle_ttl.
 		return 0, 0
 	}
 	// A spare (a runner whose job was served by another) is up already: it joins the
 	// pool before any new runner is made for it.
-	for range f.MinIdle - size {
+	for range target - size {
 		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		name, err := c.fleet.SpareIntoPool(octx, f.Name, f.MinIdle)
+		name, err := c.fleet.SpareIntoPool(octx, f.Name, target)
 		cancel()
 		if err != nil || name == "" {
 			break
@@ -80,7 +83,7 @@ func (c *Consumer) fillPool(ctx, work context.Context, f *Flavor, logger *slog.L
 		size++
 		logger.Info("spare runner taken into the pool", logkey.Runner, name)
 	}
-	want := min(f.MinIdle-size, f.MaxRunners-len(capRec.Slots), c.opts.Workers)
+	want := min(target-size, f.MaxRunners-len(capRec.Slots), c.opts.Workers)
 	if want <= 0 {
 		return 0, 0
 	}
@@ -88,7 +91,7 @@ func (c *Consumer) fillPool(ctx, work context.Context, f *Flavor, logger *slog.L
 	var mu sync.Mutex
 	for range want {
 		wg.Go(func() {
-			ok, err := c.warmRunner(ctx, work, f, logger)
+			ok, err := c.warmRunner(ctx, work, f, target, logger)
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -111,14 +114,15 @@ func poolRunnerName(deploymentID, flavor string) string {
 	return deploymentID + "-" + flavor + "-pool-" + hex.EncodeToString(b[:])
 }
 
-// warmRunner claims a pool slot and creates one pool runner. ok false with a nil
-// error: the pool or the flavor was full by the time it claimed.
-func (c *Consumer) warmRunner(ctx, work context.Context, f *Flavor, logger *slog.Logger) (ok bool, err error) {
+// warmRunner claims a pool slot, within a pool of target, and creates one pool
+// runner. ok false with a nil error: the pool or the flavor was full by the time it
+// claimed.
+func (c *Consumer) warmRunner(ctx, work context.Context, f *Flavor, target int, logger *slog.Logger) (ok bool, err error) {
 	name := poolRunnerName(c.opts.DeploymentID, f.Name)
 	logger = logger.With(logkey.Runner, name)
 	octx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	claimed, err := c.fleet.ClaimPool(octx, f.Name, name, f.MinIdle, f.MaxRunners)
+	claimed, err := c.fleet.ClaimPool(octx, f.Name, name, target, f.MaxRunners)
 	if errors.Is(err, fleet.ErrFlavorPaused) || (err == nil && !claimed) {
 		return false, nil
 	}

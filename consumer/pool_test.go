@@ -8,6 +8,7 @@ import (
 
 	"github.com/runner-spawner/runner-spawner/dev/fakegithub"
 	"github.com/runner-spawner/runner-spawner/fleet"
+	"github.com/runner-spawner/runner-spawner/internal/poolschedule"
 	"github.com/runner-spawner/runner-spawner/internal/systemtest"
 )
 
@@ -142,7 +143,7 @@ func TestPoolMadeSmallerIsReapedToMinIdle(t *testing.T) {
 	poolReady(t, s, "small", 3)
 	s.Stop(t)
 	opts := s.JanitorOptions(t, "janitor-1")
-	opts.Flavors[0].MinIdle = 1
+	opts.Flavors[0].MinIdle = poolschedule.Constant(1)
 	systemtest.StartJanitor(t, opts)
 	systemtest.Eventually(t, 20*time.Second, func() error {
 		if n := len(s.Cloud.All()); n != 1 {
@@ -153,5 +154,50 @@ func TestPoolMadeSmallerIsReapedToMinIdle(t *testing.T) {
 	time.Sleep(2 * time.Second) // two idle_ttl more: the last one stays
 	if n := len(s.Cloud.All()); n != 1 {
 		t.Fatalf("%d instances after more idle time, want 1", n)
+	}
+}
+
+// windowsNow are two min_idle_schedule windows, in YAML, that are open and closed now
+// for the length of a test: one started within the last minute (every minute, for an
+// hour), one that opens twelve hours from now.
+func windowsNow(openMinIdle, closedMinIdle int) (yaml string, open, closed poolschedule.Window) {
+	open = poolschedule.Window{Start: "* * * * *", Duration: time.Hour, MinIdle: openMinIdle}
+	closed = poolschedule.Window{Start: fmt.Sprintf("0 %d * * *", (time.Now().UTC().Hour()+12)%24), Duration: time.Hour, MinIdle: closedMinIdle}
+	yaml = fmt.Sprintf("[{start: %q, duration: %s, min_idle: %d}, {start: %q, duration: %s, min_idle: %d}]",
+		open.Start, open.Duration, open.MinIdle, closed.Start, closed.Duration, closed.MinIdle)
+	return yaml, open, closed
+}
+
+// TestPoolScheduleWindows: the pool holds the min_idle of the min_idle_schedule
+// window open now (3), not the flavor's min_idle (1) nor a closed window's (5); the
+// janitor, told the first window's min_idle is 2, reaps the pool down to it after
+// idle_ttl, not to the base min_idle nor to the largest of the schedule.
+func TestPoolScheduleWindows(t *testing.T) {
+	schedule, open, closed := windowsNow(3, 5)
+	s := systemtest.Start(t, systemtest.Options{
+		Flavors: []systemtest.FlavorSpec{{Name: "small", Labels: []string{"small"}, MaxRunners: 5, MinIdle: 1, MinIdleSchedule: schedule, BootTime: 100 * time.Millisecond}},
+	})
+	poolReady(t, s, "small", 3)
+	time.Sleep(2 * time.Second) // the keeper looks again: the pool stays at 3
+	poolReady(t, s, "small", 3)
+	s.Stop(t)
+
+	opts := s.JanitorOptions(t, "janitor-1")
+	open.MinIdle = 2
+	pool, err := poolschedule.New(1, []poolschedule.Window{open, closed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Flavors[0].MinIdle = pool
+	systemtest.StartJanitor(t, opts)
+	systemtest.Eventually(t, 20*time.Second, func() error {
+		if n := len(s.Cloud.All()); n != 2 {
+			return fmt.Errorf("%d instances, want the 2 of the open window", n)
+		}
+		return nil
+	})
+	time.Sleep(2 * time.Second) // two idle_ttl more: the window's 2 stay
+	if n := len(s.Cloud.All()); n != 2 {
+		t.Fatalf("%d instances after more idle time, want 2", n)
 	}
 }

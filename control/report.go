@@ -36,7 +36,8 @@ type FlavorReport struct {
 	SlotsInUse int  `json:"slots_in_use"`
 	Paused     bool `json:"paused,omitempty"`
 	// Pool is the warm pool: runners started for it that have not taken a job yet,
-	// and its size (min_idle; 0: no pool).
+	// and its size now (min_idle, or an open min_idle_schedule window's; 0: no
+	// pool).
 	Pool    int `json:"pool"`
 	MinIdle int `json:"min_idle"`
 }
@@ -47,7 +48,8 @@ type NATSReport struct {
 	Connected bool   `json:"connected"`
 }
 
-// FlavorLimit names a configured flavor and its max_runners.
+// FlavorLimit names a configured flavor, its max_runners and its warm pool's size
+// now.
 type FlavorLimit struct {
 	Name       string
 	MaxRunners int

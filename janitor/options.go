@@ -15,6 +15,7 @@ import (
 	"github.com/runner-spawner/runner-spawner/backends"
 	"github.com/runner-spawner/runner-spawner/fleet"
 	"github.com/runner-spawner/runner-spawner/github"
+	"github.com/runner-spawner/runner-spawner/internal/poolschedule"
 	"github.com/runner-spawner/runner-spawner/queue"
 )
 
@@ -49,9 +50,10 @@ type Flavor struct {
 	// IdleTTL: a spare runner (or one whose job no longer waits) idle this long is
 	// deleted (default 5 min).
 	IdleTTL time.Duration
-	// MinIdle is the flavor's warm pool size: that many idle pool runners are kept
-	// past IdleTTL; only those beyond it are reaped (a pool made smaller).
-	MinIdle int
+	// MinIdle is the flavor's warm pool size over time: that many idle pool runners
+	// are kept past IdleTTL; only those beyond it are reaped (a pool made smaller,
+	// or a min_idle_schedule window closed).
+	MinIdle poolschedule.Schedule
 }
 
 // Options configures a Janitor. Zero values take the defaults noted.
@@ -155,9 +157,6 @@ func (o *Options) Validate() error {
 		}
 		nonNegative(add, key+".boot_timeout", f.BootTimeout)
 		nonNegative(add, key+".idle_ttl", f.IdleTTL)
-		if f.MinIdle < 0 {
-			add(key+".min_idle", "must not be negative (got %d)", f.MinIdle)
-		}
 	}
 	nonNegative(add, "interval", o.Interval)
 	nonNegative(add, "flush_wait", o.FlushWait)

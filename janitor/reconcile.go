@@ -345,7 +345,8 @@ func (p *pass) idle(in *instance, rec *fleet.RunnerRecord, ghByID map[int64]gith
 }
 
 // poolBeyondMin reports whether the flavor's warm pool is larger than its min_idle
-// (a pool made smaller, or filled while a job's runner went spare into it), and
+// now (a pool made smaller, a min_idle_schedule window closed, or filled while a
+// job's runner went spare into it), and
 // counts one reaped pool runner against the excess when it is.
 func (p *pass) poolBeyondMin(f *Flavor) bool {
 	excess, read := p.poolExcess[f.Name]
@@ -355,7 +356,7 @@ func (p *pass) poolBeyondMin(f *Flavor) bool {
 			p.fail(fmt.Errorf("read the pool of %s: %w", f.Name, err))
 			excess = 0 // keep them: the next pass reads again
 		} else {
-			excess = capRec.PoolSize() - f.MinIdle
+			excess = capRec.PoolSize() - f.MinIdle.At(p.now)
 		}
 	}
 	if excess <= 0 {

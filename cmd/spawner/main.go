@@ -10,6 +10,9 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	// The zone database in the binary: min_idle_schedule's CRON_TZ= zones resolve in
+	// the scratch and distroless images too, which have no /usr/share/zoneinfo.
+	_ "time/tzdata"
 
 	"github.com/spf13/cobra"
 )

@@ -54,7 +54,11 @@ func (a *app) status(ctx context.Context, conn *queue.Conn) (*control.Report, er
 	}
 	limits := make([]control.FlavorLimit, len(a.cfg.Flavors))
 	for i, f := range a.cfg.Flavors {
-		limits[i] = control.FlavorLimit{Name: f.Name, MaxRunners: f.MaxRunners, MinIdle: f.MinIdle}
+		pool, err := f.PoolSchedule()
+		if err != nil {
+			return nil, fmt.Errorf("flavor %s: min_idle_schedule: %w", f.Name, err)
+		}
+		limits[i] = control.FlavorLimit{Name: f.Name, MaxRunners: f.MaxRunners, MinIdle: pool.At(time.Now())}
 	}
 	return control.BuildReport(ctx, conn, st, fl, limits, secret.RedactURL(a.asm.NATSURL()))
 }
@@ -63,7 +67,8 @@ func printStatus(w io.Writer, rep *control.Report) error {
 	tw := newTable(w, "FLAVOR", "QUEUED JOBS", "SLOTS", "POOL", "CREATING", "BOOTING", "IDLE", "BUSY", "EVENTS PENDING", "PAUSED")
 	for _, f := range rep.Flavors {
 		pool := "-"
-		if f.MinIdle > 0 {
+		if f.MinIdle > 0 || f.Pool > 0 {
+			// n/0: a min_idle_schedule window closed and its pool is being reaped.
 			pool = fmt.Sprintf("%d/%d", f.Pool, f.MinIdle)
 		}
 		tw.row(f.Name, f.Queued, fmt.Sprintf("%d/%d", f.SlotsInUse, f.MaxRunners), pool,

@@ -106,8 +106,12 @@ func (a *Assembly) Consumer(ctx context.Context, conn *queue.Conn, fl *fleet.Fle
 		if b == nil {
 			return nil, fmt.Errorf("flavor %s: no backend", f.Name)
 		}
+		pool, err := f.PoolSchedule()
+		if err != nil {
+			return nil, fmt.Errorf("flavor %s: min_idle_schedule: %w", f.Name, err)
+		}
 		opts.Flavors = append(opts.Flavors, consumer.Flavor{
-			Name: f.Name, MaxRunners: f.MaxRunners, MinIdle: f.MinIdle, Backend: b, BackendName: f.Backend,
+			Name: f.Name, MaxRunners: f.MaxRunners, MinIdle: pool, Backend: b, BackendName: f.Backend,
 			Runner: a.withChecks(f, runnerSettings(f.Runner)), BootTimeout: f.Runner.BootTimeout,
 		})
 	}
@@ -203,9 +207,13 @@ func (a *Assembly) JanitorOptions(ctx context.Context, conn *queue.Conn, id stri
 		Logger: a.logger, Registerer: a.opts.Registry, // the janitor adds its own component key
 	}
 	for _, f := range a.cfg.Flavors {
+		pool, err := f.PoolSchedule()
+		if err != nil {
+			return janitor.Options{}, fmt.Errorf("flavor %s: min_idle_schedule: %w", f.Name, err)
+		}
 		opts.Flavors = append(opts.Flavors, janitor.Flavor{
 			Name: f.Name, Backend: set[f.Name], BackendName: f.Backend,
-			BootTimeout: f.Runner.BootTimeout, IdleTTL: f.Runner.IdleTTL, MinIdle: f.MinIdle,
+			BootTimeout: f.Runner.BootTimeout, IdleTTL: f.Runner.IdleTTL, MinIdle: pool,
 		})
 	}
 	if h := a.cfg.GitHub.Hook; h.Kind != "" {

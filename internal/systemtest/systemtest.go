@@ -50,6 +50,9 @@ type FlavorSpec struct {
 	BootJitter time.Duration
 	// MinIdle is the flavor's warm pool (0: none).
 	MinIdle int
+	// MinIdleSchedule is the flavor's min_idle_schedule in YAML flow style
+	// ("[{start: '0 8 * * *', duration: 10h, min_idle: 4}]"; empty: none).
+	MinIdleSchedule string
 }
 
 // Options shape the system.
@@ -196,8 +199,12 @@ bootstrap: {url: %q}
 flavors:
 `, Deployment, t.TempDir(), s.NATS.URL(), s.GH.URL(), Secret, opts.DefaultFlavor, workers, s.Bootstrap)
 	for _, f := range opts.Flavors {
-		fmt.Fprintf(&b, "  - {name: %s, labels: [%s], max_runners: %d, min_idle: %d, backend: sim, sim: {boot_time: %s, boot_jitter: %s}, runner: {command: run.sh, boot_timeout: 1m}}\n",
-			f.Name, strings.Join(f.Labels, ", "), f.MaxRunners, f.MinIdle, f.BootTime, f.BootJitter)
+		schedule := ""
+		if f.MinIdleSchedule != "" {
+			schedule = ", min_idle_schedule: " + f.MinIdleSchedule
+		}
+		fmt.Fprintf(&b, "  - {name: %s, labels: [%s], max_runners: %d, min_idle: %d%s, backend: sim, sim: {boot_time: %s, boot_jitter: %s}, runner: {command: run.sh, boot_timeout: 1m}}\n",
+			f.Name, strings.Join(f.Labels, ", "), f.MaxRunners, f.MinIdle, schedule, f.BootTime, f.BootJitter)
 	}
 	return b.String()
 }

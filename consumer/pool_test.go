@@ -13,7 +13,7 @@ import (
 )
 
 // poolReady waits until the flavor's pool holds want runners, all idle and online on
-// GitHub, and no other instance exists.
+// GitHub, and no other instance or capacity slot exists.
 func poolReady(t *testing.T, s *systemtest.System, flavor string, want int) {
 	t.Helper()
 	systemtest.Eventually(t, 20*time.Second, func() error {
@@ -48,6 +48,11 @@ func poolReady(t *testing.T, s *systemtest.System, flavor string, want int) {
 		}
 		if n := len(s.Cloud.All()); n != want {
 			return fmt.Errorf("%d instances, want the %d of the pool", n, want)
+		}
+		// A finished runner's slot is released a moment after its instance is
+		// deleted: wait for that too, so that "only the pool is left" holds.
+		if n := len(capRec.Slots); n != want {
+			return fmt.Errorf("%d slots taken, want the %d of the pool", n, want)
 		}
 		return nil
 	})

@@ -9,6 +9,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -44,6 +45,7 @@ func main() {
 func run(in io.Reader, out io.Writer, getenv func(string) string) int {
 	output := map[string]*strings.Builder{} // package/test → output
 	var pkgLines, skipped, failed, summaries []string
+	var timed []timedTest
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 1<<20), 16<<20)
 	for sc.Scan() {
@@ -75,6 +77,9 @@ func run(in io.Reader, out io.Writer, getenv func(string) string) int {
 				pkgLines = append(pkgLines, fmt.Sprintf("FAIL %s (%.1fs)", e.Package, e.Elapsed))
 			}
 		case "pass":
+			if e.Test != "" && !strings.Contains(e.Test, "/") {
+				timed = append(timed, timedTest{e.Package + " " + e.Test, e.Elapsed})
+			}
 			if e.Test == "" {
 				pkgLines = append(pkgLines, fmt.Sprintf("ok   %s (%.1fs)", e.Package, e.Elapsed))
 			}
@@ -94,6 +99,7 @@ func run(in io.Reader, out io.Writer, getenv func(string) string) int {
 			fmt.Fprintln(out, "  "+s)
 		}
 	}
+	printSlowest(out, timed, 12)
 	code := 0
 	if len(failed) > 0 || slices.ContainsFunc(pkgLines, func(l string) bool { return strings.HasPrefix(l, "FAIL") }) {
 		code = 1
@@ -111,6 +117,25 @@ func run(in io.Reader, out io.Writer, getenv func(string) string) int {
 		}
 	}
 	return code
+}
+
+// timedTest is a top-level test that passed, with how long it took.
+type timedTest struct {
+	name    string
+	elapsed float64
+}
+
+// printSlowest lists the n slowest tests: the CI run has a time limit, and these are
+// where its minutes go (a package's tests run one after another unless they ask not to).
+func printSlowest(out io.Writer, timed []timedTest, n int) {
+	if len(timed) == 0 {
+		return
+	}
+	slices.SortStableFunc(timed, func(a, b timedTest) int { return cmp.Compare(b.elapsed, a.elapsed) })
+	fmt.Fprintln(out, "\nslowest tests:")
+	for _, t := range timed[:min(n, len(timed))] {
+		fmt.Fprintf(out, "  %6.1fs %s\n", t.elapsed, t.name)
+	}
 }
 
 func pkgFailuresWithoutTests(pkgLines, failed []string) []string {

@@ -64,3 +64,21 @@ func TestFailureMessageSurvivesLongOutput(t *testing.T) {
 		t.Errorf("%d noise lines kept, want at most 200", n)
 	}
 }
+
+// The slowest passed tests are listed, slowest first; subtests are not.
+func TestSlowestListed(t *testing.T) {
+	in := `{"Action":"pass","Package":"p","Test":"TestFast","Elapsed":0.5}
+{"Action":"pass","Package":"p","Test":"TestSlow","Elapsed":90}
+{"Action":"pass","Package":"p","Test":"TestSlow/part","Elapsed":80}
+{"Action":"pass","Package":"p","Elapsed":91}
+`
+	var out strings.Builder
+	if code := run(strings.NewReader(in), &out, func(string) string { return "" }); code != 0 {
+		t.Fatalf("exit %d\n%s", code, out.String())
+	}
+	got := out.String()
+	slow, fast := strings.Index(got, "90.0s p TestSlow"), strings.Index(got, "0.5s p TestFast")
+	if slow < 0 || fast < 0 || slow > fast || strings.Contains(got, "TestSlow/part") {
+		t.Errorf("want TestSlow then TestFast under \"slowest tests\", without the subtest:\n%s", got)
+	}
+}

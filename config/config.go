@@ -127,13 +127,17 @@ type PoolWindow struct {
 	MinIdle int `yaml:"min_idle"`
 }
 
+func (w PoolWindow) window() poolschedule.Window {
+	return poolschedule.Window{Start: w.Start, Duration: w.Duration, MinIdle: w.MinIdle}
+}
+
 // PoolSchedule is the flavor's warm pool size over time (min_idle and its
 // min_idle_schedule), for the consumers that fill the pool and the janitor that
 // reaps beyond it. The config's validation has checked it.
 func (f *Flavor) PoolSchedule() (poolschedule.Schedule, error) {
 	windows := make([]poolschedule.Window, len(f.MinIdleSchedule))
 	for i, w := range f.MinIdleSchedule {
-		windows[i] = poolschedule.Window{Start: w.Start, Duration: w.Duration, MinIdle: w.MinIdle}
+		windows[i] = w.window()
 	}
 	return poolschedule.New(f.MinIdle, windows)
 }

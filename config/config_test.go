@@ -82,7 +82,8 @@ flavors:
       - {start: "0 8 * *", duration: 10h, min_idle: 2}
       - {start: "0 8 * * 1-5", duration: 0s, min_idle: 5}
       - {start: "CRON_TZ=Europe/Berlin 0 7 * * 1", duration: 2h, min_idle: 4}
-`, []string{"flavors[0].min_idle_schedule[0].start", "flavors[0].min_idle_schedule[1].duration", "flavors[0].min_idle_schedule[1].min_idle"}},
+      - {start: "@daily", duration: 1h, min_idle: -1}
+`, []string{"flavors[0].min_idle_schedule[0].start", "flavors[0].min_idle_schedule[1].duration", "flavors[0].min_idle_schedule[1].min_idle", "flavors[0].min_idle_schedule[3].min_idle"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -13,7 +13,6 @@ import (
 
 	"github.com/nats-io/nkeys"
 
-	"github.com/runner-spawner/runner-spawner/internal/poolschedule"
 	"github.com/runner-spawner/runner-spawner/internal/secret"
 )
 
@@ -254,14 +253,11 @@ func (f *File) validateFlavors(p *problems) {
 		}
 		for j, w := range fl.MinIdleSchedule {
 			wkey := fmt.Sprintf("%s.min_idle_schedule[%d]", key, j)
-			if _, err := poolschedule.ParseStart(w.Start); err != nil {
-				p.add(wkey+".start", "%v", err)
+			for _, pr := range w.window().Check() {
+				p.add(wkey+"."+pr.Field, "%v", pr.Err)
 			}
-			if w.Duration <= 0 {
-				p.add(wkey+".duration", "must be positive (got %s)", w.Duration)
-			}
-			if w.MinIdle < 0 || (fl.MaxRunners >= 1 && w.MinIdle > fl.MaxRunners) {
-				p.add(wkey+".min_idle", "must be between 0 and max_runners (%d) (got %d)", fl.MaxRunners, w.MinIdle)
+			if fl.MaxRunners >= 1 && w.MinIdle > fl.MaxRunners {
+				p.add(wkey+".min_idle", "must not exceed max_runners (%d) (got %d)", fl.MaxRunners, w.MinIdle)
 			}
 		}
 		f.validateFlavorBackend(key, fl, p)

@@ -61,6 +61,30 @@ func withZone(spec string) string {
 	return "CRON_TZ=UTC " + spec
 }
 
+// Problem is what is wrong with one field of a Window.
+type Problem struct {
+	Field string // start, duration or min_idle
+	Err   error
+}
+
+func (p Problem) Error() string { return p.Field + ": " + p.Err.Error() }
+
+// Check lists what is wrong with w, field by field. New refuses a window with any
+// problem; the config's validation reports each under its own key.
+func (w Window) Check() []Problem {
+	var out []Problem
+	if _, err := ParseStart(w.Start); err != nil {
+		out = append(out, Problem{"start", err})
+	}
+	if w.Duration <= 0 {
+		out = append(out, Problem{"duration", fmt.Errorf("must be positive (got %s)", w.Duration)})
+	}
+	if w.MinIdle < 0 {
+		out = append(out, Problem{"min_idle", fmt.Errorf("must not be negative (got %d)", w.MinIdle)})
+	}
+	return out
+}
+
 // New is the schedule of a pool of base runners, with windows.
 func New(base int, windows []Window) (Schedule, error) {
 	if base < 0 {
@@ -68,15 +92,12 @@ func New(base int, windows []Window) (Schedule, error) {
 	}
 	s := Schedule{base: base}
 	for i, w := range windows {
+		if problems := w.Check(); len(problems) > 0 {
+			return Schedule{}, fmt.Errorf("window %d: %w", i, problems[0])
+		}
 		start, err := ParseStart(w.Start)
-		if err != nil {
+		if err != nil { // Check parsed it already
 			return Schedule{}, fmt.Errorf("window %d: %w", i, err)
-		}
-		if w.Duration <= 0 {
-			return Schedule{}, fmt.Errorf("window %d: duration must be positive (got %s)", i, w.Duration)
-		}
-		if w.MinIdle < 0 {
-			return Schedule{}, fmt.Errorf("window %d: min_idle must not be negative (got %d)", i, w.MinIdle)
 		}
 		s.windows = append(s.windows, window{Window: w, start: start})
 	}

@@ -123,7 +123,7 @@ func TestNewRefuses(t *testing.T) {
 		{"seconds field", 0, Window{Start: "0 0 8 * * *", Duration: time.Hour}, "cron expression"},
 		{"never fires", 0, Window{Start: "0 0 30 2 *", Duration: time.Hour}, "never fires"},
 		{"bad zone", 0, Window{Start: "CRON_TZ=Mars/Olympus 0 8 * * *", Duration: time.Hour}, "cron expression"},
-		{"no duration", 0, Window{Start: "0 8 * * *"}, "duration must be positive"},
+		{"no duration", 0, Window{Start: "0 8 * * *"}, "duration: must be positive"},
 		{"negative min_idle", 0, Window{Start: "0 8 * * *", Duration: time.Hour, MinIdle: -1}, "min_idle"},
 		{"negative base", -1, Window{Start: "0 8 * * *", Duration: time.Hour}, "min_idle"},
 	} {
@@ -133,5 +133,19 @@ func TestNewRefuses(t *testing.T) {
 				t.Fatalf("New: %v, want an error with %q", err, c.substr)
 			}
 		})
+	}
+}
+
+// Check names every field that is wrong, not only the first.
+func TestCheckNamesEachField(t *testing.T) {
+	var fields []string
+	for _, p := range (Window{Start: "0 8 * *", MinIdle: -2}).Check() {
+		fields = append(fields, p.Field)
+	}
+	if got := strings.Join(fields, ","); got != "start,duration,min_idle" {
+		t.Errorf("Check named %q, want start,duration,min_idle", got)
+	}
+	if p := (Window{Start: "@daily", Duration: time.Hour}).Check(); len(p) != 0 {
+		t.Errorf("a good window: %v", p)
 	}
 }

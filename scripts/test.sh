@@ -3,10 +3,12 @@
 # machine: it sets up a real LXD daemon and a real single-node OpenStack (Debian's
 # packages, daemons started by hand, no systemd needed), runs docker-compose.yml for real
 # (scripts/compose-test.sh: dockerd, every image built locally, 500 jobs through the
-# stack while containers are killed), then runs every Go test with the race detector,
-# dockerd still running beside LXD. The real-service suites FAIL instead of skipping here
-# (SPAWNER_REQUIRE_LXD=1, SPAWNER_REQUIRE_OPENSTACK=1), and a final check fails the run
-# if any of them was skipped anyway.
+# stack while containers are killed), and runs every Go test, with the race detector in
+# every package but cmd/spawner (whose tests run the released binary as processes). The
+# tests start as soon as what they need is ready, beside the setups still running. The
+# real-service suites FAIL instead of skipping here (SPAWNER_REQUIRE_LXD=1,
+# SPAWNER_REQUIRE_OPENSTACK=1), and a final check fails the run if any of them was
+# skipped anyway.
 #
 # Everything the tests use is provisioned here, idempotently: made when missing, reused
 # when present (the images are keyed by their recipe's hash). Nothing an earlier run left
@@ -43,68 +45,120 @@ trap cleanup EXIT
 # The Go modules: the product, and deployments/ (the deployment files' checks, a module
 # of its own so that their libraries stay out of the product's go.mod).
 GO_MODULES=(. deployments)
-# Compile everything with -race in the background while the services install: the
-# compile is CPU-bound, the installs mostly wait for the network and dpkg.
-log "compiling tests in the background"
-( rc=0; for m in "${GO_MODULES[@]}"; do go test -C "$m" -race -count=1 -run '^$' ./... >>"$WORK/compile.log" 2>&1 || rc=1; done; echo $rc >"$WORK/compile.rc" ) &
-COMPILE=$!
+# cmd/spawner's tests run the released binary (static, built without -race) as separate
+# processes, and need LXD and OpenStack; its test process holds only the harness, the
+# fakes and in-process NATS servers, so -race there would cost its run several times the
+# CPU and instrument no product code: every product package gets -race in its own tests.
+# backends/openstack and the OpenStack end-to-end tests need OpenStack; everything else
+# needs at most LXD.
+OS_PKG=./backends/openstack
+E2E_PKG=./cmd/spawner
+OS_TESTS='OpenStack'
+
+# bg NAME CMD...: run CMD in the background, its output in $WORK/NAME.log and its exit
+# status in $WORK/NAME.rc. need NAME: wait for it and fail the run unless it succeeded.
+declare -A BG_PID
+bg() { local name=$1; shift; ( set +e; "$@" >"$WORK/$name.log" 2>&1; echo $? >"$WORK/$name.rc" ) & BG_PID[$name]=$!; }
+need() {
+  wait "${BG_PID[$1]}" || true
+  if [ "$(cat "$WORK/$1.rc" 2>/dev/null)" != 0 ]; then tail -60 "$WORK/$1.log"; fail "$1"; fi
+}
+
+# Compile every test binary in the background while the services install (the compile is
+# CPU-bound, the installs mostly wait for the network and dpkg), then go vet and gofmt.
+compile_and_vet() {
+  local m pkgs
+  pkgs=$(go list ./... | grep -vx "github.com/runner-spawner/runner-spawner/cmd/spawner")
+  go test -race -count=1 -run '^$' $pkgs || return 1
+  go test -count=1 -run '^$' "$E2E_PKG" || return 1
+  for m in "${GO_MODULES[@]:1}"; do go test -C "$m" -race -count=1 -run '^$' ./... || return 1; done
+  for m in "${GO_MODULES[@]}"; do go vet -C "$m" ./... || return 1; done
+  unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+  [ -z "$unformatted" ] || { echo "gofmt would change: $unformatted"; return 1; }
+}
+log "compiling tests, then go vet and gofmt, in the background"
+bg compile compile_and_vet
 
 STOP_DOCKER=0
-if [ "${SPAWNER_TEST_NO_SERVICES:-0}" != 1 ]; then
-  # Docker, the compose plugin and the stack's images: mostly compiling (6 to 10 minutes
+SERVICES=1
+[ "${SPAWNER_TEST_NO_SERVICES:-0}" = 1 ] && SERVICES=0
+if [ "$SERVICES" = 1 ]; then
+  # Docker, the compose plugin and the stack's images: mostly compiling (6 to 15 minutes
   # of it on a fresh machine, seconds once cached), so it overlaps the setups, which wait
   # on apt and dpkg. A dockerd started here is stopped when this run ends.
   docker version >/dev/null 2>&1 || STOP_DOCKER=1
   log "Docker and the compose images in the background (scripts/compose-test.sh up)"
-  ( bash scripts/compose-test.sh up >"$WORK/compose-up.log" 2>&1; echo $? >"$WORK/compose-up.rc" ) &
-  COMPOSE_UP=$!
+  bg compose-up bash scripts/compose-test.sh up
   log "setting up LXD (scripts/lxd-setup.sh up)"
   bash scripts/lxd-setup.sh up >"$WORK/lxd.log" 2>&1 || { tail -40 "$WORK/lxd.log"; fail "LXD setup"; }
   tail -1 "$WORK/lxd.log"
   # The Debian image (real systemd and cloud-init) takes minutes to debootstrap when it is
   # not cached: build it while OpenStack installs, which waits mostly on apt and MariaDB.
   log "image deb12 in the background (scripts/lxd-setup.sh image deb12)"
-  ( bash scripts/lxd-setup.sh image deb12 >"$WORK/deb12.log" 2>&1; echo $? >"$WORK/deb12.rc" ) &
-  DEB12=$!
-  log "setting up OpenStack (scripts/openstack-setup.sh up)"
-  bash scripts/openstack-setup.sh up >"$WORK/openstack.log" 2>&1 || { tail -40 "$WORK/openstack.log"; fail "OpenStack setup"; }
-  grep -E 'ready in|all services up' "$WORK/openstack.log" | tail -1 || true
-  wait "$DEB12" || true
-  if [ "$(cat "$WORK/deb12.rc")" != 0 ]; then tail -40 "$WORK/deb12.log"; fail "image deb12"; fi
-  grep -E 'built image|imported image' "$WORK/deb12.log" || log "image deb12 already imported"
+  bg deb12 bash scripts/lxd-setup.sh image deb12
+  log "OpenStack in the background (scripts/openstack-setup.sh up)"
+  bg openstack bash scripts/openstack-setup.sh up
   export SPAWNER_REQUIRE_LXD=1 SPAWNER_REQUIRE_OPENSTACK=1
-  wait "$COMPOSE_UP" || true
-  if [ "$(cat "$WORK/compose-up.rc")" != 0 ]; then tail -40 "$WORK/compose-up.log"; fail "compose images"; fi
+fi
+
+# The tests start as soon as what they need is there, in three streams that overlap the
+# setups still running: the tests that need at most LXD once the compile and deb12 are
+# ready, the OpenStack tests once OpenStack is, the compose test once its images are.
+# Each stream writes its own go test -json; one report reads them all at the end.
+need compile
+log "compiled; go vet and gofmt passed"
+if [ "$SERVICES" = 1 ]; then
+  need deb12
+  grep -E 'built image|imported image' "$WORK/deb12.log" || log "image deb12 already imported"
+fi
+run_lxd_tests() {
+  local m rc=0 pkgs
+  pkgs=$(go list ./... | grep -vx -e "github.com/runner-spawner/runner-spawner/${OS_PKG#./}" -e "github.com/runner-spawner/runner-spawner/${E2E_PKG#./}")
+  # cmd/spawner first, beside the other packages: it is the longest by far.
+  go test -count=1 -timeout "${SPAWNER_TEST_TIMEOUT:-25m}" -skip "$OS_TESTS" -json "$E2E_PKG" >"$WORK/e2e.json" 2>"$WORK/e2e.err" & local e2e=$!
+  go test -race -count=1 -timeout "${SPAWNER_TEST_TIMEOUT:-25m}" -json $pkgs >"$WORK/unit.json" 2>"$WORK/unit.err" || rc=1
+  # TestComposeStack drives a running stack: compose-test.sh runs it (and fails the run
+  # unless it passed), so here it is left out rather than listed as skipped.
+  for m in "${GO_MODULES[@]:1}"; do
+    go test -C "$m" -race -count=1 -timeout "${SPAWNER_TEST_TIMEOUT:-25m}" -skip '^TestComposeStack$' -json ./... >>"$WORK/unit.json" 2>>"$WORK/unit.err" || rc=1
+  done
+  wait "$e2e" || rc=1
+  return $rc
+}
+run_openstack_tests() {
+  local rc=0
+  go test -race -count=1 -timeout "${SPAWNER_TEST_TIMEOUT:-25m}" -json "$OS_PKG" >"$WORK/os.json" 2>"$WORK/os.err" || rc=1
+  go test -count=1 -timeout "${SPAWNER_TEST_TIMEOUT:-25m}" -run "$OS_TESTS" -json "$E2E_PKG" >>"$WORK/os.json" 2>>"$WORK/os.err" || rc=1
+  return $rc
+}
+log "go test: the packages that need at most LXD (-race; cmd/spawner without it, see above)"
+bg lxd-tests run_lxd_tests
+if [ "$SERVICES" = 1 ]; then
+  need openstack
+  grep -E 'ready in|all services up' "$WORK/openstack.log" | tail -1 || true
+fi
+log "go test: the OpenStack tests ($OS_PKG -race, $E2E_PKG -run $OS_TESTS)"
+bg os-tests run_openstack_tests
+
+compose_rc=0
+if [ "$SERVICES" = 1 ]; then
+  need compose-up
   grep -E 'built |ready in|started' "$WORK/compose-up.log" || true
-fi
-
-wait "$COMPILE" || true
-if [ "$(cat "$WORK/compile.rc")" != 0 ]; then cat "$WORK/compile.log"; fail "compile"; fi
-log "compiled"
-
-if [ "${SPAWNER_TEST_NO_SERVICES:-0}" != 1 ]; then
-  # Alone on the machine: the stack is 13 containers, and the Go tests time things too.
   # It gates the run itself (it fails unless TestComposeStack passed); dockerd stays up
-  # for the Go tests, so the LXD suites run beside it.
+  # beside LXD while the Go tests run.
   log "compose test (scripts/compose-test.sh run)"
-  bash scripts/compose-test.sh run || fail "compose test"
+  bash scripts/compose-test.sh run || compose_rc=1
 fi
 
-log "go vet, gofmt"
-for m in "${GO_MODULES[@]}"; do go vet -C "$m" ./...; done
-unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
-[ -z "$unformatted" ] || fail "gofmt would change: $unformatted"
-
-log "go test -race ./..."
 rc=0
-: >"$WORK/test.json"; : >"$WORK/test.err"
-# TestComposeStack drives a running stack: compose-test.sh ran it above (and failed the
-# run unless it passed), so here it is left out rather than listed as skipped.
-for m in "${GO_MODULES[@]}"; do
-  go test -C "$m" -race -count=1 -timeout "${SPAWNER_TEST_TIMEOUT:-25m}" -skip '^TestComposeStack$' -json ./... >>"$WORK/test.json" 2>>"$WORK/test.err" || rc=1
-done
+wait "${BG_PID[lxd-tests]}" || true
+log "the tests that need at most LXD ended"
+wait "${BG_PID[os-tests]}" || true
+log "the OpenStack tests ended"
+for s in lxd-tests os-tests; do [ "$(cat "$WORK/$s.rc" 2>/dev/null)" = 0 ] || rc=1; done
 # Human-readable output: failures in full, a line per package.
-go run ./internal/testreport <"$WORK/test.json" || rc=1
-[ -s "$WORK/test.err" ] && cat "$WORK/test.err"
+cat "$WORK"/unit.json "$WORK"/e2e.json "$WORK"/os.json 2>/dev/null | go run ./internal/testreport || rc=1
+for f in "$WORK"/unit.err "$WORK"/e2e.err "$WORK"/os.err; do [ -s "$f" ] && cat "$f"; done
+[ "$compose_rc" = 0 ] || fail "compose test"
 [ "$rc" = 0 ] || fail "go test"
 log "all tests passed"

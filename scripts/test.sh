@@ -6,9 +6,9 @@
 # stack while containers are killed), and runs every Go test, with the race detector in
 # every package but cmd/spawner (whose tests run the released binary as processes). The
 # Go tests start once the services are ready, while the compose images may still be
-# building; the compose test runs last. The real-service suites FAIL instead of skipping here (SPAWNER_REQUIRE_LXD=1,
-# SPAWNER_REQUIRE_OPENSTACK=1), and a final check fails the run if any of them was
-# skipped anyway.
+# building; the compose test runs last. The real-service suites FAIL instead of skipping
+# here (SPAWNER_REQUIRE_LXD=1, SPAWNER_REQUIRE_OPENSTACK=1), and a final check fails the
+# run if any of them was skipped anyway.
 #
 # Everything the tests use is provisioned here, idempotently: made when missing, reused
 # when present (the images are keyed by their recipe's hash). Nothing an earlier run left
@@ -48,9 +48,11 @@ GO_MODULES=(. deployments)
 # cmd/spawner's tests run the released binary (static, built without -race) as separate
 # processes; its test process holds only the harness, the fakes and in-process NATS
 # servers, so -race there would cost its run several times the CPU
-# (TestClusterSurvivesFailures: 285 s with it, 145 s without, in comparable runs) and
+# (TestClusterSurvivesFailures: 285 s with it, 99-145 s without, in comparable runs) and
 # instrument no product code: every product package gets -race in its own tests.
 E2E_PKG=./cmd/spawner
+# race_pkgs: the product module's packages that run with -race (all but cmd/spawner).
+race_pkgs() { go list ./... | grep -vx "$(go list "$E2E_PKG")"; }
 
 # bg NAME CMD...: run CMD in the background, its output in $WORK/NAME.log and its exit
 # status in $WORK/NAME.rc. need NAME: wait for it and fail the run unless it succeeded.
@@ -64,9 +66,8 @@ need() {
 # Compile every test binary in the background while the services install (the compile is
 # CPU-bound, the installs mostly wait for the network and dpkg), then go vet and gofmt.
 compile_and_vet() {
-  local m pkgs
-  pkgs=$(go list ./... | grep -vx "github.com/runner-spawner/runner-spawner/cmd/spawner")
-  go test -race -count=1 -run '^$' $pkgs || return 1
+  local m
+  go test -race -count=1 -run '^$' $(race_pkgs) || return 1
   go test -count=1 -run '^$' "$E2E_PKG" || return 1
   for m in "${GO_MODULES[@]:1}"; do go test -C "$m" -race -count=1 -run '^$' ./... || return 1; done
   for m in "${GO_MODULES[@]}"; do go vet -C "$m" ./... || return 1; done
@@ -113,12 +114,11 @@ if [ "$SERVICES" = 1 ]; then
   grep -E 'ready in|all services up' "$WORK/openstack.log" | tail -1 || true
 fi
 run_go_tests() {
-  local m rc=0 pkgs
-  pkgs=$(go list ./... | grep -vx "github.com/runner-spawner/runner-spawner/${E2E_PKG#./}")
+  local m rc=0
   # cmd/spawner beside the other packages, which run one at a time (-p 1) as they did
   # beside it under go test's default -p 2 for all packages: it is the longest by far.
   go test -count=1 -timeout "${SPAWNER_TEST_TIMEOUT:-25m}" -json "$E2E_PKG" >"$WORK/e2e.json" 2>"$WORK/e2e.err" & local e2e=$!
-  go test -race -p 1 -count=1 -timeout "${SPAWNER_TEST_TIMEOUT:-25m}" -json $pkgs >"$WORK/unit.json" 2>"$WORK/unit.err" || rc=1
+  go test -race -p 1 -count=1 -timeout "${SPAWNER_TEST_TIMEOUT:-25m}" -json $(race_pkgs) >"$WORK/unit.json" 2>"$WORK/unit.err" || rc=1
   # TestComposeStack drives a running stack: compose-test.sh runs it (and fails the run
   # unless it passed), so here it is left out rather than listed as skipped.
   for m in "${GO_MODULES[@]:1}"; do

@@ -134,7 +134,7 @@ func TestRunnerOperations(t *testing.T) {
 	rctx, stop := context.WithCancel(ctx)
 	defer func() { stop(); <-done }()
 	go func() { done <- fakerunner.Run(rctx, fakerunner.Options{JITConfig: jit.EncodedJITConfig.Reveal()}) }()
-	eventually(t, 5*time.Second, "runner busy", func() bool {
+	eventually(t, 30*time.Second, "runner busy", func() bool {
 		r, err := c.GetRunner(ctx, jit.RunnerID)
 		return err == nil && r.Busy && r.Status == "online"
 	})
@@ -178,7 +178,7 @@ func TestJobOperations(t *testing.T) {
 	rctx, stop := context.WithCancel(ctx)
 	defer func() { stop(); <-done }()
 	go func() { done <- fakerunner.Run(rctx, fakerunner.Options{JITConfig: jit.EncodedJITConfig.Reveal()}) }()
-	eventually(t, 5*time.Second, "first job in progress", func() bool {
+	eventually(t, 30*time.Second, "first job in progress", func() bool {
 		j, err := c.GetJob(ctx, "octo-org/octo-repo", first.ID)
 		return err == nil && j.Status == "in_progress"
 	})
@@ -243,7 +243,7 @@ func TestDeliveries(t *testing.T) {
 	for range 3 {
 		srv.CreateJob(fakegithub.JobSpec{})
 	}
-	eventually(t, 5*time.Second, "deliveries done", func() bool {
+	eventually(t, 30*time.Second, "deliveries done", func() bool {
 		n := 0
 		for _, d := range srv.Deliveries() {
 			if d.Done {
@@ -280,7 +280,7 @@ func TestDeliveries(t *testing.T) {
 		if err := c.Redeliver(t.Context(), ref, failed.ID); err != nil {
 			t.Fatalf("redeliver via %s: %v", ref.Kind, err)
 		}
-		eventually(t, 5*time.Second, "redelivery recorded", func() bool {
+		eventually(t, 30*time.Second, "redelivery recorded", func() bool {
 			n := 0
 			for _, d := range srv.Deliveries() {
 				if d.Redelivery && d.GUID == failed.GUID && d.Done && d.OK() {

@@ -80,7 +80,7 @@ func TestErrorMapping(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				eventually(t, 5*time.Second, "delivery recorded", func() bool {
+				eventually(t, 30*time.Second, "delivery recorded", func() bool {
 					d := srv.Deliveries()
 					return len(d) == 1 && d[0].Done
 				})

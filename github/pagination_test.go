@@ -57,7 +57,7 @@ func TestPagination(t *testing.T) {
 			return len(js), err
 		}},
 		{"deliveries", "orgs/list-webhook-deliveries", 5, func() (int, error) {
-			eventually(t, 5*time.Second, "deliveries done", func() bool {
+			eventually(t, 30*time.Second, "deliveries done", func() bool {
 				for _, d := range srv.Deliveries() {
 					if !d.Done {
 						return false

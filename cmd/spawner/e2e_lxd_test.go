@@ -34,7 +34,9 @@ func requireLXD(t *testing.T) (*lxd.Client, string) {
 		realservice.LXD.Unavailable(t, "no LXD client: %v", err)
 	}
 	t.Cleanup(c.Close)
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	// A daemon that is not there fails at once (no socket); only a stalled one waits,
+	// and a daemon busy with other suites' containers took more than 5 s to answer in CI.
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	if _, err := c.Server(ctx); err != nil {
 		realservice.LXD.Unavailable(t, "no LXD daemon answers at %s: %v", c.Endpoint(), err)

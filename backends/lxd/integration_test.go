@@ -304,6 +304,7 @@ func waitState(t *testing.T, b *Backend, name string, want backends.State, timeo
 // about 15 s on a dir pool.
 func TestBootstrapCloudConfigOnRealLXD(t *testing.T) {
 	const image = "deb12"
+	realservice.ImageDeb12.Await(t)
 	c := realClient(t)
 	if ok, err := c.HasImage(t.Context(), image); !ok || err != nil {
 		realservice.LXD.Unavailable(t, "no image %q (%v): build it with scripts/lxd-setup.sh image %s", image, err, image)

@@ -61,6 +61,7 @@ var realClouds = &realCloudPool{clouds: map[string]*Cloud{}, errs: map[string]er
 // silently skipped can never pass there.
 func realCloud(t testing.TB, name string) *Cloud {
 	t.Helper()
+	realservice.OpenStackCloud.Await(t)
 	if _, err := os.Stat(realCloudsFile()); err != nil {
 		realservice.OpenStack.Unavailable(t, "%v", err)
 	}

@@ -69,6 +69,7 @@ func osCloudsFile() string {
 // real-cloud tests do.
 func osCompute(t testing.TB, cloud string) *gophercloud.ServiceClient {
 	t.Helper()
+	realservice.OpenStackCloud.Await(t)
 	if _, err := os.Stat(osCloudsFile()); err != nil {
 		realservice.OpenStack.Unavailable(t, "%v", err)
 	}

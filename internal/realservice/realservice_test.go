@@ -60,3 +60,36 @@ func TestUnavailable(t *testing.T) {
 		})
 	}
 }
+
+func TestAwait(t *testing.T) {
+	tests := []struct {
+		env  string
+		r    Readiness
+		want string
+	}{
+		{"", OpenStackCloud, "go on"},
+		{"deb12", OpenStackCloud, "go on"},
+		{"openstack", OpenStackCloud, "skip"},
+		{"deb12 openstack", OpenStackCloud, "skip"},
+		{"deb12 openstack", ImageDeb12, "skip"},
+		{"openstackx", OpenStackCloud, "go on"},
+	}
+	for _, tt := range tests {
+		t.Run(string(tt.r)+"="+tt.env, func(t *testing.T) {
+			t.Setenv(DeferEnv, tt.env)
+			r := &recorder{TB: t, ended: "go on"}
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				tt.r.Await(r)
+			}()
+			<-done
+			if r.ended != tt.want {
+				t.Fatalf("ended with %q (%q), want %q", r.ended, r.msg, tt.want)
+			}
+			if tt.want == "skip" && !strings.HasPrefix(r.msg, DeferredMark+" "+string(tt.r)) {
+				t.Errorf("skip message %q does not start with %q", r.msg, DeferredMark)
+			}
+		})
+	}
+}

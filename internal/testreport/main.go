@@ -1,8 +1,10 @@
 // Command testreport reads `go test -json` output on stdin and prints what a person
 // needs from a CI log: one line per package, the full output of failed tests, every
 // skipped test with its reason, and the end-to-end tests' own summary lines. It exits
-// non-zero on a failure, and when SPAWNER_REQUIRE_LXD or SPAWNER_REQUIRE_OPENSTACK is
-// set and a real-service test was skipped anyway.
+// non-zero on a failure, when SPAWNER_REQUIRE_LXD or SPAWNER_REQUIRE_OPENSTACK is set
+// and a real-service test was skipped anyway, and when a test deferred to a second
+// pass (realservice.Await) never ran. Given several runs of a package, a test's last
+// run is its result. With -deferred it lists the tests to run in that second pass.
 //
 // It is a build tool for scripts/test.sh; nothing imports it.
 package main
@@ -11,6 +13,7 @@ import (
 	"bufio"
 	"cmp"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -18,6 +21,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/runner-spawner/runner-spawner/internal/realservice"
 )
 
 type event struct {
@@ -39,77 +44,179 @@ var sourceLine = regexp.MustCompile(`[A-Za-z0-9_]+\.go:\d+: `)
 var summaryLine = regexp.MustCompile(`\b(jobs? (in|on)|p50|p99|ratio|GitHub calls|burst bound|requests for)\b`)
 
 func main() {
+	deferred := flag.Bool("deferred", false, "print the top-level tests the input deferred (skipped with realservice.DeferredMark and not run since), one \"package test\" a line, and nothing else")
+	flag.Parse()
+	if *deferred {
+		if err := listDeferred(os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "testreport:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	os.Exit(run(os.Stdin, os.Stdout, os.Getenv))
 }
 
-func run(in io.Reader, out io.Writer, getenv func(string) string) int {
-	output := map[string]*strings.Builder{} // package/test → output
-	var pkgLines, skipped, failed, summaries []string
-	var timed []timedTest
+// results is what the events of one or more `go test -json` runs say. scripts/test.sh
+// may run a package twice (a first pass that defers the tests whose service is not
+// ready yet, and a second that runs just those): a test's last run is its result, and
+// a package's time is the sum of its runs.
+type results struct {
+	output    map[string]*strings.Builder // "package test" → output of its last run
+	final     map[string]string           // "package test" → pass, fail or skip
+	failedAny map[string]bool             // a failure in any run stays a failure
+	order     []string                    // keys in the order they first ended
+	pkgs      map[string]*pkgResult
+	summaries []string
+	timed     []timedTest
+	other     []string // input lines that are not JSON: a build error, say
+}
+
+type pkgResult struct {
+	elapsed float64
+	failed  bool
+	runs    int
+}
+
+func readResults(in io.Reader) (*results, error) {
+	r := &results{output: map[string]*strings.Builder{}, final: map[string]string{}, failedAny: map[string]bool{}, pkgs: map[string]*pkgResult{}}
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 1<<20), 16<<20)
 	for sc.Scan() {
 		var e event
 		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-			fmt.Fprintln(out, sc.Text()) // not JSON: a build error, say
+			r.other = append(r.other, sc.Text())
 			continue
 		}
 		key := e.Package + " " + e.Test
 		switch e.Action {
+		case "run":
+			delete(r.output, key) // a second run's output replaces the first's
 		case "output":
-			b := output[key]
+			b := r.output[key]
 			if b == nil {
 				b = &strings.Builder{}
-				output[key] = b
+				r.output[key] = b
 			}
 			b.WriteString(e.Output)
 			if e.Test != "" && summaryLine.MatchString(e.Output) && strings.Contains(e.Output, "_test.go:") {
-				summaries = append(summaries, strings.TrimSpace(e.Test+": "+strings.TrimSpace(e.Output)))
+				r.summaries = append(r.summaries, strings.TrimSpace(e.Test+": "+strings.TrimSpace(e.Output)))
 			}
-		case "skip":
-			if e.Test != "" {
-				skipped = append(skipped, fmt.Sprintf("%s %s: %s", e.Package, e.Test, skipReason(output[key])))
-			}
-		case "fail":
-			if e.Test != "" {
-				failed = append(failed, key)
-			} else {
-				pkgLines = append(pkgLines, fmt.Sprintf("FAIL %s (%.1fs)", e.Package, e.Elapsed))
-			}
-		case "pass":
-			if e.Test != "" && !strings.Contains(e.Test, "/") {
-				timed = append(timed, timedTest{e.Package + " " + e.Test, e.Elapsed})
-			}
+		case "pass", "fail", "skip":
 			if e.Test == "" {
-				pkgLines = append(pkgLines, fmt.Sprintf("ok   %s (%.1fs)", e.Package, e.Elapsed))
+				if e.Action == "skip" {
+					continue // no test files
+				}
+				p := r.pkgs[e.Package]
+				if p == nil {
+					p = &pkgResult{}
+					r.pkgs[e.Package] = p
+				}
+				p.elapsed += e.Elapsed
+				p.failed = p.failed || e.Action == "fail"
+				p.runs++
+				continue
+			}
+			if _, seen := r.final[key]; !seen {
+				r.order = append(r.order, key)
+			}
+			r.final[key] = e.Action
+			if e.Action == "fail" {
+				r.failedAny[key] = true
+			}
+			if e.Action == "pass" && !strings.Contains(e.Test, "/") {
+				r.timed = append(r.timed, timedTest{key, e.Elapsed})
 			}
 		}
 	}
+	return r, sc.Err()
+}
+
+// deferred reports whether the test's last run was a skip that deferred it.
+func (r *results) deferred(key string) bool {
+	return r.final[key] == "skip" && strings.Contains(skipReason(r.output[key]), realservice.DeferredMark)
+}
+
+// listDeferred prints the top-level tests whose last run deferred them (or one of
+// their subtests), once each.
+func listDeferred(in io.Reader, out io.Writer) error {
+	r, err := readResults(in)
+	if err != nil {
+		return fmt.Errorf("reading go test -json: %w", err)
+	}
+	var tests []string
+	for _, key := range r.order {
+		if r.deferred(key) {
+			pkg, test, _ := strings.Cut(key, " ")
+			top, _, _ := strings.Cut(test, "/")
+			tests = append(tests, pkg+" "+top)
+		}
+	}
+	slices.Sort(tests)
+	for _, t := range slices.Compact(tests) {
+		fmt.Fprintln(out, t)
+	}
+	return nil
+}
+
+func run(in io.Reader, out io.Writer, getenv func(string) string) int {
+	r, err := readResults(in)
+	for _, l := range r.other {
+		fmt.Fprintln(out, l)
+	}
+	code := 0
+	if err != nil {
+		fmt.Fprintf(out, "reading go test -json: %v\n", err)
+		code = 1
+	}
+	var failed, skipped []string
+	for _, key := range r.order {
+		switch {
+		case r.failedAny[key]:
+			failed = append(failed, key)
+		case r.final[key] == "skip":
+			skipped = append(skipped, key)
+		}
+	}
+	var pkgLines []string
+	for name, p := range r.pkgs {
+		status, runs := "ok  ", ""
+		if p.failed {
+			status = "FAIL"
+		}
+		if p.runs > 1 {
+			runs = fmt.Sprintf(" in %d runs", p.runs)
+		}
+		pkgLines = append(pkgLines, fmt.Sprintf("%s %s (%.1fs%s)", status, name, p.elapsed, runs))
+	}
 	for _, key := range failed {
-		fmt.Fprintf(out, "=== FAILED %s\n%s\n", key, tail(output[key], 200))
+		fmt.Fprintf(out, "=== FAILED %s\n%s\n", key, tail(r.output[key], 200))
 	}
 	for _, key := range pkgFailuresWithoutTests(pkgLines, failed) {
-		fmt.Fprintf(out, "=== FAILED package %s\n%s\n", key, tail(output[key+" "], 100))
+		fmt.Fprintf(out, "=== FAILED package %s\n%s\n", key, tail(r.output[key+" "], 100))
 	}
 	slices.Sort(pkgLines)
 	fmt.Fprintln(out, strings.Join(pkgLines, "\n"))
-	if len(summaries) > 0 {
+	if len(r.summaries) > 0 {
 		fmt.Fprintln(out, "\nresults logged by the end-to-end tests:")
-		for _, s := range summaries {
+		for _, s := range r.summaries {
 			fmt.Fprintln(out, "  "+s)
 		}
 	}
-	printSlowest(out, timed, 12)
-	code := 0
+	printSlowest(out, r.timed, 12)
 	if len(failed) > 0 || slices.ContainsFunc(pkgLines, func(l string) bool { return strings.HasPrefix(l, "FAIL") }) {
 		code = 1
 	}
 	if len(skipped) > 0 {
 		fmt.Fprintln(out, "\nskipped:")
 		required := getenv("SPAWNER_REQUIRE_LXD") == "1" || getenv("SPAWNER_REQUIRE_OPENSTACK") == "1"
-		for _, s := range skipped {
+		for _, key := range skipped {
+			s := key + ": " + skipReason(r.output[key])
 			mark := ""
-			if required && realService.MatchString(s) && !strings.Contains(s, "SPAWNER_BENCH") {
+			switch {
+			case r.deferred(key):
+				mark = "  <- deferred to a second pass that never ran it"
+				code = 1
+			case required && realService.MatchString(s) && !strings.Contains(s, "SPAWNER_BENCH"):
 				mark = "  <- a real-service suite was skipped although required"
 				code = 1
 			}

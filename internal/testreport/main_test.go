@@ -3,7 +3,15 @@ package main
 import (
 	"strings"
 	"testing"
+
+	"github.com/runner-spawner/runner-spawner/internal/realservice"
 )
+
+func TestDeferredMarkIsRealservices(t *testing.T) {
+	if deferredMark != realservice.DeferredMark {
+		t.Errorf("deferredMark %q, realservice.DeferredMark %q: the report would not find deferred tests", deferredMark, realservice.DeferredMark)
+	}
+}
 
 func TestRequiredSkipFails(t *testing.T) {
 	in := `{"Action":"output","Package":"p","Test":"TestLXDEndToEnd","Output":"    e2e_lxd_test.go:10: skipping real-LXD test: no daemon\n"}

@@ -197,7 +197,7 @@ func (j *Janitor) createsInFlight(ctx context.Context, scope []string) (bool, er
 		for name, slot := range capRec.Slots {
 			r := byName[name]
 			switch {
-			case r == nil && now.Sub(slot.Since) < slotGrace:
+			case r == nil && now.Sub(slot.Since) < SlotGrace:
 				return true, nil
 			case r != nil && r.State == fleet.RunnerCreating && now.Before(r.CreatingUntil):
 				return true, nil

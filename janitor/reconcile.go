@@ -24,10 +24,10 @@ const (
 	// registration, and a runner that ran a short job is removed by GitHub moments
 	// before its job's events reach us.
 	goneGrace = 30 * time.Second
-	// slotGrace: a slot is claimed a moment before its runner record is written (the
+	// SlotGrace: a slot is claimed a moment before its runner record is written (the
 	// job may be checked with GitHub in between), so a slot without a record is a
 	// leak only once it is older than this.
-	slotGrace = time.Minute
+	SlotGrace = time.Minute
 	// listTimeout bounds one listing (a backend's instances, GitHub's runners).
 	listTimeout = time.Minute
 )
@@ -515,7 +515,7 @@ func (p *pass) slots(f *Flavor, instances map[string]*instance, records map[stri
 		_, hasInstance := instances[name]
 		switch {
 		case rec == nil:
-			if hasInstance || p.now.Sub(slot.Since) < slotGrace || !p.marked("slot/"+f.Name+"/"+name) {
+			if hasInstance || p.now.Sub(slot.Since) < SlotGrace || !p.marked("slot/"+f.Name+"/"+name) {
 				continue
 			}
 			// The records came from a scan, which a replica catching up may serve a

@@ -44,7 +44,10 @@ func runTests(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	spawnerBin = filepath.Join(dir, "spawner")
-	build := exec.Command("go", "build", "-o", spawnerBin, "./cmd/spawner")
+	// Static and -trimpath, as released (and as cmd/spawner's tests build it, so that
+	// scripts/test.sh compiles the dependencies once for both).
+	build := exec.Command("go", "build", "-trimpath", "-o", spawnerBin, "./cmd/spawner")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	build.Dir = repoRoot
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build cmd/spawner: %v\n%s", err, out)

@@ -306,7 +306,9 @@ run_test() {
 
   log "TestComposeStack: $JOBS jobs through the balancer, kills of a NATS node, a consumer and the active janitor"
   set +e
-  SPAWNER_COMPOSE_DIR=$PWD SPAWNER_COMPOSE_JOBS=$JOBS go test -C deployments -count=1 -v -timeout 20m \
+  # Static and -trimpath, as scripts/test.sh builds the deployments module's tests: its
+  # compile is reused.
+  SPAWNER_COMPOSE_DIR=$PWD SPAWNER_COMPOSE_JOBS=$JOBS CGO_ENABLED=0 GOFLAGS=-trimpath go test -C deployments -count=1 -v -timeout 20m \
     -run '^TestComposeStack$' ./composerun/ 2>&1 | tee "$work/test.log"
   rc=${PIPESTATUS[0]}
   set -e

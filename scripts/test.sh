@@ -4,10 +4,12 @@
 # packages, daemons started by hand, no systemd needed), runs docker-compose.yml for real
 # (scripts/compose-test.sh: dockerd, every image built locally, 500 jobs through the
 # stack while containers are killed), and runs every Go test, with the race detector in
-# every package but cmd/spawner (whose tests run the released binary as processes). The
+# every product package but cmd/spawner (whose tests run the released binary as
+# processes; they and the deployments module's checks run in the released, static
+# build configuration, see static() below). The
 # Go tests start once the compile and LXD are ready, while the compose images may still
-# be building; those that need a setup still under way are deferred to a second pass
-# (SPAWNER_TEST_DEFER); the compose test runs last. The real-service suites FAIL instead of skipping
+# be building; those that need a setup still under way wait for it (SPAWNER_TEST_AWAIT);
+# the compose test runs last. The real-service suites FAIL instead of skipping
 # here (SPAWNER_REQUIRE_LXD=1, SPAWNER_REQUIRE_OPENSTACK=1), and a final check fails the
 # run if any of them was skipped anyway.
 #
@@ -32,6 +34,14 @@ command -v go >/dev/null || fail "Go is not installed (Go 1.26 or newer: https:/
 go_minor=$(go env GOVERSION | sed -E 's/^go1\.([0-9]+).*/\1/')
 [ "${go_minor:-0}" -ge 26 ] || fail "Go $(go env GOVERSION) is too old: 1.26 or newer is needed"
 export CGO_ENABLED=1   # the race detector needs cgo (gcc is on the machine)
+# Every build configuration is a compile of every dependency (nats-server, go-github,
+# gophercloud, ... and, for deployments/, Kubernetes and compose-go), which on an empty
+# build cache is minutes of CPU. So there are two: -race (with cgo, as the race detector
+# needs) for the product's packages, and the released one, static and -trimpath, for
+# everything else: cmd/spawner's tests and the binary their TestMain builds, the
+# deployments module's tests (they check files and run the binary), go vet, and the
+# compose image's binary (scripts/compose-test.sh). static CMD... runs CMD in the latter.
+static() { CGO_ENABLED=0 GOFLAGS="${GOFLAGS:+$GOFLAGS }-trimpath" "$@"; }
 WORK=$(mktemp -d)
 # A run that fails early must not leave its background work (the compile, the image
 # build) running: it would go on writing into this run's output and use the CPU of the
@@ -69,18 +79,23 @@ await_bg() {
 need() { await_bg "$1" || exit 1; }
 
 # Compile every test binary in the background while the services install (the compile is
-# CPU-bound, the installs mostly wait for the network and dpkg), then go vet and gofmt.
-compile_and_vet() {
+# CPU-bound, the installs mostly wait for the network and dpkg). go vet and gofmt run
+# beside the tests, after the packages of their stream, at a lower CPU priority: they
+# reuse its compile.
+compile_tests() {
   local m
   go test -race -count=1 -run '^$' $(race_pkgs) || return 1
-  go test -count=1 -run '^$' "$E2E_PKG" || return 1
-  for m in "${GO_MODULES[@]:1}"; do go test -C "$m" -race -count=1 -run '^$' ./... || return 1; done
-  for m in "${GO_MODULES[@]}"; do go vet -C "$m" ./... || return 1; done
+  static go test -count=1 -run '^$' "$E2E_PKG" || return 1
+  for m in "${GO_MODULES[@]:1}"; do static go test -C "$m" -count=1 -run '^$' ./... || return 1; done
+}
+vet_and_fmt() {
+  local m unformatted
+  for m in "${GO_MODULES[@]}"; do static nice -n 10 go vet -C "$m" ./... || return 1; done
   unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
   [ -z "$unformatted" ] || { echo "gofmt would change: $unformatted"; return 1; }
 }
-log "compiling tests, then go vet and gofmt, in the background"
-bg compile compile_and_vet
+log "compiling tests in the background"
+bg compile compile_tests
 
 STOP_DOCKER=0
 SERVICES=1
@@ -105,16 +120,18 @@ if [ "$SERVICES" = 1 ]; then
 fi
 
 # The tests start as soon as the compile is done, while the compose images may still be
-# building (at a lower CPU priority, see compose-test.sh): every package of both
-# modules, cmd/spawner beside the others. A setup still running then (on a fresh
-# machine, the OpenStack packages and the deb12 image take minutes) does not hold them
-# all back: the tests that need it skip with "deferred until ready" (SPAWNER_TEST_DEFER,
-# internal/realservice), and a second pass runs just those once it is ready. The
-# compose test runs once the tests are done, alone: run together, the stack, the
-# OpenStack tests and the tests that pace against a compressed clock starved each other
-# and failed (BENCHMARKS.md, "CI on a fresh machine").
+# building (at a lower CPU priority, see compose-test.sh): two streams, cmd/spawner (the
+# longest package by far) beside every other package of both modules, which run one at
+# a time (-p 1), then go vet and gofmt. A setup still running then (on a fresh machine,
+# the OpenStack packages and the deb12 image take minutes) does not hold them all back:
+# only a test that needs it waits for it, where it calls realservice's Await
+# (SPAWNER_TEST_AWAIT names the file its exit status will be in), and the package that
+# needs OpenStack most runs last in its stream. The compose test runs once the tests are
+# done, alone: run together, the stack, the OpenStack tests and the tests that pace
+# against a compressed clock starved each other and failed (BENCHMARKS.md, "CI on a
+# fresh machine").
 need compile
-log "compiled; go vet and gofmt passed"
+log "compiled"
 # setup_ready NAME: wait for a background setup and say what it did.
 setup_ready() {
   await_bg "$1" || return 1
@@ -123,67 +140,39 @@ setup_ready() {
     openstack) grep -E 'ready in|all services up' "$WORK/openstack.log" | tail -1 || true ;;
   esac
 }
-DEFER=""
+AWAIT=()
 if [ "$SERVICES" = 1 ]; then
   for s in deb12 openstack; do   # the names of realservice.Readiness
-    if done_bg "$s"; then setup_ready "$s" || exit 1; else DEFER="$DEFER $s"; fi
+    if done_bg "$s"; then setup_ready "$s" || exit 1; else AWAIT+=("$s=$WORK/$s.rc"); fi
   done
 fi
-DEFER=${DEFER# }
+export SPAWNER_TEST_AWAIT="${AWAIT[*]}"
+# The packages whose tests need OpenStack, last in their stream: they wait for its
+# setup on a fresh machine, and nothing else should wait behind them.
+OPENSTACK_PKGS=(./backends/openstack)
 TIMEOUT=${SPAWNER_TEST_TIMEOUT:-25m}
 run_go_tests() {
-  local m rc=0
-  # cmd/spawner beside the other packages, which run one at a time (-p 1) as they did
-  # beside it under go test's default -p 2 for all packages: it is the longest by far.
-  go test -count=1 -timeout "$TIMEOUT" -json "$E2E_PKG" >"$WORK/e2e.json" 2>"$WORK/e2e.err" & local e2e=$!
-  go test -race -p 1 -count=1 -timeout "$TIMEOUT" -json $(race_pkgs) >"$WORK/unit.json" 2>"$WORK/unit.err" || rc=1
+  local m rc=0 first_pkgs
+  static go test -count=1 -timeout "$TIMEOUT" -json "$E2E_PKG" >"$WORK/e2e.json" 2>"$WORK/e2e.err" & local e2e=$!
+  first_pkgs=$(race_pkgs | grep -vxF -f <(go list "${OPENSTACK_PKGS[@]}"))
+  go test -race -p 1 -count=1 -timeout "$TIMEOUT" -json $first_pkgs >"$WORK/unit.json" 2>"$WORK/unit.err" || rc=1
   # TestComposeStack drives a running stack: compose-test.sh runs it (and fails the run
   # unless it passed), so here it is left out rather than listed as skipped.
   for m in "${GO_MODULES[@]:1}"; do
-    go test -C "$m" -race -p 1 -count=1 -timeout "$TIMEOUT" -skip '^TestComposeStack$' -json ./... >>"$WORK/unit.json" 2>>"$WORK/unit.err" || rc=1
+    static go test -C "$m" -p 1 -count=1 -timeout "$TIMEOUT" -skip '^TestComposeStack$' -json ./... >>"$WORK/unit.json" 2>>"$WORK/unit.err" || rc=1
   done
+  go test -race -p 1 -count=1 -timeout "$TIMEOUT" -json "${OPENSTACK_PKGS[@]}" >>"$WORK/unit.json" 2>>"$WORK/unit.err" || rc=1
+  vet_and_fmt >"$WORK/vet.log" 2>&1 || { cat "$WORK/vet.log"; log "FAIL: go vet or gofmt"; rc=1; }
   wait "$e2e" || rc=1
   return $rc
 }
-# run_deferred_tests LIST: the second pass, the tests LIST names ("package test" a line,
-# from testreport -deferred), laid out as in the first; their results are appended to
-# the first pass's, where the report takes a test's last run as its result.
-run_deferred_tests() {
-  local e2e_pkg e2e_re race_re e2e="" rc=0
-  e2e_pkg=$(go list "$E2E_PKG")
-  e2e_re=$(awk -v p="$e2e_pkg" '$1 == p { print $2 }' "$1" | sort -u | paste -sd'|')
-  race_re=$(awk -v p="$e2e_pkg" '$1 != p { print $2 }' "$1" | sort -u | paste -sd'|')
-  if [ -n "$e2e_re" ]; then
-    go test -count=1 -timeout "$TIMEOUT" -run "^($e2e_re)\$" -json "$E2E_PKG" >>"$WORK/e2e.json" 2>>"$WORK/e2e.err" & e2e=$!
-  fi
-  if [ -n "$race_re" ]; then
-    go test -race -p 1 -count=1 -timeout "$TIMEOUT" -run "^($race_re)\$" -json \
-      $(awk -v p="$e2e_pkg" '$1 != p { print $1 }' "$1" | sort -u) >>"$WORK/unit.json" 2>>"$WORK/unit.err" || rc=1
-  fi
-  if [ -n "$e2e" ]; then wait "$e2e" || rc=1; fi
-  return $rc
-}
 rc=0
-if [ -n "$DEFER" ]; then
-  log "go test (-race; cmd/spawner without it, see above); deferred until ready: $DEFER"
-  SPAWNER_TEST_DEFER=$DEFER run_go_tests || rc=1
-  log "go test, first pass ended"
-  ready=1
-  for s in $DEFER; do setup_ready "$s" || ready=0; done
-  if [ "$ready" = 1 ]; then
-    cat "$WORK"/unit.json "$WORK"/e2e.json | go run ./internal/testreport -deferred >"$WORK/deferred.txt" || fail "listing the deferred tests"
-    log "go test, second pass: $(wc -l <"$WORK/deferred.txt") deferred tests: $(awk '{ print $2 }' "$WORK/deferred.txt" | paste -sd' ')"
-    run_deferred_tests "$WORK/deferred.txt" || rc=1
-  else
-    rc=1   # the report lists the deferred tests as never run
-  fi
-else
-  log "go test (-race; cmd/spawner without it, see above)"
-  run_go_tests || rc=1
-fi
+log "go test (-race; cmd/spawner without it, see above)${SPAWNER_TEST_AWAIT:+; tests that need it wait for: ${SPAWNER_TEST_AWAIT}}"
+run_go_tests || rc=1
+for a in "${AWAIT[@]}"; do setup_ready "${a%%=*}" || rc=1; done
 log "go test ended"
 # Human-readable output: failures in full, a line per package.
-cat "$WORK"/unit.json "$WORK"/e2e.json | go run ./internal/testreport || rc=1
+cat "$WORK"/unit.json "$WORK"/e2e.json | static go run ./internal/testreport || rc=1
 for f in "$WORK"/unit.err "$WORK"/e2e.err; do [ -s "$f" ] && cat "$f"; done
 [ "$rc" = 0 ] || fail "go test"
 

@@ -32,8 +32,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	spawnerBin = filepath.Join(dir, "spawner")
-	build := exec.Command("go", "build", "-o", spawnerBin, ".")
-	// Static, as released: end-to-end tests run it inside minimal containers too.
+	// Static and -trimpath, as released: end-to-end tests run it inside minimal
+	// containers too. scripts/test.sh builds this package's tests, go vet and
+	// deployments/ with the same settings, so that one compile of the dependencies
+	// serves them all (each build configuration is a compile of every dependency).
+	build := exec.Command("go", "build", "-trimpath", "-o", spawnerBin, ".")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {

@@ -1,10 +1,9 @@
 // Command testreport reads `go test -json` output on stdin and prints what a person
 // needs from a CI log: one line per package, the full output of failed tests, every
 // skipped test with its reason, and the end-to-end tests' own summary lines. It exits
-// non-zero on a failure, when SPAWNER_REQUIRE_LXD or SPAWNER_REQUIRE_OPENSTACK is set
-// and a real-service test was skipped anyway, and when a test deferred to a second
-// pass (realservice.Await) never ran. Given several runs of a package, a test's last
-// run is its result. With -deferred it lists the tests to run in that second pass.
+// non-zero on a failure, and when SPAWNER_REQUIRE_LXD or SPAWNER_REQUIRE_OPENSTACK is
+// set and a real-service test was skipped anyway. Given several runs of a package (the
+// output of two go test commands, or -count), a test's last run is its result.
 //
 // It is a build tool for scripts/test.sh; nothing imports it.
 package main
@@ -13,7 +12,6 @@ import (
 	"bufio"
 	"cmp"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -32,11 +30,6 @@ type event struct {
 	Output  string
 }
 
-// deferredMark starts the skip message of a test deferred to a second pass: it is
-// realservice.DeferredMark, which this command may not import (it is a test tool;
-// TestDeferredMarkIsRealservices keeps the two equal).
-const deferredMark = "deferred until ready:"
-
 // realService names the tests that need LXD or OpenStack.
 var realService = regexp.MustCompile(`LXD|Lxd|OpenStack|Openstack|Real`)
 
@@ -47,22 +40,13 @@ var sourceLine = regexp.MustCompile(`[A-Za-z0-9_]+\.go:\d+: `)
 var summaryLine = regexp.MustCompile(`\b(jobs? (in|on)|p50|p99|ratio|GitHub calls|burst bound|requests for)\b`)
 
 func main() {
-	deferred := flag.Bool("deferred", false, "print the top-level tests the input deferred (skipped with realservice.DeferredMark and not run since), one \"package test\" a line, and nothing else")
-	flag.Parse()
-	if *deferred {
-		if err := listDeferred(os.Stdin, os.Stdout); err != nil {
-			fmt.Fprintln(os.Stderr, "testreport:", err)
-			os.Exit(1)
-		}
-		return
-	}
 	os.Exit(run(os.Stdin, os.Stdout, os.Getenv))
 }
 
-// results is what the events of one or more `go test -json` runs say. scripts/test.sh
-// may run a package twice (a first pass that defers the tests whose service is not
-// ready yet, and a second that runs just those): a test's last run is its result, and
-// a package's time is the sum of its runs.
+// results is what the events of one or more `go test -json` runs say. A package may
+// have run more than once (the output of two go test commands): a test's last run is
+// its result, a failure in any run stays one, and a package's time is the sum of its
+// runs.
 type results struct {
 	output    map[string]*strings.Builder // "package test" → output of its last run
 	final     map[string]string           // "package test" → pass, fail or skip
@@ -134,33 +118,6 @@ func readResults(in io.Reader) (*results, error) {
 	return r, sc.Err()
 }
 
-// deferred reports whether the test's last run was a skip that deferred it.
-func (r *results) deferred(key string) bool {
-	return r.final[key] == "skip" && strings.Contains(skipReason(r.output[key]), deferredMark)
-}
-
-// listDeferred prints the top-level tests whose last run deferred them (or one of
-// their subtests), once each.
-func listDeferred(in io.Reader, out io.Writer) error {
-	r, err := readResults(in)
-	if err != nil {
-		return fmt.Errorf("reading go test -json: %w", err)
-	}
-	var tests []string
-	for _, key := range r.order {
-		if r.deferred(key) {
-			pkg, test, _ := strings.Cut(key, " ")
-			top, _, _ := strings.Cut(test, "/")
-			tests = append(tests, pkg+" "+top)
-		}
-	}
-	slices.Sort(tests)
-	for _, t := range slices.Compact(tests) {
-		fmt.Fprintln(out, t)
-	}
-	return nil
-}
-
 func run(in io.Reader, out io.Writer, getenv func(string) string) int {
 	r, err := readResults(in)
 	for _, l := range r.other {
@@ -215,11 +172,7 @@ func run(in io.Reader, out io.Writer, getenv func(string) string) int {
 		for _, key := range skipped {
 			s := key + ": " + skipReason(r.output[key])
 			mark := ""
-			switch {
-			case r.deferred(key):
-				mark = "  <- deferred to a second pass that never ran it"
-				code = 1
-			case required && realService.MatchString(s) && !strings.Contains(s, "SPAWNER_BENCH"):
+			if required && realService.MatchString(s) && !strings.Contains(s, "SPAWNER_BENCH") {
 				mark = "  <- a real-service suite was skipped although required"
 				code = 1
 			}

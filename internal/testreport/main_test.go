@@ -3,15 +3,7 @@ package main
 import (
 	"strings"
 	"testing"
-
-	"github.com/runner-spawner/runner-spawner/internal/realservice"
 )
-
-func TestDeferredMarkIsRealservices(t *testing.T) {
-	if deferredMark != realservice.DeferredMark {
-		t.Errorf("deferredMark %q, realservice.DeferredMark %q: the report would not find deferred tests", deferredMark, realservice.DeferredMark)
-	}
-}
 
 func TestRequiredSkipFails(t *testing.T) {
 	in := `{"Action":"output","Package":"p","Test":"TestLXDEndToEnd","Output":"    e2e_lxd_test.go:10: skipping real-LXD test: no daemon\n"}
@@ -91,20 +83,20 @@ func TestSlowestListed(t *testing.T) {
 	}
 }
 
-// deferredRun is a first pass in which TestRealQuota and a subtest of TestRealAuth
-// were deferred (realservice.Await), and TestUnit passed.
-const deferredRun = `{"Action":"run","Package":"p","Test":"TestRealQuota"}
-{"Action":"output","Package":"p","Test":"TestRealQuota","Output":"    real_test.go:64: deferred until ready: openstack (SPAWNER_TEST_DEFER=\"openstack\"): scripts/test.sh runs this test again once it is\n"}
+// firstRun is a run in which TestRealQuota and a subtest of TestRealAuth skipped
+// (their cloud was not there yet), and TestUnit passed.
+const firstRun = `{"Action":"run","Package":"p","Test":"TestRealQuota"}
+{"Action":"output","Package":"p","Test":"TestRealQuota","Output":"    real_test.go:64: skipping real-OpenStack test: no cloud\n"}
 {"Action":"skip","Package":"p","Test":"TestRealQuota"}
 {"Action":"run","Package":"p","Test":"TestRealAuth/admin"}
-{"Action":"output","Package":"p","Test":"TestRealAuth/admin","Output":"    real_test.go:64: deferred until ready: openstack (SPAWNER_TEST_DEFER=\"openstack\"): scripts/test.sh runs this test again once it is\n"}
+{"Action":"output","Package":"p","Test":"TestRealAuth/admin","Output":"    real_test.go:64: skipping real-OpenStack test: no cloud\n"}
 {"Action":"skip","Package":"p","Test":"TestRealAuth/admin"}
 {"Action":"pass","Package":"p","Test":"TestRealAuth"}
 {"Action":"pass","Package":"p","Test":"TestUnit","Elapsed":2}
 {"Action":"pass","Package":"p","Elapsed":3}
 `
 
-// secondRun runs the deferred tests again.
+// secondRun runs the skipped tests again.
 const secondRun = `{"Action":"run","Package":"p","Test":"TestRealQuota"}
 {"Action":"pass","Package":"p","Test":"TestRealQuota","Elapsed":5}
 {"Action":"run","Package":"p","Test":"TestRealAuth/admin"}
@@ -113,62 +105,37 @@ const secondRun = `{"Action":"run","Package":"p","Test":"TestRealQuota"}
 {"Action":"pass","Package":"p","Elapsed":7}
 `
 
-func TestDeferredListsTopLevelTests(t *testing.T) {
-	var out strings.Builder
-	if err := listDeferred(strings.NewReader(deferredRun), &out); err != nil {
-		t.Fatal(err)
-	}
-	if got, want := out.String(), "p TestRealAuth\np TestRealQuota\n"; got != want {
-		t.Errorf("deferred = %q, want %q", got, want)
-	}
-	out.Reset()
-	if err := listDeferred(strings.NewReader(deferredRun+secondRun), &out); err != nil {
-		t.Fatal(err)
-	}
-	if out.Len() != 0 {
-		t.Errorf("after the second pass, deferred = %q, want none", out.String())
-	}
-}
-
-func TestDeferredThenRunPasses(t *testing.T) {
+func TestLastRunIsTheResult(t *testing.T) {
 	env := map[string]string{"SPAWNER_REQUIRE_OPENSTACK": "1"}
 	var out strings.Builder
-	if code := run(strings.NewReader(deferredRun+secondRun), &out, func(k string) string { return env[k] }); code != 0 {
-		t.Errorf("deferred tests that passed in the second pass: exit %d\n%s", code, out.String())
+	if code := run(strings.NewReader(firstRun+secondRun), &out, func(k string) string { return env[k] }); code != 0 {
+		t.Errorf("tests skipped, then passed in a second run: exit %d\n%s", code, out.String())
 	}
 	if strings.Contains(out.String(), "skipped:") {
-		t.Errorf("tests that ran in the second pass are listed as skipped:\n%s", out.String())
+		t.Errorf("tests that ran in the second run are listed as skipped:\n%s", out.String())
 	}
 	if !strings.Contains(out.String(), "ok   p (10.0s in 2 runs)") {
 		t.Errorf("the package line does not add up both runs:\n%s", out.String())
 	}
-}
-
-// A deferred test that the second pass never ran fails the run, required or not:
-// otherwise a broken test.sh would pass without the OpenStack suites.
-func TestDeferredNeverRunFails(t *testing.T) {
-	var out strings.Builder
-	if code := run(strings.NewReader(deferredRun), &out, func(string) string { return "" }); code != 1 {
-		t.Errorf("deferred tests never run: exit %d, want 1\n%s", code, out.String())
-	}
-	if !strings.Contains(out.String(), "p TestRealQuota: real_test.go:64: deferred until ready: openstack") || !strings.Contains(out.String(), "never ran it") {
-		t.Errorf("the report does not say which test was never run:\n%s", out.String())
+	out.Reset()
+	if code := run(strings.NewReader(firstRun), &out, func(k string) string { return env[k] }); code != 1 {
+		t.Errorf("the first run alone, its real-service tests skipped although required: exit %d, want 1\n%s", code, out.String())
 	}
 }
 
-// A deferred test that fails in the second pass fails the run with its second run's output.
-func TestDeferredThenFails(t *testing.T) {
+// A test that fails in the second run fails the run with its second run's output.
+func TestSecondRunFailureShowsItsOutput(t *testing.T) {
 	second := strings.Replace(secondRun, `{"Action":"pass","Package":"p","Test":"TestRealQuota","Elapsed":5}`,
 		`{"Action":"output","Package":"p","Test":"TestRealQuota","Output":"    real_test.go:300: quota not enforced\n"}
 {"Action":"fail","Package":"p","Test":"TestRealQuota","Elapsed":5}`, 1)
 	second = strings.Replace(second, `{"Action":"pass","Package":"p","Elapsed":7}`, `{"Action":"fail","Package":"p","Elapsed":7}`, 1)
 	var out strings.Builder
-	if code := run(strings.NewReader(deferredRun+second), &out, func(string) string { return "" }); code != 1 {
+	if code := run(strings.NewReader(firstRun+second), &out, func(string) string { return "" }); code != 1 {
 		t.Fatalf("exit %d, want 1\n%s", code, out.String())
 	}
 	got := out.String()
 	if !strings.Contains(got, "quota not enforced") || strings.Contains(got, "=== FAILED p TestRealQuota\n    real_test.go:64") {
-		t.Errorf("the failure shows the first pass's output, not the second's:\n%s", got)
+		t.Errorf("the failure shows the first run's output, not the second's:\n%s", got)
 	}
 	if !strings.Contains(got, "FAIL p (10.0s in 2 runs)") {
 		t.Errorf("package line:\n%s", got)

@@ -223,21 +223,20 @@ func (b *Backend) Create(ctx context.Context, spec backends.InstanceSpec) (backe
 	log := b.logger.With(logkey.Instance, spec.Name, logkey.JobID, spec.JobID)
 	start := time.Now()
 
-	in, err := b.c.Instance(ctx, spec.Name)
-	switch {
-	case err == nil:
-		return b.existing(ctx, spec, in, log)
-	case !errors.Is(err, ErrNotFound):
-		return backends.Instance{}, fmt.Errorf("look up instance %s: %w", spec.Name, err)
-	}
-
+	// Create first, look up only when the name is taken: almost every Create is of a
+	// new name, and on a busy host each API call is LXD CPU that a burst's creates
+	// wait for (BENCHMARKS.md, "Bursts on real LXD"). LXD checks the name before it
+	// makes anything, so a taken name costs one refused POST.
 	if err := b.c.CreateInstance(ctx, b.post(spec)); err != nil {
 		if errors.Is(err, ErrExists) {
-			// Another Create of this name won the race: what it made is the answer.
-			if in, gerr := b.c.Instance(ctx, spec.Name); gerr == nil {
+			// A retry of a Create that got as far as making it (a crash, a lost
+			// answer), or another Create of this name that won the race: what is there
+			// is the answer, once it is known to be ours.
+			in, gerr := b.c.Instance(ctx, spec.Name)
+			if gerr == nil {
 				return b.existing(ctx, spec, in, log)
 			}
-			return backends.Instance{}, fmt.Errorf("create instance %s: %w", spec.Name, err)
+			return backends.Instance{}, fmt.Errorf("create instance %s: %w (looking it up: %v)", spec.Name, err, gerr)
 		}
 		// LXD reverts a create that fails on its side, but one we stopped waiting for
 		// may still finish: remove whatever is there, and say that more may come.

@@ -3,6 +3,7 @@ package lxd
 import (
 	"context"
 	"errors"
+	"maps"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -150,7 +151,7 @@ func TestOptionsValidate(t *testing.T) {
 	}
 }
 
-func TestCreateIsIdempotentWithoutSecondPost(t *testing.T) {
+func TestCreateIsIdempotent(t *testing.T) {
 	f := newFakeLXD(t)
 	b := fakeBackend(t, f, nil)
 	first, err := b.Create(t.Context(), testSpec("r1"))
@@ -164,14 +165,39 @@ func TestCreateIsIdempotentWithoutSecondPost(t *testing.T) {
 	if first.ID != second.ID || second.State != backends.StateRunning {
 		t.Errorf("second Create = %+v, first %+v", second, first)
 	}
-	if n := f.count(http.MethodPost, "/1.0/instances"); n != 1 {
-		t.Errorf("%d create requests, want 1", n)
+	// The second Create's POST is refused (the name is taken) and makes nothing; the
+	// instance is neither started again nor deleted.
+	if n := f.count(http.MethodPut, "/1.0/instances/r1/state"); n != 1 {
+		t.Errorf("%d start requests, want 1", n)
+	}
+	if n := f.count(http.MethodDelete, "/1.0/instances/r1"); n != 0 {
+		t.Errorf("%d delete requests, want none", n)
+	}
+}
+
+// TestCreateOfNewNameLooksNothingUpFirst prices the common case: a new name costs
+// the create, the start and one read-back, and no look-up before the create (on a
+// busy host every LXD call is CPU that a burst's other creates wait for).
+func TestCreateOfNewNameLooksNothingUpFirst(t *testing.T) {
+	f := newFakeLXD(t)
+	b := fakeBackend(t, f, nil)
+	if _, err := b.Create(t.Context(), testSpec("r1")); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{
+		"POST /1.0/instances":         f.count(http.MethodPost, "/1.0/instances"),
+		"PUT /1.0/instances/r1/state": f.count(http.MethodPut, "/1.0/instances/r1/state"),
+		"GET /1.0/instances/r1":       f.count(http.MethodGet, "/1.0/instances/r1"),
+	}
+	want := map[string]int{"POST /1.0/instances": 1, "PUT /1.0/instances/r1/state": 1, "GET /1.0/instances/r1": 1}
+	if !maps.Equal(got, want) {
+		t.Errorf("requests = %v, want %v", got, want)
 	}
 }
 
 // TestCreateLosesRaceToTwin: a create of the same name by another process lands
-// between our look-up and our create; ours fails with "already exists" and must
-// return the twin's instance, not delete it.
+// just before ours; ours fails with "already exists" and must return the twin's
+// instance, not delete it.
 func TestCreateLosesRaceToTwin(t *testing.T) {
 	f := newFakeLXD(t)
 	b := fakeBackend(t, f, nil)
@@ -207,6 +233,7 @@ func TestCreateNeverAdoptsForeign(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFakeLXD(t)
 			f.addInstance("r1", "Running", tt.config)
+			before := maps.Clone(f.instances["r1"].Config)
 			b := fakeBackend(t, f, nil)
 			if _, err := b.Create(t.Context(), testSpec("r1")); !errors.Is(err, backends.ErrBadSpec) {
 				t.Errorf("Create over a foreign name = %v, want ErrBadSpec", err)
@@ -220,8 +247,13 @@ func TestCreateNeverAdoptsForeign(t *testing.T) {
 			if !f.has("r1") {
 				t.Error("the foreign instance was deleted")
 			}
-			if n := f.count(http.MethodPost, "/1.0/instances") + f.count(http.MethodDelete, "/1.0/instances/r1"); n != 0 {
-				t.Errorf("%d create or delete requests touched the foreign name", n)
+			// A POST of the taken name is refused by LXD and changes nothing; no
+			// request may stop or delete the foreign instance.
+			if n := f.count(http.MethodPut, "/1.0/instances/r1/state") + f.count(http.MethodDelete, "/1.0/instances/r1"); n != 0 {
+				t.Errorf("%d start, stop or delete requests touched the foreign name", n)
+			}
+			if got := f.instances["r1"].Config; !maps.Equal(got, before) {
+				t.Errorf("the foreign instance's config changed: %v, was %v", got, before)
 			}
 		})
 	}

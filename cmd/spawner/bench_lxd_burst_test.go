@@ -505,7 +505,7 @@ var instanceCreatedRE = regexp.MustCompile(`msg="instance created".* duration=([
 // flavor: the burst is queued once the pool is full; lxdKeys go into the config's lxd
 // section.
 func spawnerBurstRow(t *testing.T, profile string, minIdle int, lxdKeys string) burstRow {
-	o := lxdE2EOptions{flavors: burstFlavors, webhookWorkers: 16, profile: profile, lxdKeys: lxdKeys}
+	o := lxdE2EOptions{flavors: burstFlavors, webhookWorkers: 16, profile: profile, lxdKeys: lxdKeys, defaultJanitor: true}
 	if minIdle > 0 {
 		o.flavorExtra = fmt.Sprintf("min_idle: %d\n", minIdle)
 		o.vetConfig = minIdleUnknown

@@ -164,11 +164,7 @@ if [ -n "$missing" ]; then
   # another apt may hold the lists lock (DPkg::Lock::Timeout covers only the dpkg lock)
   for i in $(seq 1 60); do apt-get update -qq -o DPkg::Lock::Timeout=600 && break; log "apt-get update busy, retrying"; sleep 10; done
   # policy-rc.d (if present) keeps the packages' init scripts from starting services.
-  # At a higher CPU priority (nice -5; dpkg's unpacking and Python byte-compiling are
-  # CPU-bound): scripts/test.sh runs the tests beside this install on a fresh machine,
-  # and the OpenStack tests, last to finish, wait for it (on a fresh machine this
-  # install took 790 s beside the tests; the whole setup 663 s beside the compile only).
-  DEBIAN_FRONTEND=noninteractive nice -n -5 apt-get install -y -qq -o DPkg::Lock::Timeout=600 \
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 \
     --no-install-recommends $missing >/var/log/osdev-apt.log 2>&1 || { tail -30 /var/log/osdev-apt.log; exit 1; }
 fi
 log "packages ready ($(( $(date +%s) - T0 ))s)"

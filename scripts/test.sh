@@ -125,9 +125,8 @@ fi
 # a time (-p 1), then go vet and gofmt. A setup still running then (on a fresh machine,
 # the OpenStack packages and the deb12 image take minutes) does not hold them all back:
 # only a test that needs it waits for it, where it calls realservice's Await
-# (SPAWNER_TEST_AWAIT names the file its exit status will be in), after t.Parallel in
-# cmd/spawner (its parallel tests run after the serial ones), and the packages with
-# such tests run last in the other stream. The compose test runs once the tests are
+# (SPAWNER_TEST_AWAIT names the file its exit status will be in), and the package that
+# needs OpenStack most runs last in its stream. The compose test runs once the tests are
 # done, alone: run together, the stack, the OpenStack tests and the tests that pace
 # against a compressed clock starved each other and failed (BENCHMARKS.md, "CI on a
 # fresh machine").
@@ -148,28 +147,27 @@ if [ "$SERVICES" = 1 ]; then
   done
 fi
 export SPAWNER_TEST_AWAIT="${AWAIT[*]}"
-# The packages with tests that wait for a setup (backends/lxd for deb12,
-# backends/openstack for OpenStack), last in their stream and in the order the setups
-# end: on a fresh machine nothing else should wait behind them.
-LATE_PKGS=(./backends/lxd ./backends/openstack)
+# The packages whose tests need OpenStack, last in their stream: they wait for its
+# setup on a fresh machine, and nothing else should wait behind them.
+OPENSTACK_PKGS=(./backends/openstack)
 TIMEOUT=${SPAWNER_TEST_TIMEOUT:-25m}
 run_go_tests() {
   local m rc=0 first_pkgs
   static go test -count=1 -timeout "$TIMEOUT" -json "$E2E_PKG" >"$WORK/e2e.json" 2>"$WORK/e2e.err" & local e2e=$!
-  first_pkgs=$(race_pkgs | grep -vxF -f <(go list "${LATE_PKGS[@]}"))
+  first_pkgs=$(race_pkgs | grep -vxF -f <(go list "${OPENSTACK_PKGS[@]}"))
   go test -race -p 1 -count=1 -timeout "$TIMEOUT" -json $first_pkgs >"$WORK/unit.json" 2>"$WORK/unit.err" || rc=1
   # TestComposeStack drives a running stack: compose-test.sh runs it (and fails the run
   # unless it passed), so here it is left out rather than listed as skipped.
   for m in "${GO_MODULES[@]:1}"; do
     static go test -C "$m" -p 1 -count=1 -timeout "$TIMEOUT" -skip '^TestComposeStack$' -json ./... >>"$WORK/unit.json" 2>>"$WORK/unit.err" || rc=1
   done
-  go test -race -p 1 -count=1 -timeout "$TIMEOUT" -json "${LATE_PKGS[@]}" >>"$WORK/unit.json" 2>>"$WORK/unit.err" || rc=1
+  go test -race -p 1 -count=1 -timeout "$TIMEOUT" -json "${OPENSTACK_PKGS[@]}" >>"$WORK/unit.json" 2>>"$WORK/unit.err" || rc=1
   vet_and_fmt >"$WORK/vet.log" 2>&1 || { cat "$WORK/vet.log"; log "FAIL: go vet or gofmt"; rc=1; }
   wait "$e2e" || rc=1
   return $rc
 }
 rc=0
-log "go test (-race; cmd/spawner without it, see above)${SPAWNER_TEST_AWAIT:+; the tests that need these wait for them: ${SPAWNER_TEST_AWAIT}}"
+log "go test (-race; cmd/spawner without it, see above)${SPAWNER_TEST_AWAIT:+; tests that need it wait for: ${SPAWNER_TEST_AWAIT}}"
 run_go_tests || rc=1
 for a in "${AWAIT[@]}"; do setup_ready "${a%%=*}" || rc=1; done
 log "go test ended"

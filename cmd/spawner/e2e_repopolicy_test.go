@@ -63,10 +63,6 @@ func prFrom(head, association string) func(map[string]any) {
 // holds a check open 10 s: the flush waits for it, then removes the idle runner.
 func TestLXDRepoPolicy(t *testing.T) {
 	const serviceToken = "repo-policy-service-token-e2e"
-	// Beside the package's other parallel tests, the OpenStack end-to-end runs, after
-	// the serial ones: those load Nova, this one LXD, and on a fresh machine it waits
-	// for the deb12 image (Await) without holding up the serial tests.
-	t.Parallel()
 	realservice.ImageDeb12.Await(t)
 	tb := newLXDTestbed(t, "rp", fakegithub.Options{JobDuration: 3 * time.Second, RunnerLostAfter: 30 * time.Second}, "")
 	client, bridge, profile, gh, dir, deployment, web, nats, boot := tb.client, tb.bridge, tb.profile, tb.gh, tb.dir, tb.deployment, tb.web, tb.nats, tb.boot

@@ -263,7 +263,7 @@ build_all() {
   ctx=$CACHE/spawner-context
   mkdir -p "$ctx"
   ver=$(git describe --tags --always --dirty 2>/dev/null || echo dev)
-  CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -trimpath -buildvcs=false \
+  GOFLAGS=-mod=readonly static go build -buildvcs=false \
     -ldflags "-s -w -X main.version=$ver" -o "$ctx/spawner" ./cmd/spawner
   cp /etc/ssl/certs/ca-certificates.crt "$ctx/ca-certificates.crt"
   build_image runner-spawner:local "$ctx" -f Dockerfile --target prebuilt
@@ -306,9 +306,9 @@ run_test() {
 
   log "TestComposeStack: $JOBS jobs through the balancer, kills of a NATS node, a consumer and the active janitor"
   set +e
-  # Static and -trimpath, as scripts/test.sh builds the deployments module's tests: its
-  # compile is reused.
-  SPAWNER_COMPOSE_DIR=$PWD SPAWNER_COMPOSE_JOBS=$JOBS CGO_ENABLED=0 GOFLAGS=-trimpath go test -C deployments -count=1 -v -timeout 20m \
+  # In the released configuration, as scripts/test.sh builds the deployments module's
+  # tests: its compile is reused.
+  SPAWNER_COMPOSE_DIR=$PWD SPAWNER_COMPOSE_JOBS=$JOBS static go test -C deployments -count=1 -v -timeout 20m \
     -run '^TestComposeStack$' ./composerun/ 2>&1 | tee "$work/test.log"
   rc=${PIPESTATUS[0]}
   set -e

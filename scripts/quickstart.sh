@@ -20,7 +20,7 @@ log() { printf '[quickstart] %s\n' "$*"; }
 command -v go >/dev/null || { echo "Go 1.26 or newer is needed to build spawner (https://go.dev/dl)" >&2; exit 1; }
 
 log "building /usr/local/bin/spawner"
-CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=$(git describe --always --dirty 2>/dev/null || echo dev)" \
+static go build -ldflags "-s -w -X main.version=$(git describe --always --dirty 2>/dev/null || echo dev)" \
   -o /usr/local/bin/spawner ./cmd/spawner
 /usr/local/bin/spawner version
 

@@ -40,8 +40,8 @@ export CGO_ENABLED=1   # the race detector needs cgo (gcc is on the machine)
 # needs) for the product's packages, and the released one, static and -trimpath, for
 # everything else: cmd/spawner's tests and the binary their TestMain builds, the
 # deployments module's tests (they check files and run the binary), go vet, and the
-# compose image's binary (scripts/compose-test.sh). static CMD... runs CMD in the latter.
-static() { CGO_ENABLED=0 GOFLAGS="${GOFLAGS:+$GOFLAGS }-trimpath" "$@"; }
+# compose image's binary (scripts/compose-test.sh). static CMD... (scripts/lib/root.sh)
+# runs CMD in the latter.
 WORK=$(mktemp -d)
 # A run that fails early must not leave its background work (the compile, the image
 # build) running: it would go on writing into this run's output and use the CPU of the

@@ -1,4 +1,6 @@
-# Sourced by the scripts that install packages and start daemons: they need root.
+# Sourced by the scripts that install packages and start daemons: they need root. It
+# also holds what they share about Go: where it is (with_go), and the released build
+# configuration (static).
 #
 # become_root "$@" returns at once when the script already runs as root, which is how a
 # bare Debian image is used (it has no sudo). Otherwise it runs the script again through
@@ -24,3 +26,11 @@ with_go() {
     export PATH=$PATH:/usr/local/go/bin
   fi
 }
+
+# static CMD... runs a go command in the released build configuration: static
+# (CGO_ENABLED=0) and -trimpath, as the Dockerfile builds the binary. scripts/test.sh
+# (cmd/spawner's and deployments/'s tests, go vet), compose-test.sh (the image's binary,
+# TestComposeStack) and quickstart.sh build in it, and so do the two modules' TestMains,
+# so that one compile of the dependencies serves them all: on an empty build cache each
+# build configuration is a compile of every dependency, minutes of CPU.
+static() { CGO_ENABLED=0 GOFLAGS="${GOFLAGS:+$GOFLAGS }-trimpath" "$@"; }

@@ -33,8 +33,8 @@ func BenchmarkRawLaunch(b *testing.B) {
 	benchLaunches(b, prefix, launch, func(name string) { rawDelete(c, name) })
 }
 
-// BenchmarkBackendCreate is the same launch through Backend.Create (look-up,
-// create, start, read-back; the exec mode adds the script push and the exec).
+// BenchmarkBackendCreate is the same launch through Backend.Create (create and
+// start; the exec mode adds the script push and the exec).
 func BenchmarkBackendCreate(b *testing.B) {
 	c := realClient(b)
 	for _, mode := range []string{BootstrapCloudInit, BootstrapExec} {

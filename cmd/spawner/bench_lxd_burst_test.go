@@ -303,17 +303,23 @@ func TestBenchLXDBurst(t *testing.T) {
 	// operation limits that decide that default (2, the raw launcher's usual best on
 	// a 2-core host, and the adaptive limit under the default ceiling), then the warm
 	// pool on the defaults.
+	// Then the flavor's ephemeral instances (LXD deletes a runner's container when it
+	// powers off, as the raw launcher's), alone and with the raw launcher's usual
+	// operation limit.
 	for _, sr := range []struct {
 		sub, name, lxdKeys string
 		minIdle            int
+		flavorLXD          string
 	}{
-		{"spawner-defaults", "spawner, defaults", "", 0},
-		{"spawner-ops-2", "spawner, lxd.max_concurrent_operations 2", "max_concurrent_operations: 2", 0},
-		{"spawner-adaptive", "spawner, lxd.adaptive_operations (ceiling 8)", "adaptive_operations: true", 0},
-		{"spawner-min-idle", fmt.Sprintf("spawner, min_idle %d", burstMinIdle), "", burstMinIdle},
+		{"spawner-defaults", "spawner, defaults", "", 0, ""},
+		{"spawner-ops-2", "spawner, lxd.max_concurrent_operations 2", "max_concurrent_operations: 2", 0, ""},
+		{"spawner-adaptive", "spawner, lxd.adaptive_operations (ceiling 8)", "adaptive_operations: true", 0, ""},
+		{"spawner-min-idle", fmt.Sprintf("spawner, min_idle %d", burstMinIdle), "", burstMinIdle, ""},
+		{"spawner-ephemeral", "spawner, flavors[].lxd.ephemeral", "", 0, ", ephemeral: true"},
+		{"spawner-ephemeral-ops-2", "spawner, flavors[].lxd.ephemeral, lxd.max_concurrent_operations 2", "max_concurrent_operations: 2", 0, ", ephemeral: true"},
 	} {
 		t.Run(sr.sub, func(t *testing.T) {
-			row := spawnerBurstRow(t, profile, sr.minIdle, sr.lxdKeys)
+			row := spawnerBurstRow(t, profile, sr.minIdle, sr.lxdKeys, sr.flavorLXD)
 			row.name = fmt.Sprintf("%s, max_runners %d", sr.name, burstMaxRunner)
 			rows = append(rows, row)
 		})
@@ -503,9 +509,9 @@ var instanceCreatedRE = regexp.MustCompile(`msg="instance created".* duration=([
 // spawnerBurstRow runs the burst through the spawner binary on real LXD, max_runners
 // burstMaxRunner per flavor and, with minIdle > 0, that many idle runners kept per
 // flavor: the burst is queued once the pool is full; lxdKeys go into the config's lxd
-// section.
-func spawnerBurstRow(t *testing.T, profile string, minIdle int, lxdKeys string) burstRow {
-	o := lxdE2EOptions{flavors: burstFlavors, webhookWorkers: 16, profile: profile, lxdKeys: lxdKeys, defaultJanitor: true}
+// section, flavorLXD into each flavor's.
+func spawnerBurstRow(t *testing.T, profile string, minIdle int, lxdKeys, flavorLXD string) burstRow {
+	o := lxdE2EOptions{flavors: burstFlavors, webhookWorkers: 16, profile: profile, lxdKeys: lxdKeys, flavorLXD: flavorLXD, defaultJanitor: true}
 	if minIdle > 0 {
 		o.flavorExtra = fmt.Sprintf("min_idle: %d\n", minIdle)
 		o.vetConfig = minIdleUnknown

@@ -155,6 +155,8 @@ type lxdE2EOptions struct {
 	// lxdKeys is the config's top-level lxd section's keys in flow style
 	// ("max_concurrent_operations: 2"); not with overHTTPS, which writes that section.
 	lxdKeys string
+	// flavorLXD is added to every flavor's lxd section (", ephemeral: true").
+	flavorLXD string
 }
 
 // startLXDE2EOpts starts the spawner binary on real LXD as o says.
@@ -182,7 +184,7 @@ webhook: {listen: %s, secrets: [%q]}
 bootstrap: {listen: %s}
 %srouting: {default_flavor: %s}
 %sflavors:
-%s`, filepath.Join(tb.dir, "state"), tb.deployment, tb.githubYAML(), tb.nats, tb.web, e2eSecret, tb.boot, janitorSection, o.flavors[0].name, lxdSection, tb.flavorsYAML(o.flavors, "", o.flavorExtra)))
+%s`, filepath.Join(tb.dir, "state"), tb.deployment, tb.githubYAML(), tb.nats, tb.web, e2eSecret, tb.boot, janitorSection, o.flavors[0].name, lxdSection, tb.flavorsYAML(o.flavors, o.flavorLXD, o.flavorExtra)))
 	if o.vetConfig != nil {
 		o.vetConfig(t, cfg)
 	}

@@ -429,14 +429,33 @@ func (p *pass) crashedCreate(f *Flavor, rec *fleet.RunnerRecord, hasInstance boo
 		if !res.Duplicate {
 			p.sum.Resumed++
 			j.metrics.resumed.WithLabelValues(f.Name).Inc()
-			j.logger.Info("create abandoned by a crashed process handed back to the consumers", logkey.Runner, rec.Name, logkey.JobID, job.ID)
+			if retryPending(rec) {
+				j.logger.Info("create retry overdue (no consumer took it up by its due time) handed back to the consumers",
+					logkey.Runner, rec.Name, logkey.JobID, job.ID, logkey.Attempt, rec.Attempts, "retry_due", rec.CreatingUntil, "last_error", rec.LastError)
+			} else {
+				j.logger.Info("create abandoned by a crashed process handed back to the consumers", logkey.Runner, rec.Name, logkey.JobID, job.ID)
+			}
 		}
 		return
 	}
 	abandoned := func(r *fleet.RunnerRecord) bool {
 		return r.State == fleet.RunnerCreating && p.now.After(r.CreatingUntil)
 	}
-	p.reap(f, rec.Name, true, removal{reason: reasonCrashedCreate, text: "create abandoned by a crashed process", still: abandoned, gone: !hasInstance})
+	text := "create abandoned by a crashed process"
+	if retryPending(rec) {
+		text = "create retry abandoned: its job no longer waits"
+	}
+	p.reap(f, rec.Name, true, removal{reason: reasonCrashedCreate, text: text, still: abandoned, gone: !hasInstance})
+}
+
+// retryPending tells a create whose lease ran out while a retry was due (a failed
+// attempt, a full quota: the lease is kept until the retry, fleet.FailCreate) from
+// one whose process died mid-create. Both are handed back the same way; only what
+// the log says differs, so that a late retry is not reported as a crash. A failed
+// attempt clears the bootstrap token and the next attempt writes a new one, so a
+// retry that was taken up and then died mid-create counts as a crash.
+func retryPending(rec *fleet.RunnerRecord) bool {
+	return rec.LastError != "" && rec.TokenHash == ""
 }
 
 // registration judges one GitHub registration with our prefix: offline, with no

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -407,5 +409,77 @@ func TestReconcileIsBounded(t *testing.T) {
 	}
 	if busy < 3 {
 		t.Errorf("5 orphans deleted in %d passes with a bound of 2: %v", busy, log.deleted)
+	}
+}
+
+// msgLog collects every log line's message with its runner.
+type msgLog struct {
+	mu    sync.Mutex
+	lines map[string][]string // runner → messages
+}
+
+func (l *msgLog) Enabled(context.Context, slog.Level) bool { return true }
+func (l *msgLog) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *msgLog) WithGroup(string) slog.Handler            { return l }
+func (l *msgLog) Handle(_ context.Context, r slog.Record) error {
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "runner" {
+			l.mu.Lock()
+			l.lines[a.Value.String()] = append(l.lines[a.Value.String()], r.Message)
+			l.mu.Unlock()
+		}
+		return true
+	})
+	return nil
+}
+
+func (l *msgLog) of(runner string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.lines[runner])
+}
+
+// TestOverdueRetryIsNotACrash: a create whose lease ran out while its retry was due
+// (a full quota: the lease is kept until the retry) is handed back like a crashed
+// one, but the log says what happened, not that a process crashed. A crash mid-way
+// through a retry (a new token written) is still a crash.
+func TestOverdueRetryIsNotACrash(t *testing.T) {
+	s := system(t, fakegithub.Options{JobDuration: 100 * time.Millisecond})
+	p := planter{t, s}
+	hour := time.Now().Add(-time.Hour)
+	s.GH.SetWebhookFaults(fakegithub.WebhookFaults{DropNext: 3})
+	var jobs []fakegithub.Job
+	var names []string
+	for range 3 {
+		j := s.GH.CreateJob(fakegithub.JobSpec{Labels: []string{"big"}})
+		n := fmt.Sprintf("spawner-big-%d-0", j.ID)
+		p.job(j, "big", fleet.JobQueued, n)
+		p.slot("big", n, j.ID)
+		jobs, names = append(jobs, j), append(names, n)
+	}
+	lapsed := time.Now().Add(-time.Minute)
+	quota := "instance quota exceeded"
+	// Waiting for its retry after a full quota: no token, the last error kept.
+	p.runner(fleet.RunnerRecord{Name: names[0], Flavor: "big", State: fleet.RunnerCreating, ForJob: jobs[0].ID, CreatedAt: hour, CreatingUntil: lapsed, Attempts: 1, LastError: quota})
+	// Its process died mid-create, first attempt.
+	p.runner(fleet.RunnerRecord{Name: names[1], Flavor: "big", State: fleet.RunnerCreating, ForJob: jobs[1].ID, CreatedAt: hour, CreatingUntil: lapsed, TokenHash: "h1"})
+	// Its process died mid-way through a retry: a new token was written.
+	p.runner(fleet.RunnerRecord{Name: names[2], Flavor: "big", State: fleet.RunnerCreating, ForJob: jobs[2].ID, CreatedAt: hour, CreatingUntil: lapsed, Attempts: 1, LastError: quota, TokenHash: "h2"})
+
+	log := msgLog{lines: map[string][]string{}}
+	startJanitor(t, s, func(o *janitor.Options) { o.Logger = slog.New(&log) })
+	for _, j := range jobs {
+		jobDone(t, s, j.ID, "success", 30*time.Second)
+	}
+	says := func(runner, text string) bool {
+		return slices.ContainsFunc(log.of(runner), func(m string) bool { return strings.Contains(m, text) })
+	}
+	if !says(names[0], "create retry overdue") || says(names[0], "crashed") {
+		t.Errorf("overdue retry logged as %q, want a retry overdue and no crash", log.of(names[0]))
+	}
+	for _, n := range names[1:] {
+		if !says(n, "crashed process") {
+			t.Errorf("crashed create %s logged as %q, want a crash", n, log.of(n))
+		}
 	}
 }

@@ -306,20 +306,27 @@ func TestBenchLXDBurst(t *testing.T) {
 	// Then the flavor's ephemeral instances (LXD deletes a runner's container when it
 	// powers off, as the raw launcher's), alone and with the raw launcher's usual
 	// operation limit.
+	// Then more in flight: a higher operation limit, and more consumer workers (each
+	// holds its job for the whole create, so workers × flavors bounds the creates in
+	// flight).
 	for _, sr := range []struct {
 		sub, name, lxdKeys string
 		minIdle            int
 		flavorLXD          string
+		consumerKeys       string
 	}{
-		{"spawner-defaults", "spawner, defaults", "", 0, ""},
-		{"spawner-ops-2", "spawner, lxd.max_concurrent_operations 2", "max_concurrent_operations: 2", 0, ""},
-		{"spawner-adaptive", "spawner, lxd.adaptive_operations (ceiling 8)", "adaptive_operations: true", 0, ""},
-		{"spawner-min-idle", fmt.Sprintf("spawner, min_idle %d", burstMinIdle), "", burstMinIdle, ""},
-		{"spawner-ephemeral", "spawner, flavors[].lxd.ephemeral", "", 0, ", ephemeral: true"},
-		{"spawner-ephemeral-ops-2", "spawner, flavors[].lxd.ephemeral, lxd.max_concurrent_operations 2", "max_concurrent_operations: 2", 0, ", ephemeral: true"},
+		{"spawner-defaults", "spawner, defaults", "", 0, "", ""},
+		{"spawner-ops-2", "spawner, lxd.max_concurrent_operations 2", "max_concurrent_operations: 2", 0, "", ""},
+		{"spawner-adaptive", "spawner, lxd.adaptive_operations (ceiling 8)", "adaptive_operations: true", 0, "", ""},
+		{"spawner-min-idle", fmt.Sprintf("spawner, min_idle %d", burstMinIdle), "", burstMinIdle, "", ""},
+		{"spawner-ephemeral", "spawner, flavors[].lxd.ephemeral", "", 0, ", ephemeral: true", ""},
+		{"spawner-ephemeral-ops-2", "spawner, flavors[].lxd.ephemeral, lxd.max_concurrent_operations 2", "max_concurrent_operations: 2", 0, ", ephemeral: true", ""},
+		{"spawner-ops-16", "spawner, lxd.max_concurrent_operations 16", "max_concurrent_operations: 16", 0, "", ""},
+		{"spawner-workers-8", "spawner, consumer.workers 8", "", 0, "", "workers: 8"},
+		{"spawner-workers-8-ops-16", "spawner, consumer.workers 8, lxd.max_concurrent_operations 16", "max_concurrent_operations: 16", 0, "", "workers: 8"},
 	} {
 		t.Run(sr.sub, func(t *testing.T) {
-			row := spawnerBurstRow(t, profile, sr.minIdle, sr.lxdKeys, sr.flavorLXD)
+			row := spawnerBurstRow(t, profile, sr.minIdle, sr.lxdKeys, sr.flavorLXD, sr.consumerKeys)
 			row.name = fmt.Sprintf("%s, max_runners %d", sr.name, burstMaxRunner)
 			rows = append(rows, row)
 		})
@@ -510,8 +517,8 @@ var instanceCreatedRE = regexp.MustCompile(`msg="instance created".* duration=([
 // burstMaxRunner per flavor and, with minIdle > 0, that many idle runners kept per
 // flavor: the burst is queued once the pool is full; lxdKeys go into the config's lxd
 // section, flavorLXD into each flavor's.
-func spawnerBurstRow(t *testing.T, profile string, minIdle int, lxdKeys, flavorLXD string) burstRow {
-	o := lxdE2EOptions{flavors: burstFlavors, webhookWorkers: 16, profile: profile, lxdKeys: lxdKeys, flavorLXD: flavorLXD, defaultJanitor: true}
+func spawnerBurstRow(t *testing.T, profile string, minIdle int, lxdKeys, flavorLXD, consumerKeys string) burstRow {
+	o := lxdE2EOptions{flavors: burstFlavors, webhookWorkers: 16, profile: profile, lxdKeys: lxdKeys, flavorLXD: flavorLXD, consumerKeys: consumerKeys, defaultJanitor: true}
 	if minIdle > 0 {
 		o.flavorExtra = fmt.Sprintf("min_idle: %d\n", minIdle)
 		o.vetConfig = minIdleUnknown

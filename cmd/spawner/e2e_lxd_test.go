@@ -157,6 +157,9 @@ type lxdE2EOptions struct {
 	lxdKeys string
 	// flavorLXD is added to every flavor's lxd section (", ephemeral: true").
 	flavorLXD string
+	// consumerKeys is the config's consumer section's keys in flow style
+	// ("workers: 8"); empty: no consumer section.
+	consumerKeys string
 }
 
 // startLXDE2EOpts starts the spawner binary on real LXD as o says.
@@ -175,6 +178,9 @@ func startLXDE2EOpts(t *testing.T, o lxdE2EOptions) *lxdE2E {
 	janitorSection := "janitor: {interval: 2s}\n"
 	if o.defaultJanitor {
 		janitorSection = ""
+	}
+	if o.consumerKeys != "" {
+		janitorSection += "consumer: {" + o.consumerKeys + "}\n"
 	}
 	cfg := writeFile(t, tb.dir, "spawner.yaml", fmt.Sprintf(`state_dir: %s
 deployment_id: %s

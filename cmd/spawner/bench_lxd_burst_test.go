@@ -516,7 +516,7 @@ var instanceCreatedRE = regexp.MustCompile(`msg="instance created".* duration=([
 // spawnerBurstRow runs the burst through the spawner binary on real LXD, max_runners
 // burstMaxRunner per flavor and, with minIdle > 0, that many idle runners kept per
 // flavor: the burst is queued once the pool is full; lxdKeys go into the config's lxd
-// section, flavorLXD into each flavor's.
+// section, flavorLXD into each flavor's, consumerKeys into the consumer section.
 func spawnerBurstRow(t *testing.T, profile string, minIdle int, lxdKeys, flavorLXD, consumerKeys string) burstRow {
 	o := lxdE2EOptions{flavors: burstFlavors, webhookWorkers: 16, profile: profile, lxdKeys: lxdKeys, flavorLXD: flavorLXD, consumerKeys: consumerKeys, defaultJanitor: true}
 	if minIdle > 0 {

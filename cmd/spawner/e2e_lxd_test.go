@@ -175,12 +175,13 @@ func startLXDE2EOpts(t *testing.T, o lxdE2EOptions) *lxdE2E {
 	case o.lxdKeys != "":
 		lxdSection = "lxd: {" + o.lxdKeys + "}\n"
 	}
-	janitorSection := "janitor: {interval: 2s}\n"
+	// roleSections are the janitor's and the consumer's sections, when not default.
+	roleSections := "janitor: {interval: 2s}\n"
 	if o.defaultJanitor {
-		janitorSection = ""
+		roleSections = ""
 	}
 	if o.consumerKeys != "" {
-		janitorSection += "consumer: {" + o.consumerKeys + "}\n"
+		roleSections += "consumer: {" + o.consumerKeys + "}\n"
 	}
 	cfg := writeFile(t, tb.dir, "spawner.yaml", fmt.Sprintf(`state_dir: %s
 deployment_id: %s
@@ -190,7 +191,7 @@ webhook: {listen: %s, secrets: [%q]}
 bootstrap: {listen: %s}
 %srouting: {default_flavor: %s}
 %sflavors:
-%s`, filepath.Join(tb.dir, "state"), tb.deployment, tb.githubYAML(), tb.nats, tb.web, e2eSecret, tb.boot, janitorSection, o.flavors[0].name, lxdSection, tb.flavorsYAML(o.flavors, o.flavorLXD, o.flavorExtra)))
+%s`, filepath.Join(tb.dir, "state"), tb.deployment, tb.githubYAML(), tb.nats, tb.web, e2eSecret, tb.boot, roleSections, o.flavors[0].name, lxdSection, tb.flavorsYAML(o.flavors, o.flavorLXD, o.flavorExtra)))
 	if o.vetConfig != nil {
 		o.vetConfig(t, cfg)
 	}

@@ -79,7 +79,7 @@ func (c *Consumer) deleteFinished(ctx context.Context, name string) {
 	if rec.TookJob == 0 && !rec.Spare && rec.BusyAt.IsZero() && rec.ForJob != 0 {
 		// It ended without running a job (its registration was removed, the runner
 		// crashed): its job still needs one.
-		c.needsRunner(ctx, rec.ForJob, queue.ReplaceLost, logger)
+		c.needsRunner(ctx, rec.ForJob, name, queue.ReplaceLost, logger)
 	}
 }
 

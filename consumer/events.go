@@ -91,7 +91,7 @@ func (c *Consumer) runnerTookJob(ctx context.Context, name string, jobID int64, 
 			reason = queue.ReplaceSwap
 		}
 		logger.Info("runner taken by another job; its own job needs another runner", logkey.Runner, name, "meant_for", rec.ForJob, "reason", reason)
-		c.needsRunner(ctx, rec.ForJob, reason, logger)
+		c.needsRunner(ctx, rec.ForJob, name, reason, logger)
 	}
 	if finished {
 		c.Finished(name)
@@ -113,11 +113,11 @@ func (c *Consumer) makeSpare(ctx context.Context, name string, jobID int64, logg
 	}
 }
 
-// needsRunner asks for another runner for a still-queued job whose runner went to
-// another job, by publishing a replacement event: the spawn path then adopts a spare
-// or spawns, within the job's replacement limit.
-func (c *Consumer) needsRunner(ctx context.Context, jobID int64, reason string, logger *slog.Logger) {
-	ev, _, err := c.fleet.Replace(ctx, jobID, reason)
+// needsRunner asks for another runner for a still-queued job whose runner lost went
+// to another job, by publishing a replacement event: the spawn path then adopts a
+// spare or spawns, within the job's replacement limit.
+func (c *Consumer) needsRunner(ctx context.Context, jobID int64, lost, reason string, logger *slog.Logger) {
+	ev, _, err := c.fleet.Replace(ctx, jobID, lost, reason)
 	switch {
 	case err != nil:
 		logger.Warn("replacement request not stored; the janitor will notice the job", "for_job", jobID, logkey.Error, err)

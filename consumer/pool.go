@@ -170,7 +170,7 @@ func (c *Consumer) poolCreateFailed(ctx context.Context, f *Flavor, name string,
 	defer cancel()
 	c.settleFailedCreate(ctx, octx, f, name, fleet.CreateFailure{Attempts: 1, Err: cerr, GiveUp: true}, logger)
 	if rec, err := c.fleet.Runner(octx, name); err == nil && rec.ForJob != 0 && rec.TookJob == 0 {
-		c.needsRunner(octx, rec.ForJob, queue.ReplaceLost, logger)
+		c.needsRunner(octx, rec.ForJob, name, queue.ReplaceLost, logger)
 	}
 	logger.Warn("pool runner create failed; the pool keeper backs off and tries another", logkey.Error, cerr)
 	return fmt.Errorf("create pool runner %s: %w", name, cerr)

@@ -170,3 +170,71 @@ func TestRunnerLife(t *testing.T) {
 		t.Errorf("record does not say the instance is gone: %+v", r)
 	}
 }
+
+// TestEveryLossOfAJobGetsItsReplacement: each runner a queued job loses gets its own
+// replacement request, even when the job's runner list did not change between two
+// losses, while two triggers for one loss are stored once. The list lags when a
+// spare the job adopted is taken before the adoption lists it on the job (here: a
+// record meant for the job, not yet attached). Keyed by the job's runner count, the
+// second loss was dropped as a duplicate of the first, and the job waited with no
+// runner and no event (CI, TestLXDSplitProcesses: 99 of 100 jobs completed).
+func TestEveryLossOfAJobGetsItsReplacement(t *testing.T) {
+	f := open(t, queuetest.Start(t).Connect(t, queue.Options{}))
+	ctx := t.Context()
+	if _, err := f.SeeJob(ctx, &queue.JobEvent{JobID: 7, Flavor: "small", Repo: "o/r", Action: queue.ActionQueued, ReceivedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	online := func(name string, id int64) {
+		t.Helper()
+		rec := &fleet.RunnerRecord{Name: name, Flavor: "small", Backend: "sim", ForJob: 7, TokenHash: "h", CreatingUntil: time.Now().Add(time.Minute)}
+		if _, _, err := f.StartCreate(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Created(ctx, name, name); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Registered(ctx, name, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	replace := func(lost string) (*queue.JobEvent, bool) {
+		t.Helper()
+		ev, res, err := f.Replace(ctx, 7, lost, queue.ReplaceSwap)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ev, res.Duplicate
+	}
+
+	online("r-a", 1)
+	if _, err := f.AttachRunner(ctx, 7, "r-a", false); err != nil {
+		t.Fatal(err)
+	}
+	if ev, _ := replace("r-a"); ev != nil {
+		t.Fatalf("a job with an untaken runner asked for another: %+v", ev)
+	}
+	// Another job takes r-a: the job's first loss, triggered twice (the taker's
+	// in_progress and completed events), stored once.
+	if _, err := f.Busy(ctx, "r-a", 9, false); err != nil {
+		t.Fatal(err)
+	}
+	if ev, dup := replace("r-a"); ev == nil || dup {
+		t.Fatalf("first loss: event %+v, duplicate %v", ev, dup)
+	}
+	if ev, dup := replace("r-a"); ev == nil || !dup {
+		t.Fatalf("the first loss's second trigger: event %+v, duplicate %v; want stored once", ev, dup)
+	}
+	// r-b, meant for the job but not yet on its list, is taken too: a second loss
+	// while the list still holds one runner.
+	online("r-b", 2)
+	if _, err := f.Busy(ctx, "r-b", 10, false); err != nil {
+		t.Fatal(err)
+	}
+	ev, dup := replace("r-b")
+	if ev == nil || dup {
+		t.Fatalf("second loss, same runner count: event %+v, duplicate %v; want a new request", ev, dup)
+	}
+	if ev.ReplacesRunner != "r-b" || ev.Replacement != 1 {
+		t.Errorf("second request names %q, number %d", ev.ReplacesRunner, ev.Replacement)
+	}
+}

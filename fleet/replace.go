@@ -7,12 +7,13 @@ import (
 )
 
 // Replace asks for another runner for a job that still waits and has no runner of
-// its own left (its runner was taken by another job, died, or was flushed): it
-// publishes a replacement queued event, numbered by the job's runner count so that
-// two triggers for the same loss are stored once. The consumer then adopts a spare
-// or spawns. It returns the event it published, or nil when the job needs none (no
-// longer queued, gone, dead-lettered, or it still has an untaken runner).
-func (f *Fleet) Replace(ctx context.Context, jobID int64, reason string) (*queue.JobEvent, queue.PublishResult, error) {
+// its own left: its runner lost was taken by another job, died, or was flushed. It
+// publishes a replacement queued event keyed by the job and lost, so that two
+// triggers for the same loss are stored once and two losses never are. The consumer
+// then adopts a spare or spawns. It returns the event it published, or nil when the
+// job needs none (no longer queued, gone, dead-lettered, or it still has an untaken
+// runner).
+func (f *Fleet) Replace(ctx context.Context, jobID int64, lost, reason string) (*queue.JobEvent, queue.PublishResult, error) {
 	job, err := f.Job(ctx, jobID)
 	if err != nil || job.State != JobQueued || job.Gone || job.DeadLettered {
 		// No record (or none readable now): nothing to replace. The janitor's pass
@@ -28,7 +29,7 @@ func (f *Fleet) Replace(ctx context.Context, jobID int64, reason string) (*queue
 	ev := &queue.JobEvent{
 		ReceivedAt: f.now().UTC(), Source: queue.SourceReplacement, Action: queue.ActionQueued,
 		JobID: job.ID, RunID: job.RunID, RunAttempt: job.RunAttempt, Repo: job.Repo,
-		Labels: job.Labels, Flavor: job.Flavor, Replacement: len(job.Runners), ReplacementReason: reason,
+		Labels: job.Labels, Flavor: job.Flavor, Replacement: len(job.Runners), ReplacesRunner: lost, ReplacementReason: reason,
 	}
 	res, err := f.conn.PublishJobEvent(ctx, ev)
 	if err != nil {

@@ -119,7 +119,7 @@ func (j *Janitor) flushRemove(ctx context.Context, mode control.Mode, scope []st
 	if f := j.opts.hooks.beforeFlushRemove; f != nil {
 		f()
 	}
-	fl := &flushRun{j: j, ctx: ctx, mode: mode, res: res, replace: map[int64]string{}, logger: logger}
+	fl := &flushRun{j: j, ctx: ctx, mode: mode, res: res, replace: map[int64]lostRunner{}, logger: logger}
 	for _, t := range targets {
 		if ctx.Err() != nil {
 			break
@@ -132,7 +132,8 @@ func (j *Janitor) flushRemove(ctx context.Context, mode control.Mode, scope []st
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
 	for _, job := range slices.Sorted(maps.Keys(fl.replace)) {
-		j.requestRunner(wctx, fl.replace[job], job, queue.ReplaceFlush)
+		lost := fl.replace[job]
+		j.requestRunner(wctx, lost.flavor, job, lost.name, queue.ReplaceFlush)
 	}
 	switch {
 	case ctx.Err() != nil:
@@ -278,7 +279,7 @@ type flushRun struct {
 	ctx      context.Context
 	mode     control.Mode
 	res      *control.FlushResult
-	replace  map[int64]string // queued jobs that lost their runner → flavor
+	replace  map[int64]lostRunner // queued jobs that lost their runner → that runner
 	firstErr string
 	logger   *slog.Logger
 }
@@ -393,7 +394,10 @@ func (fl *flushRun) reap(t flushTarget, rec *fleet.RunnerRecord, still func(*fle
 		job = rec.ForJob
 	}
 	if job != 0 {
-		fl.replace[job] = t.f.Name
+		fl.replace[job] = lostRunner{flavor: t.f.Name, name: t.name}
 	}
 	return outcome
 }
+
+// lostRunner is a runner a queued job counted on, removed by a flush.
+type lostRunner struct{ flavor, name string }

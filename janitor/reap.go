@@ -105,7 +105,7 @@ func (j *Janitor) reap(ctx context.Context, f *Flavor, name string, hasRecord bo
 	if before != nil && neverTookJob(before) {
 		job = before.ForJob
 		if !rm.deferReplacement {
-			j.requestRunner(wctx, f.Name, job, queue.ReplaceLost)
+			j.requestRunner(wctx, f.Name, job, name, queue.ReplaceLost)
 		}
 	}
 	return reaped, job, nil
@@ -145,11 +145,11 @@ func stateOf(r *fleet.RunnerRecord) string {
 
 // requestRunner asks for a fresh runner for a job that still waits and has no other
 // untaken runner, the way the consumer does when a job's runner is stolen: a
-// replacement event numbered by the job's runner count, so that two triggers for the
-// same loss are stored once.
-func (j *Janitor) requestRunner(ctx context.Context, flavor string, jobID int64, reason string) bool {
+// replacement event keyed by the job and the runner lost, so that two triggers for
+// the same loss are stored once.
+func (j *Janitor) requestRunner(ctx context.Context, flavor string, jobID int64, lost, reason string) bool {
 	logger := j.logger.With(logkey.JobID, jobID, logkey.Flavor, flavor)
-	ev, res, err := j.fleet.Replace(ctx, jobID, reason)
+	ev, res, err := j.fleet.Replace(ctx, jobID, lost, reason)
 	if err != nil {
 		logger.Warn("replacement request not stored", logkey.Error, err)
 		return false

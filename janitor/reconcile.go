@@ -582,7 +582,7 @@ func (p *pass) reap(f *Flavor, name string, hasRecord bool, rm removal) bool {
 	} else {
 		p.sum.Deleted[rm.reason]++
 	}
-	if job != 0 && p.j.requestRunner(context.WithoutCancel(p.ctx), f.Name, job, queue.ReplaceLost) {
+	if job != 0 && p.j.requestRunner(context.WithoutCancel(p.ctx), f.Name, job, name, queue.ReplaceLost) {
 		p.sum.Replacements++
 	}
 	return true

@@ -68,8 +68,12 @@ type JobEvent struct {
 	CompletedAt *time.Time `json:"completed_at,omitempty"`
 
 	// Replacement numbers a replacement request (Source "replacement"): the n-th
-	// runner the job asks for, so two triggers for the same loss are stored once.
+	// runner the job asks for, for operators and logs.
 	Replacement int `json:"replacement,omitempty"`
+	// ReplacesRunner names the runner whose loss a replacement request answers (taken
+	// by another job, removed by the janitor or a flush). It keys the request, so that
+	// two triggers for the same loss are stored once and two losses never are.
+	ReplacesRunner string `json:"replaces_runner,omitempty"`
 	// ReplacementReason says why the job asks for another runner; only losses that
 	// could repeat without end (stolen by a job not ours, lost) count against the
 	// job's max_replacements.
@@ -101,13 +105,20 @@ func (e *JobEvent) CountsAsReplacement() bool {
 }
 
 // MsgID is the JetStream de-duplication id for the event: the delivery id when there
-// is one (a redelivered webhook carries the same id, so it is stored once), else the
-// job, action and run attempt.
+// is one (a redelivered webhook carries the same id, so it is stored once); for a
+// replacement request, the job and the runner it lost (the job's runner count alone
+// is not enough: a spare the job adopts can be taken before it is listed on the job,
+// and that second loss, keyed by the same count, was dropped as a duplicate of the
+// first, leaving the job without a runner or an event); else the job, action and run
+// attempt.
 func (e *JobEvent) MsgID() string {
 	if e.DeliveryID != "" {
 		return e.DeliveryID
 	}
 	if e.Source == SourceReplacement {
+		if e.ReplacesRunner != "" {
+			return fmt.Sprintf("repl-%d-%s", e.JobID, e.ReplacesRunner)
+		}
 		return fmt.Sprintf("repl-%d-%d", e.JobID, e.Replacement)
 	}
 	return fmt.Sprintf("job-%d-%s-%d-%s", e.JobID, e.Action, e.RunAttempt, e.Source)

@@ -202,12 +202,21 @@ func (w *e2eWorld) waitAllCompleted(t *testing.T, cfg string, timeout time.Durat
 }
 
 func dumpRecords(t *testing.T, cfgPath string, stuck []fakegithub.Job, w *e2eWorld) {
+	dumpStuckJobs(t, cfgPath, stuck, w.gh, w.cloud.Exists)
+}
+
+// dumpStuckJobs logs, for up to 8 jobs that did not complete, what the spawner's
+// records say of them and of their runners (exists: whether the runner's instance is
+// there now), and every runner the fake GitHub has registered: what a post-mortem of
+// a job that waited needs first.
+func dumpStuckJobs(t *testing.T, cfgPath string, stuck []fakegithub.Job, gh *fakegithub.Server, exists func(name string) bool) {
 	cfg, err := config.Load(cfgPath, nil)
 	if err != nil {
 		t.Logf("dump: %v", err)
 		return
 	}
-	conn, err := queue.Connect(t.Context(), queue.Options{URL: "nats://" + cfg.NATS.Listen})
+	n := cfg.NATS
+	conn, err := queue.Connect(t.Context(), queue.Options{URL: "nats://" + n.Listen, User: n.User, Password: n.Password, Token: n.Token})
 	if err != nil {
 		t.Logf("dump: %v", err)
 		return
@@ -224,21 +233,32 @@ func dumpRecords(t *testing.T, cfgPath string, stuck []fakegithub.Job, w *e2eWor
 			break
 		}
 		rec, err := st.Job(t.Context(), j.ID)
-		t.Logf("stuck job %d (fake: %s runner %q): record %+v %v", j.ID, j.Status, j.RunnerName, rec, err)
+		t.Logf("stuck job %d (fake: %s %v runner %q, created %s): record %+v %v", j.ID, j.Status, j.Labels, j.RunnerName, j.CreatedAt.Format(time.TimeOnly), rec, err)
 		if rec != nil {
 			for _, name := range rec.Runners {
 				r, err := st.Runner(t.Context(), name)
 				if r != nil {
-					t.Logf("   runner %s: state %s for %d took %d spare %v creating_until %s attempts %d err %q exists %v", name, r.State, r.ForJob, r.TookJob, r.Spare, r.CreatingUntil.Format(time.TimeOnly), r.Attempts, r.LastError, w.cloud.Exists(name))
+					t.Logf("   runner %s: state %s for %d took %d spare %v creating_until %s attempts %d err %q exists %v", name, r.State, r.ForJob, r.TookJob, r.Spare, r.CreatingUntil.Format(time.TimeOnly), r.Attempts, r.LastError, exists(name))
 				} else {
 					t.Logf("   runner %s: %v", name, err)
 				}
 			}
 		}
 	}
-	for _, r := range w.gh.Runners() {
+	for _, r := range gh.Runners() {
 		t.Logf("fake runner %+v", r)
 	}
+}
+
+// notCompleted returns the fake's jobs that have not completed.
+func notCompleted(gh *fakegithub.Server) []fakegithub.Job {
+	var out []fakegithub.Job
+	for _, j := range gh.Jobs() {
+		if j.Status != "completed" {
+			out = append(out, j)
+		}
+	}
+	return out
 }
 
 func oneLine(s string) string {

@@ -192,18 +192,12 @@ flavors:
 	if len(wants) != 20 {
 		t.Fatalf("%d jobs", len(wants))
 	}
-	eventually(t, 4*time.Minute, func() error {
-		n := 0
-		for _, j := range gh.Jobs() {
-			if j.Status != "completed" {
-				n++
-			}
-		}
-		if n > 0 {
+	eventuallyElse(t, 4*time.Minute, func() error {
+		if n := len(notCompleted(gh)); n > 0 {
 			return fmt.Errorf("%d of 20 jobs not completed", n)
 		}
 		return nil
-	})
+	}, func() { dumpStuckJobs(t, cfg, notCompleted(gh), gh, lxdExists(client)) })
 	jobsDone := time.Since(start)
 	noContainers := func() {
 		t.Helper()
@@ -306,12 +300,12 @@ flavors:
 	}
 	eventually(t, 2*time.Minute, func() error { return idleRunner("idle") })
 	held := gh.CreateJob(fakegithub.JobSpec{Labels: []string{"self-hosted", "tiny"}, Event: "push", EventPayload: push})
-	eventually(t, time.Minute, func() error {
+	eventuallyElse(t, time.Minute, func() error {
 		if policy.InFlight() == 0 {
 			return fmt.Errorf("no check in flight")
 		}
 		return nil
-	})
+	}, func() { dumpStuckJobs(t, cfg, notCompleted(gh), gh, lxdExists(client)) })
 	flushStart := time.Now()
 	out, stderr, code = runCmdSplit(t, nil, "flush", "--mode", "FLUSH_IDLE_WAIT_REPO_CHECK", "--json", "--config", cfg)
 	var res control.FlushResult

@@ -83,12 +83,12 @@ flavors:
 	}
 	waitCompleted := func(n int) {
 		t.Helper()
-		eventually(t, 3*time.Minute, func() error {
+		eventuallyElse(t, 3*time.Minute, func() error {
 			if c := completed(); c < n {
 				return fmt.Errorf("%d of %d jobs completed", c, jobs)
 			}
 			return nil
-		})
+		}, func() { dumpStuckJobs(t, cfg, notCompleted(gh), gh, lxdExists(client)) })
 	}
 
 	// A quarter in: a consumer and the active janitor crash.

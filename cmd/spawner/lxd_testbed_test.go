@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"strings"
@@ -94,4 +95,14 @@ func (b *lxdTestbed) flavorsYAML(flavors []e2eFlavor, lxdExtra, flavorExtra stri
 %s`, f.name, f.label, f.max, b.profile, lxdExtra, extra)
 	}
 	return fl.String()
+}
+
+// lxdExists reports whether LXD has an instance of that name, for post-mortems.
+func lxdExists(c *lxd.Client) func(name string) bool {
+	return func(name string) bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err := c.Instance(ctx, name)
+		return err == nil
+	}
 }

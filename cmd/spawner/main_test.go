@@ -147,6 +147,13 @@ func runCmdSplit(t *testing.T, env []string, args ...string) (string, string, in
 // eventually polls f until it returns nil or timeout passes.
 func eventually(t *testing.T, timeout time.Duration, f func() error) {
 	t.Helper()
+	eventuallyElse(t, timeout, f, nil)
+}
+
+// eventuallyElse is eventually that, on timeout, runs dump (when not nil) to log what
+// a post-mortem needs before the test fails.
+func eventuallyElse(t *testing.T, timeout time.Duration, f func() error, dump func()) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
 		err := f()
@@ -154,7 +161,11 @@ func eventually(t *testing.T, timeout time.Duration, f func() error) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %v", timeout, err)
+			t.Errorf("not within %s: %v", timeout, err)
+			if dump != nil {
+				dump()
+			}
+			t.FailNow()
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

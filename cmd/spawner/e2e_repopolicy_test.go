@@ -199,9 +199,17 @@ flavors:
 		return nil
 	}, func() { dumpStuckJobs(t, cfg, notCompleted(gh), gh, lxdExists(client)) })
 	jobsDone := time.Since(start)
+	t.Logf("20 jobs completed in %s", jobsDone.Round(time.Second))
+	// What a post-mortem needs: every runner as `runners list` shows it, and the
+	// records of the jobs that did not complete.
+	dump := func() {
+		out, errOut, code := runCmdSplit(t, nil, "runners", "list", "--json", "--config", cfg)
+		t.Logf("runners list (exit %d): %s%s", code, out, errOut)
+		dumpStuckJobs(t, cfg, notCompleted(gh), gh, lxdExists(client))
+	}
 	noContainers := func() {
 		t.Helper()
-		eventually(t, 2*time.Minute, func() error {
+		eventuallyElse(t, 2*time.Minute, func() error {
 			for name, b := range bks {
 				list, err := b.List(t.Context())
 				if err != nil {
@@ -212,7 +220,7 @@ flavors:
 				}
 			}
 			return nil
-		})
+		}, dump)
 	}
 	noContainers()
 
@@ -294,18 +302,18 @@ flavors:
 		}
 		return nil
 	}
-	eventually(t, time.Minute, func() error { return idleRunner("") })
+	eventuallyElse(t, time.Minute, func() error { return idleRunner("") }, dump)
 	if err := gh.CancelJob(spare.ID); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 2*time.Minute, func() error { return idleRunner("idle") })
+	eventuallyElse(t, 2*time.Minute, func() error { return idleRunner("idle") }, dump)
 	held := gh.CreateJob(fakegithub.JobSpec{Labels: []string{"self-hosted", "tiny"}, Event: "push", EventPayload: push})
 	eventuallyElse(t, time.Minute, func() error {
 		if policy.InFlight() == 0 {
 			return fmt.Errorf("no check in flight")
 		}
 		return nil
-	}, func() { dumpStuckJobs(t, cfg, notCompleted(gh), gh, lxdExists(client)) })
+	}, dump)
 	flushStart := time.Now()
 	out, stderr, code = runCmdSplit(t, nil, "flush", "--mode", "FLUSH_IDLE_WAIT_REPO_CHECK", "--json", "--config", cfg)
 	var res control.FlushResult
@@ -315,13 +323,13 @@ flavors:
 	if res.WaitedSeconds < 8.5 || res.WaitedSeconds > 11.5 || res.Removed < 1 || res.Error != "" {
 		t.Errorf("flush while a check is held 10 s: %+v", res)
 	}
-	eventually(t, time.Minute, func() error {
+	eventuallyElse(t, time.Minute, func() error {
 		j, _ := gh.Job(held.ID)
 		if j.Conclusion != "success" {
 			return fmt.Errorf("held job %s %s", j.Status, j.Conclusion)
 		}
 		return nil
-	})
+	}, dump)
 	noContainers()
 	stopWatch()
 	wg.Wait()

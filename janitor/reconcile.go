@@ -191,6 +191,9 @@ func (p *pass) run() error {
 		_, hasInstance := instances[name]
 		p.record(f, rec, hasInstance)
 	}
+	if ctx.Err() == nil {
+		p.orphans(records)
+	}
 	if p.sum.GitHubChecked {
 		slices.SortFunc(ghList, func(a, b github.Runner) int { return strings.Compare(a.Name, b.Name) })
 		for _, r := range ghList {

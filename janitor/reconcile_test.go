@@ -483,3 +483,54 @@ func TestOverdueRetryIsNotACrash(t *testing.T) {
 		}
 	}
 }
+
+// TestJobWithNoRunnerLeftGetsOne: a queued job whose only runner was taken by a job
+// not ours a while ago, and whose replacement request was never stored (its webhook
+// lost too, so nothing else brings it back), gets a runner from the janitor's pass
+// and runs. A job that still has an untaken runner, and one whose loss is recent,
+// get no request.
+func TestJobWithNoRunnerLeftGetsOne(t *testing.T) {
+	s := system(t, fakegithub.Options{JobDuration: 100 * time.Millisecond})
+	s.GH.SetWebhookFaults(fakegithub.WebhookFaults{DropNext: 1})
+	j := s.GH.CreateJob(fakegithub.JobSpec{Labels: []string{"big"}})
+	long := time.Now().Add(-10 * time.Minute)
+	lost := fmt.Sprintf("spawner-big-%d-0", j.ID)
+	fleettest.PutJob(t, s.Conn, fleet.JobRecord{
+		ID: j.ID, Flavor: "big", Repo: j.Repo, RunID: j.RunID, RunAttempt: j.RunAttempt, Labels: j.Labels,
+		State: fleet.JobQueued, Runners: []string{lost}, ReceivedAt: long, UpdatedAt: long,
+	})
+	p := planter{t, s}
+	p.runner(fleet.RunnerRecord{Name: lost, Flavor: "big", State: fleet.RunnerFinished, ForJob: j.ID, TookJob: 987654321,
+		InstanceID: lost, InstanceDeleted: true, CreatedAt: long, UpdatedAt: long})
+
+	// Not orphans: a job whose loss is a moment old (its request may be on its way),
+	// and one that has an untaken runner of its own besides the one it lost.
+	fresh, other := int64(880001), int64(880002)
+	for _, id := range []int64{fresh, other} {
+		fleettest.PutJob(t, s.Conn, fleet.JobRecord{ID: id, Flavor: "big", Repo: "octo-org/octo-repo", Labels: []string{"big"},
+			State: fleet.JobQueued, Runners: []string{fmt.Sprintf("spawner-big-%d-0", id)}, UpdatedAt: long})
+	}
+	p.runner(fleet.RunnerRecord{Name: fmt.Sprintf("spawner-big-%d-0", fresh), Flavor: "big", State: fleet.RunnerFinished,
+		ForJob: fresh, TookJob: 987654322, InstanceID: "x", InstanceDeleted: true})
+	p.runner(fleet.RunnerRecord{Name: fmt.Sprintf("spawner-big-%d-0", other), Flavor: "big", State: fleet.RunnerFinished,
+		ForJob: other, TookJob: 987654323, InstanceID: "y", InstanceDeleted: true, UpdatedAt: long})
+	p.runner(fleet.RunnerRecord{Name: fmt.Sprintf("spawner-big-%d-1", other), Flavor: "big", State: fleet.RunnerCreating,
+		ForJob: other, CreatingUntil: time.Now().Add(time.Hour), UpdatedAt: long})
+
+	log := msgLog{lines: map[string][]string{}}
+	startJanitor(t, s, func(o *janitor.Options) { o.Logger = slog.New(&log) })
+	jobDone(t, s, j.ID, "success", 30*time.Second)
+	rescued := func(runner string) bool {
+		return slices.ContainsFunc(log.of(runner), func(m string) bool { return strings.Contains(m, "no runner of its own") })
+	}
+	if !rescued(lost) {
+		t.Errorf("the rescue is not logged for %s: %q", lost, log.of(lost))
+	}
+	// Passes run every 200 ms: let several more judge the other two.
+	time.Sleep(time.Second)
+	for _, id := range []int64{fresh, other} {
+		if name := fmt.Sprintf("spawner-big-%d-0", id); rescued(name) {
+			t.Errorf("job %d was asked a runner for its loss of %s: %q", id, name, log.of(name))
+		}
+	}
+}

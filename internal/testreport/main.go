@@ -179,7 +179,41 @@ func run(in io.Reader, out io.Writer, getenv func(string) string) int {
 			fmt.Fprintln(out, "  "+s+mark)
 		}
 	}
+	printWhy(out, failed, r.output)
 	return code
+}
+
+// whyLines and whyWidth bound printWhy's lines per test and their length.
+const whyLines, whyWidth = 12, 300
+
+// printWhy ends the report with each failed test's own messages (the lines it logged
+// itself, not the process output it printed below them): a reader, or a tool, that
+// sees only the end of a long CI log still learns why each test failed.
+func printWhy(out io.Writer, failed []string, output map[string]*strings.Builder) {
+	if len(failed) == 0 {
+		return
+	}
+	fmt.Fprintln(out, "\nwhy each test failed (its own messages; the output above has the rest):")
+	for _, key := range failed {
+		fmt.Fprintln(out, "  "+key)
+		var msgs []string
+		if b := output[key]; b != nil {
+			for _, l := range strings.Split(b.String(), "\n") {
+				if testMessage.MatchString(l) && !strings.HasSuffix(l, " output:") {
+					msgs = append(msgs, strings.TrimSpace(l))
+				}
+			}
+		}
+		if len(msgs) > whyLines {
+			msgs = append(msgs[:whyLines], fmt.Sprintf("… %d more", len(msgs)-whyLines))
+		}
+		for _, m := range msgs {
+			if len(m) > whyWidth {
+				m = m[:whyWidth] + " …"
+			}
+			fmt.Fprintln(out, "    "+m)
+		}
+	}
 }
 
 // timedTest is a top-level test that passed, with how long it took.

@@ -141,3 +141,44 @@ func TestSecondRunFailureShowsItsOutput(t *testing.T) {
 		t.Errorf("package line:\n%s", got)
 	}
 }
+
+// The report ends with why each test failed, however long the output before it: CI's
+// view of a failed run shows its end, and once showed only process logs and the
+// skipped list, not the reason (TestLXDRepoPolicy).
+func TestReportEndsWithWhy(t *testing.T) {
+	var in strings.Builder
+	line := func(test, s string) {
+		in.WriteString(`{"Action":"output","Package":"p","Test":"` + test + `","Output":"` + s + `\n"}` + "\n")
+	}
+	line("TestX", "    x_test.go:3: not within 1m0s: no check in flight")
+	line("TestX", "    main_test.go:91: spawner serve output:")
+	for range 300 {
+		line("TestX", "        time=... level=INFO msg=noise")
+	}
+	line("TestY", "    y_test.go:9: 99 of 100 jobs completed")
+	in.WriteString(`{"Action":"fail","Package":"p","Test":"TestX"}` + "\n")
+	in.WriteString(`{"Action":"fail","Package":"p","Test":"TestY"}` + "\n")
+	in.WriteString(`{"Action":"output","Package":"p","Test":"TestZ","Output":"    z_test.go:1: benchmark: set SPAWNER_BENCH=1\n"}` + "\n")
+	in.WriteString(`{"Action":"skip","Package":"p","Test":"TestZ"}` + "\n")
+	in.WriteString(`{"Action":"fail","Package":"p","Elapsed":1}` + "\n")
+	var out strings.Builder
+	if code := run(strings.NewReader(in.String()), &out, func(string) string { return "" }); code != 1 {
+		t.Fatalf("exit %d", code)
+	}
+	_, end, ok := strings.Cut(out.String(), "\nskipped:")
+	if !ok {
+		t.Fatalf("no skipped list:\n%s", out.String())
+	}
+	_, why, ok := strings.Cut(end, "why each test failed")
+	if !ok {
+		t.Fatalf("the report does not end with why the tests failed:\n%s", end)
+	}
+	for _, want := range []string{"p TestX", "x_test.go:3: not within 1m0s: no check in flight", "p TestY", "y_test.go:9: 99 of 100 jobs completed"} {
+		if !strings.Contains(why, want) {
+			t.Errorf("the end lacks %q:\n%s", want, why)
+		}
+	}
+	if strings.Contains(why, "noise") || strings.Contains(why, "serve output") {
+		t.Errorf("the end repeats process output:\n%s", why)
+	}
+}

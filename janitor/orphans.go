@@ -24,8 +24,9 @@ const orphanLookback = time.Hour
 
 // orphans asks for a runner for every queued job whose runners are all lost (taken by
 // other jobs, or over without a job) since at least orphanGrace, with nothing of its
-// own untaken. Failed creates are not losses here: the consumer retries them. The request is keyed by the job's most recent loss, the same key the
-// request made at the loss had: while that one is stored (the duplicate window), this
+// own untaken. Failed creates are not losses here: the consumer retries them. The
+// request is keyed by the job's most recent loss, the same key the request made at
+// the loss had: while that one is stored (the duplicate window), this
 // one is dropped as its duplicate, and a job that merely waits for capacity gets no
 // second event. It goes out as a rescue: the consumer checks with GitHub that the
 // job still waits before it spends a runner on it.

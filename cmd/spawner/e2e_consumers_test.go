@@ -183,12 +183,7 @@ func (w *e2eWorld) waitAllCompleted(t *testing.T, cfg string, timeout time.Durat
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		var stuck []fakegithub.Job
-		for _, j := range w.gh.Jobs() {
-			if j.Status != "completed" {
-				stuck = append(stuck, j)
-			}
-		}
+		stuck := notCompleted(w.gh)
 		if len(stuck) == 0 {
 			return
 		}

@@ -192,14 +192,6 @@ flavors:
 	if len(wants) != 20 {
 		t.Fatalf("%d jobs", len(wants))
 	}
-	eventuallyElse(t, 4*time.Minute, func() error {
-		if n := len(notCompleted(gh)); n > 0 {
-			return fmt.Errorf("%d of 20 jobs not completed", n)
-		}
-		return nil
-	}, func() { dumpStuckJobs(t, cfg, notCompleted(gh), gh, lxdExists(client)) })
-	jobsDone := time.Since(start)
-	t.Logf("20 jobs completed in %s", jobsDone.Round(time.Second))
 	// What a post-mortem needs: every runner as `runners list` shows it, and the
 	// records of the jobs that did not complete.
 	dump := func() {
@@ -207,6 +199,14 @@ flavors:
 		t.Logf("runners list (exit %d): %s%s", code, out, errOut)
 		dumpStuckJobs(t, cfg, notCompleted(gh), gh, lxdExists(client))
 	}
+	eventuallyElse(t, 4*time.Minute, func() error {
+		if n := len(notCompleted(gh)); n > 0 {
+			return fmt.Errorf("%d of 20 jobs not completed", n)
+		}
+		return nil
+	}, dump)
+	jobsDone := time.Since(start)
+	t.Logf("20 jobs completed in %s", jobsDone.Round(time.Second))
 	noContainers := func() {
 		t.Helper()
 		eventuallyElse(t, 2*time.Minute, func() error {

@@ -52,6 +52,28 @@ type Backend interface {
 	List(ctx context.Context) ([]Instance, error)
 }
 
+// FinishedDeleter is a Backend whose instances can go by themselves once their
+// runner is done: LXD's ephemeral instances, which the runner's power-off removes.
+// For such an instance, stopping and deleting it through the API is work the
+// infrastructure does twice, and on a busy host the creates of a burst wait behind
+// it (BENCHMARKS.md, "Bursts on real LXD").
+type FinishedDeleter interface {
+	// DeleteFinished is Delete for the instance of a runner that has finished its
+	// job and is powering off: the backend may wait, within a bound of its own, for
+	// the instance to go by itself, and deletes it as Delete does when it does not.
+	// Its contract is Delete's: nil only once the instance no longer exists.
+	DeleteFinished(ctx context.Context, name string) error
+}
+
+// DeleteFinished removes the instance of a finished runner: through b's
+// FinishedDeleter when it has one, else with Delete.
+func DeleteFinished(ctx context.Context, b Backend, name string) error {
+	if fd, ok := b.(FinishedDeleter); ok {
+		return fd.DeleteFinished(ctx, name)
+	}
+	return b.Delete(ctx, name)
+}
+
 // InstanceSpec is what the consumer asks a backend for: one instance for one runner.
 type InstanceSpec struct {
 	// Name is the instance name, equal to the runner name; unique in the deployment.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/runner-spawner/runner-spawner/backends"
 	"github.com/runner-spawner/runner-spawner/fleet"
 	"github.com/runner-spawner/runner-spawner/internal/logkey"
 	"github.com/runner-spawner/runner-spawner/queue"
@@ -62,7 +63,9 @@ func (c *Consumer) deleteFinished(ctx context.Context, name string) {
 	if f == nil {
 		return // another process serves that flavor; it or the janitor deletes it
 	}
-	if err := f.Backend.Delete(ctx, name); err != nil {
+	// The runner is done and powers its instance off: a backend whose instances go
+	// by themselves then (LXD's ephemeral ones) waits for that instead of doing it.
+	if err := backends.DeleteFinished(ctx, f.Backend, name); err != nil {
 		if c.cutShort(ctx) {
 			return
 		}

@@ -216,6 +216,9 @@ func (c *Consumer) Finished(runnerName string) {
 	}
 }
 
+// cleanupWorkers is how many finished runners' instances are deleted at once.
+const cleanupWorkers = 16
+
 // errStopGrace ends the work a shutdown lets finish: StopGrace has passed.
 var errStopGrace = errors.New("consumer: stop grace over")
 
@@ -245,8 +248,11 @@ func (c *Consumer) Run(ctx context.Context) error {
 			wg.Go(func() { c.keepPool(ctx, work, f) })
 		}
 	}
-	// Cleanup workers finish what is queued before they stop, within StopGrace.
-	for range 4 {
+	// Cleanup workers finish what is queued before they stop, within StopGrace. A
+	// delete is mostly waiting (for an ephemeral instance to go by itself, for a
+	// cloud to remove a server) and each backend bounds its own calls in flight, so
+	// there are enough workers that finished runners never queue behind the waits.
+	for range cleanupWorkers {
 		wg.Go(func() { c.cleanupLoop(ctx, work) })
 	}
 	done := make(chan struct{})

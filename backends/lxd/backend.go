@@ -174,6 +174,9 @@ type Backend struct {
 	logger *slog.Logger
 	// startPause is the wait before the one retry of a failed start.
 	startPause time.Duration
+	// grace and recheck pace DeleteFinished's wait for an ephemeral instance
+	// (ephemeralGrace, ephemeralRecheck).
+	grace, recheck time.Duration
 }
 
 var _ backends.Backend = (*Backend)(nil)
@@ -204,7 +207,7 @@ func New(c *Client, opts Options) (*Backend, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	return &Backend{
-		c: c, o: opts, startPause: startRetryPause,
+		c: c, o: opts, startPause: startRetryPause, grace: ephemeralGrace, recheck: ephemeralRecheck,
 		logger: logger.With(logkey.Backend, BackendName, logkey.Flavor, opts.Flavor),
 	}, nil
 }

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 )
 
 // fakeLXD is an httptest server speaking LXD's REST shapes for the calls the client
@@ -39,6 +41,12 @@ type fakeLXD struct {
 	fault func(action, instance string) string
 	// hold, when set, keeps every operation running until it is closed.
 	hold chan struct{}
+	// listeners are the open event streams (GET /1.0/events), each fed its
+	// lifecycle events as JSON.
+	listeners map[chan []byte]bool
+	// noEvents makes /1.0/events answer 404, as a server too old for it would;
+	// quietDeletes deletes without sending the event, as if the stream missed it.
+	noEvents, quietDeletes bool
 }
 
 type fakeRequest struct {
@@ -65,6 +73,7 @@ func newFakeLXD(t *testing.T) *fakeLXD {
 		ops:       map[string]*fakeOp{},
 		files:     map[string]fakeFile{},
 		logs:      map[string]string{},
+		listeners: map[chan []byte]bool{},
 	}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.srv.Close)
@@ -125,6 +134,8 @@ func (f *fakeLXD) serve(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == "/1.0" && r.Method == http.MethodGet:
 		sync200(w, map[string]any{"api_version": "1.0", "auth": "trusted", "api_extensions": []string{"api_filtering"},
 			"environment": map[string]any{"server_version": "5.0.2"}})
+	case r.URL.Path == "/1.0/events" && r.Method == http.MethodGet:
+		f.events(w, r)
 	case len(parts) == 3 && parts[0] == "operations" && parts[2] == "wait":
 		f.wait(w, r, parts[1])
 	case len(parts) == 1 && parts[0] == "instances" && r.Method == http.MethodGet:
@@ -149,7 +160,7 @@ func (f *fakeLXD) serve(w http.ResponseWriter, r *http.Request) {
 			if in.Status == "Running" {
 				return "Instance is running"
 			}
-			delete(f.instances, in.Name)
+			f.removeLocked(in.Name)
 			return ""
 		})
 	case len(parts) == 3 && parts[0] == "instances" && parts[2] == "state":
@@ -168,6 +179,9 @@ func (f *fakeLXD) serve(w http.ResponseWriter, r *http.Request) {
 					return "The instance is already stopped"
 				}
 				in.Status = "Stopped"
+				if in.Ephemeral {
+					f.removeLocked(in.Name)
+				}
 			}
 			return ""
 		})
@@ -364,4 +378,101 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// events serves GET /1.0/events?type=lifecycle as LXD does: a websocket carrying
+// one JSON message per event, from the moment it is open.
+func (f *fakeLXD) events(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	off := f.noEvents
+	f.mu.Unlock()
+	if off || r.URL.Query().Get("type") != "lifecycle" {
+		lxdError(w, 404, "not found")
+		return
+	}
+	conn, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		return
+	}
+	defer conn.CloseNow()
+	feed := make(chan []byte, 64)
+	f.mu.Lock()
+	f.listeners[feed] = true
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		delete(f.listeners, feed)
+		f.mu.Unlock()
+	}()
+	// The client only reads; its close shows up here as the read failing.
+	ctx := conn.CloseRead(r.Context())
+	for {
+		select {
+		case msg, ok := <-feed:
+			if !ok {
+				return // dropStreams: the daemon went away
+			}
+			if conn.Write(ctx, websocket.MessageText, msg) != nil {
+				return
+			}
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// emitLocked sends a lifecycle event about an instance to every open stream.
+func (f *fakeLXD) emitLocked(action, instance string) {
+	msg, _ := json.Marshal(map[string]any{
+		"type": "lifecycle", "timestamp": time.Now(), "project": "default", "location": "none",
+		"metadata": map[string]any{"action": action, "source": "/1.0/instances/" + instance,
+			"requestor": map[string]any{"username": "root", "protocol": "unix"}},
+	})
+	for feed := range f.listeners {
+		select {
+		case feed <- msg:
+		default: // a stream that does not keep up loses events, as LXD's does
+		}
+	}
+}
+
+// removeLocked deletes an instance and says so on the event streams.
+func (f *fakeLXD) removeLocked(name string) {
+	delete(f.instances, name)
+	if !f.quietDeletes {
+		f.emitLocked("instance-deleted", name)
+	}
+}
+
+// powerOff is the runner inside powering its instance off: an ephemeral instance
+// is deleted, any other stops.
+func (f *fakeLXD) powerOff(name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	in, ok := f.instances[name]
+	if !ok {
+		return
+	}
+	in.Status = "Stopped"
+	f.emitLocked("instance-stopped", name)
+	if in.Ephemeral {
+		f.removeLocked(name)
+	}
+}
+
+// dropStreams ends every open event stream, as a daemon restart does.
+func (f *fakeLXD) dropStreams() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for feed := range f.listeners {
+		close(feed)
+		delete(f.listeners, feed)
+	}
+}
+
+// streams is the number of open event streams.
+func (f *fakeLXD) streams() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.listeners)
 }

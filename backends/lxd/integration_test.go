@@ -358,3 +358,38 @@ func TestFailedStartOnRealLXD(t *testing.T) {
 		t.Errorf("%d retries of the start logged, want 1:\n%s", n, logs.String())
 	}
 }
+
+// TestEphemeralGoesByItselfOnRealLXD: a finished runner's ephemeral instance is left
+// to LXD, which deletes it as the runner powers it off, and the instance-deleted
+// event of the real daemon's stream ends the wait: no stop, no delete from us.
+func TestEphemeralGoesByItselfOnRealLXD(t *testing.T) {
+	c := realClient(t)
+	cb := listenOnBridge(t, c)
+	var logs syncbuf.Buffer
+	b := realBackend(t, c, Options{DeploymentID: testDeployment(), Flavor: "eph", Bootstrap: BootstrapExec, Ephemeral: true,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	spec, token := cb.execSpec("eph", 9)
+	t.Cleanup(func() { rawDelete(c, spec.Name) })
+	if _, err := b.Create(t.Context(), spec); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	if got := cb.wait(t, 30*time.Second); got != token {
+		t.Fatalf("callback token = %q, want %q", got, token)
+	}
+	// The runner has said it is done and is powering off, as after its job.
+	start := time.Now()
+	if err := b.DeleteFinished(t.Context(), spec.Name); err != nil {
+		t.Fatalf("DeleteFinished: %v", err)
+	}
+	t.Logf("instance gone %v after the runner finished; log:\n%s", time.Since(start).Round(time.Millisecond), logs.String())
+	if _, err := c.Instance(t.Context(), spec.Name); !errors.Is(err, ErrNotFound) {
+		t.Errorf("instance still there after DeleteFinished (lookup: %v)", err)
+	}
+	out := logs.String()
+	if !strings.Contains(out, "seen_by=event") && !strings.Contains(out, `seen_by="before the wait"`) {
+		t.Errorf("the instance's going was not seen on the event stream; log:\n%s", out)
+	}
+	if strings.Contains(out, "through the API") {
+		t.Errorf("fell back to deleting through the API; log:\n%s", out)
+	}
+}

@@ -508,6 +508,10 @@ func minIdleUnknown(t *testing.T, cfg string) {
 	t.Fatalf("config check (exit %d):\n%s", code, out)
 }
 
+// ephemeralGoneRE matches the LXD backend's line for a finished runner's ephemeral
+// instance that LXD deleted, with how the backend saw it go.
+var ephemeralGoneRE = regexp.MustCompile(`msg="instance deleted".* seen_by=("[^"]*"|[a-z]+)`)
+
 // instanceCreatedRE matches the LXD backend's line for each instance made, with how
 // long Backend.Create took (the create, the start and the waits for LXD operation
 // slots between them).
@@ -559,10 +563,21 @@ func spawnerBurstRow(t *testing.T, profile string, minIdle int, lxdKeys, flavorL
 	if d, err := procCPU(e.serve.cmd.Process.Pid); err == nil {
 		row.cpu.spawner = d - serveCPU
 	}
-	for _, m := range instanceCreatedRE.FindAllStringSubmatch(e.serve.out.String(), -1) {
+	out := e.serve.out.String()
+	for _, m := range instanceCreatedRE.FindAllStringSubmatch(out, -1) {
 		if d, err := time.ParseDuration(m[1]); err == nil {
 			row.createStart = append(row.createStart, d)
 		}
+	}
+	if strings.Contains(flavorLXD, "ephemeral: true") {
+		// How finished runners' instances were seen gone: LXD's event, a look, or
+		// (the fallback) a stop and delete through the API.
+		seen := map[string]int{}
+		for _, m := range ephemeralGoneRE.FindAllStringSubmatch(out, -1) {
+			seen[strings.Trim(m[1], `"`)]++
+		}
+		row.note += fmt.Sprintf("; ephemeral instances seen gone by %v, deleted through the API after a failed wait %d",
+			seen, strings.Count(out, "through the API"))
 	}
 	spawnerBreakdown(t, e, flavorOf)
 	if minIdle > 0 {

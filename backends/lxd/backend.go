@@ -79,6 +79,10 @@ type Options struct {
 	Config map[string]string
 	// Ephemeral instances are deleted by LXD as soon as they stop.
 	Ephemeral bool
+	// NoPowerOff says the runner does not power its instance off after its job
+	// (runner.power_off: false): DeleteFinished then deletes at once, ephemeral or
+	// not, since nothing would make the instance go by itself.
+	NoPowerOff bool
 	// Bootstrap is BootstrapCloudInit (default) or BootstrapExec.
 	Bootstrap string
 	// ScriptPath is where BootstrapExec writes the script; empty: DefaultScriptPath.

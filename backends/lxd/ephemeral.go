@@ -30,9 +30,10 @@ var _ backends.FinishedDeleter = (*Backend)(nil)
 // event says when. That saves a stop and a delete per runner, which on a busy host
 // are operations the creates of a burst queue behind. Whatever goes wrong with the
 // wait (no event stream, the stream breaking, the grace passing) falls back to
-// Delete, so the instance goes in every case. Other instances are deleted at once.
+// Delete, so the instance goes in every case. Other instances, and those of a
+// runner that does not power off (Options.NoPowerOff), are deleted at once.
 func (b *Backend) DeleteFinished(ctx context.Context, name string) error {
-	if !b.o.Ephemeral {
+	if !b.o.Ephemeral || b.o.NoPowerOff {
 		return b.Delete(ctx, name)
 	}
 	log := b.logger.With(logkey.Instance, name)

@@ -46,6 +46,7 @@ func newLXDBackends(cfg *config.File, logger *slog.Logger) (map[string]backends.
 			Network:       f.Network,
 			Config:        f.Config,
 			Ephemeral:     f.Ephemeral,
+			NoPowerOff:    fl.Runner.PowerOff != nil && !*fl.Runner.PowerOff,
 			Bootstrap:     f.Bootstrap,
 			Logger:        logger,
 		})

@@ -167,8 +167,9 @@ type LXDFlavor struct {
 	Network string `yaml:"network"`
 	// Config holds extra instance config keys (security.nesting: "true", …).
 	Config map[string]string `yaml:"config"`
-	// Ephemeral instances are deleted by LXD as soon as they stop.
-	Ephemeral bool `yaml:"ephemeral"`
+	// Ephemeral instances are deleted by LXD as soon as they stop. Left out: true,
+	// so a finished runner's power-off is all its instance's removal takes.
+	Ephemeral *bool `yaml:"ephemeral"`
 	// Bootstrap is cloud-init (default: the bootstrap user-data goes into
 	// cloud-init.user-data) or exec (for images without cloud-init: the bootstrap
 	// script is pushed in and run through LXD's exec API after start).
@@ -198,6 +199,10 @@ func (l LXDFlavor) WithDefaults() LXDFlavor {
 	}
 	if l.Profiles == nil {
 		l.Profiles = []string{"default"}
+	}
+	if l.Ephemeral == nil {
+		t := true
+		l.Ephemeral = &t
 	}
 	return l
 }

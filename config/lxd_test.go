@@ -38,9 +38,13 @@ func TestLXDDefaults(t *testing.T) {
 		t.Errorf("lxd defaults (-want +got):\n%s", diff)
 	}
 	got := f.Flavors[0].LXD.WithDefaults()
-	wantFlavor := LXDFlavor{Image: "tiny", Type: "container", Bootstrap: "cloud-init", Profiles: []string{"default"}}
+	wantFlavor := LXDFlavor{Image: "tiny", Type: "container", Bootstrap: "cloud-init", Profiles: []string{"default"}, Ephemeral: ptr(true)}
 	if diff := cmp.Diff(wantFlavor, got); diff != "" {
 		t.Errorf("flavor defaults (-want +got):\n%s", diff)
+	}
+	// An explicit false stays false.
+	if kept := (LXDFlavor{Image: "x", Ephemeral: ptr(false)}).WithDefaults(); *kept.Ephemeral {
+		t.Error("ephemeral: false became true")
 	}
 	// An explicit empty list stays empty: no profiles at all.
 	noProfiles := LXDFlavor{Image: "x", Profiles: []string{}}.WithDefaults()
@@ -87,7 +91,7 @@ lxd:
 	want := LXDFlavor{
 		Image: "runner-noble", Remote: "https://images.example", RemoteProtocol: "lxd", Type: "virtual-machine",
 		Profiles: []string{"default", "runner"}, Limits: LXDLimits{CPU: "2", Memory: "4GiB", Disk: "20GiB"},
-		StoragePool: "fast", Network: "runners", Ephemeral: true, Bootstrap: "exec",
+		StoragePool: "fast", Network: "runners", Ephemeral: ptr(true), Bootstrap: "exec",
 		// YAML booleans and numbers arrive as LXD's strings.
 		Config: map[string]string{"security.nesting": "true", "limits.processes": "2000"},
 	}
@@ -182,3 +186,5 @@ func writeCert(t *testing.T, dir, name string) (certFile, keyFile string) {
 	}
 	return certFile, keyFile
 }
+
+func ptr[T any](v T) *T { return &v }

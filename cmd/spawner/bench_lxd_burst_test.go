@@ -303,9 +303,9 @@ func TestBenchLXDBurst(t *testing.T) {
 	// operation limits that decide that default (2, the raw launcher's usual best on
 	// a 2-core host, and the adaptive limit under the default ceiling), then the warm
 	// pool on the defaults.
-	// Then the flavor's ephemeral instances (LXD deletes a runner's container when it
-	// powers off, as the raw launcher's), alone and with the raw launcher's usual
-	// operation limit.
+	// Then instances that are not ephemeral (the default before 1f290d4: the spawner
+	// stops and deletes each finished runner's container, where LXD deletes an
+	// ephemeral one as its runner powers it off, as the raw launcher's).
 	// Then more in flight: a higher operation limit, and more consumer workers (each
 	// holds its job for the whole create, so workers × flavors bounds the creates in
 	// flight).
@@ -319,8 +319,7 @@ func TestBenchLXDBurst(t *testing.T) {
 		{"spawner-ops-2", "spawner, lxd.max_concurrent_operations 2", "max_concurrent_operations: 2", 0, "", ""},
 		{"spawner-adaptive", "spawner, lxd.adaptive_operations (ceiling 8)", "adaptive_operations: true", 0, "", ""},
 		{"spawner-min-idle", fmt.Sprintf("spawner, min_idle %d", burstMinIdle), "", burstMinIdle, "", ""},
-		{"spawner-ephemeral", "spawner, flavors[].lxd.ephemeral", "", 0, ", ephemeral: true", ""},
-		{"spawner-ephemeral-ops-2", "spawner, flavors[].lxd.ephemeral, lxd.max_concurrent_operations 2", "max_concurrent_operations: 2", 0, ", ephemeral: true", ""},
+		{"spawner-not-ephemeral", "spawner, flavors[].lxd.ephemeral false", "", 0, ", ephemeral: false", ""},
 		{"spawner-ops-16", "spawner, lxd.max_concurrent_operations 16", "max_concurrent_operations: 16", 0, "", ""},
 		{"spawner-workers-8", "spawner, consumer.workers 8", "", 0, "", "workers: 8"},
 		{"spawner-workers-8-ops-16", "spawner, consumer.workers 8, lxd.max_concurrent_operations 16", "max_concurrent_operations: 16", 0, "", "workers: 8"},
@@ -569,7 +568,7 @@ func spawnerBurstRow(t *testing.T, profile string, minIdle int, lxdKeys, flavorL
 			row.createStart = append(row.createStart, d)
 		}
 	}
-	if strings.Contains(flavorLXD, "ephemeral: true") {
+	if !strings.Contains(flavorLXD, "ephemeral: false") {
 		// How finished runners' instances were seen gone: LXD's event, a look, or
 		// (the fallback) a stop and delete through the API.
 		seen := map[string]int{}

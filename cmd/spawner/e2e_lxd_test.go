@@ -155,7 +155,7 @@ type lxdE2EOptions struct {
 	// lxdKeys is the config's top-level lxd section's keys in flow style
 	// ("max_concurrent_operations: 2"); not with overHTTPS, which writes that section.
 	lxdKeys string
-	// flavorLXD is added to every flavor's lxd section (", ephemeral: true").
+	// flavorLXD is added to every flavor's lxd section (", ephemeral: false").
 	flavorLXD string
 	// consumerKeys is the config's consumer section's keys in flow style
 	// ("workers: 8"); empty: no consumer section.
@@ -266,9 +266,12 @@ func (e *lxdE2E) noContainersLeft(t *testing.T, timeout time.Duration) {
 // TestLXDEndToEnd is issue 5's end-to-end check on real containers: jobs arrive by
 // webhook; each runner container boots the tiny image, fetches its config from the
 // spawner over the bridge, runs the runner program against the fake GitHub, which
-// runs the job; containers are deleted afterwards. 20 jobs over 2 flavors.
+// runs the job; containers are deleted afterwards. 20 jobs over 2 flavors. Its
+// containers are not ephemeral, so that the spawner's own stop and delete of a
+// finished runner's container stays tested end to end; the other LXD tests run on
+// the default, ephemeral containers that LXD deletes.
 func TestLXDEndToEnd(t *testing.T) {
-	e := startLXDE2E(t, []e2eFlavor{{"small", "small", 3}, {"large", "large", 2}}, time.Second)
+	e := startLXDE2EOpts(t, lxdE2EOptions{flavors: []e2eFlavor{{"small", "small", 3}, {"large", "large", 2}}, jobDuration: time.Second, flavorLXD: ", ephemeral: false"})
 	ctx, stop := context.WithCancel(t.Context())
 	var wg sync.WaitGroup
 	wg.Go(func() { e.watch(ctx) })

@@ -45,7 +45,7 @@ func newLXDBackends(cfg *config.File, logger *slog.Logger) (map[string]backends.
 			StoragePool:   f.StoragePool,
 			Network:       f.Network,
 			Config:        f.Config,
-			Ephemeral:     f.Ephemeral,
+			Ephemeral:     *f.Ephemeral,
 			NoPowerOff:    fl.Runner.PowerOff != nil && !*fl.Runner.PowerOff,
 			Bootstrap:     f.Bootstrap,
 			Logger:        logger,

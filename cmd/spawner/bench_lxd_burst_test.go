@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -667,8 +668,10 @@ type cpuMeter struct {
 	busy, total uint64
 }
 
-// startCPU takes the first reading; the LXD daemon is the process named lxd that is
-// not one of its fork helpers.
+// startCPU takes the first reading; the LXD daemon is the process named lxd run as
+// "lxd" or "lxd --flags": not one of its helpers ("lxd forkstart …", "lxd callhook
+// …") nor a container's monitor ("[lxc monitor] …", also named lxd), which a row
+// with a warm pool has at its start and which ends with its container.
 func startCPU(t *testing.T) *cpuMeter {
 	m := &cpuMeter{}
 	dirs, err := os.ReadDir("/proc")
@@ -684,7 +687,8 @@ func startCPU(t *testing.T) *cpuMeter {
 		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
 		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 		args := strings.Split(string(cmdline), "\x00")
-		if strings.TrimSpace(string(comm)) == "lxd" && len(args) > 1 && !strings.HasPrefix(args[1], "fork") {
+		if strings.TrimSpace(string(comm)) == "lxd" && len(args) > 1 && filepath.Base(args[0]) == "lxd" &&
+			(args[1] == "" || strings.HasPrefix(args[1], "-")) {
 			m.lxdPID = pid
 			break
 		}

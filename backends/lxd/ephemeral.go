@@ -61,8 +61,11 @@ func (b *Backend) DeleteFinished(ctx context.Context, name string) error {
 	}()
 
 	present, err := b.present(ctx, name)
-	if err != nil || !present {
-		return b.deleted(name, start, err, "before the wait")
+	if err != nil {
+		return err
+	}
+	if !present {
+		return b.gone(name, start, "before the wait")
 	}
 	recheck := time.NewTicker(b.recheck)
 	defer recheck.Stop()
@@ -70,7 +73,7 @@ func (b *Backend) DeleteFinished(ctx context.Context, name string) error {
 		select {
 		case err := <-gone:
 			if err == nil {
-				return b.deleted(name, start, nil, "event")
+				return b.gone(name, start, "event")
 			}
 			if ctx.Err() != nil {
 				return fmt.Errorf("delete instance %s: %w", name, ctx.Err())
@@ -85,7 +88,7 @@ func (b *Backend) DeleteFinished(ctx context.Context, name string) error {
 			// A failed look changes nothing: the event, the next look or the grace
 			// decides.
 			if present, err := b.present(ctx, name); err == nil && !present {
-				return b.deleted(name, start, nil, "look")
+				return b.gone(name, start, "look")
 			}
 		}
 	}
@@ -106,11 +109,8 @@ func (b *Backend) present(ctx context.Context, name string) (bool, error) {
 	return true, nil
 }
 
-// deleted ends DeleteFinished: err from a look, or the instance seen gone by how.
-func (b *Backend) deleted(name string, start time.Time, err error, how string) error {
-	if err != nil {
-		return err
-	}
+// gone ends DeleteFinished once the instance was seen gone, by how.
+func (b *Backend) gone(name string, start time.Time, how string) error {
 	b.logger.Info("instance deleted", logkey.Instance, name, "by", "lxd (ephemeral)", "seen_by", how,
 		"waited", time.Since(start).Round(time.Millisecond))
 	return nil

@@ -96,11 +96,34 @@ func TestOutcomeOfARun(t *testing.T) {
 	if rec, err := f.Runner(ctx, "r-webhook"); err != nil || rec.Outcome != fleet.OutcomeNormal {
 		t.Errorf("webhook-completed runner: outcome %q (%v)", rec.Outcome, err)
 	}
+	// A runner the spawner retired before it took a job (a spare past idle_ttl, an
+	// idle runner flushed) exits non-zero as its registration goes: no run ended,
+	// nothing is counted. One that ends by itself before a job is abnormal.
+	for name, retired := range map[string]bool{"r-reaped": true, "r-died": false} {
+		if _, _, err := f.StartCreate(ctx, &fleet.RunnerRecord{Name: name, Flavor: "small", ForJob: 1}); err != nil {
+			t.Fatal(err)
+		}
+		if retired {
+			if _, err := f.Retire(ctx, name, "idle past idle_ttl", nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := f.Report(ctx, name, fleet.EventJobFinished, 3, ok); err != nil {
+			t.Fatal(err)
+		}
+		want := fleet.OutcomeAbnormal
+		if retired {
+			want = fleet.OutcomeNone
+		}
+		if rec, err := f.Runner(ctx, name); err != nil || rec.Outcome != want || rec.ExitCode == nil || *rec.ExitCode != 3 {
+			t.Errorf("%s: outcome %q, exit code %v (%v), want %q and 3", name, rec.Outcome, rec.ExitCode, err, want)
+		}
+	}
 	// A retried job_finished changes nothing and counts nothing.
 	if err := f.Report(ctx, "r-ok", fleet.EventJobFinished, 3, ok); !errors.Is(err, fleet.ErrUnchanged) {
 		t.Errorf("a second job_finished: %v", err)
 	}
-	want := map[fleet.Outcome]int{fleet.OutcomeRepoPolicyFailure: 1, fleet.OutcomeNormal: 2, fleet.OutcomeAbnormal: 2}
+	want := map[fleet.Outcome]int{fleet.OutcomeRepoPolicyFailure: 1, fleet.OutcomeNormal: 2, fleet.OutcomeAbnormal: 3}
 	if fmt.Sprint(stops) != fmt.Sprint(want) {
 		t.Errorf("stops counted %v, want %v (each run once)", stops, want)
 	}

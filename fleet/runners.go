@@ -253,6 +253,14 @@ func (f *Fleet) ReportWith(ctx context.Context, name string, ev InstanceEvent, e
 			}
 			code := exitCode
 			r.ExitCode = &code
+			if r.State == RunnerFailed && r.TookJob == 0 && r.BusyAt.IsZero() {
+				// The spawner ended this runner before it took a job (Retire: idle
+				// past idle_ttl, flushed, not up in time), and its runner program
+				// exits non-zero as its registration goes. No run ended, so there
+				// is no outcome to count; a runner that ends by itself before a job
+				// is still abnormal below.
+				return nil
+			}
 			if r.State.Advance(RunnerFinished) {
 				r.FinishedAt = now
 			}

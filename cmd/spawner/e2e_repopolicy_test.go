@@ -360,9 +360,10 @@ flavors:
 	wantStops := map[string]float64{"normal": 13, "repo-policy-check-failure": 5, "external-contributor-check-failure": 3}
 	// An idle runner removed without a job (the one the flush removed, a spare reaped
 	// after idle_ttl) had no run to count, but its runner process exits non-zero
-	// when GitHub drops its registration, and whether the instance reports that
-	// (abnormal) before its delete is a race. Such a stop is not one of the 21 runs;
-	// anything else abnormal is.
+	// when GitHub drops its registration. The janitor removes the registration first
+	// and then marks the runner over: an exit reported after the mark counts nothing,
+	// one reported before it counts as abnormal, and which comes first is a race.
+	// Such a stop is not one of the 21 runs; anything else abnormal is.
 	out, stderr, code = runCmdSplit(t, nil, "runners", "list", "--json", "--config", cfg)
 	var all []runnerRow
 	if code != 0 || json.Unmarshal([]byte(out), &all) != nil {
